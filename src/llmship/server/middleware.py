@@ -1,0 +1,98 @@
+"""Pure-ASGI middleware: request ids, version header, request metrics, one log line."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from llmship.server.metrics import ServerMetrics
+from llmship.server.serving import RequestContext
+
+access_log = logging.getLogger("llmship.access")
+
+_CLIENT_ID = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
+
+
+def new_query_id(client_value: str | None = None) -> str:
+    """The client's X-Request-ID when it is a sane token, else a fresh uuid4 hex."""
+    if client_value and _CLIENT_ID.match(client_value):
+        return client_value
+    return uuid.uuid4().hex
+
+
+class RequestMiddleware:
+    """Adds ``X-Request-ID`` and ``X-Llmship-Version``, counts ``http_requests_total``
+    and writes one access-log line per request (no prompt text)."""
+
+    def __init__(self, app: ASGIApp, metrics: ServerMetrics, *, log_prompts: bool = False):
+        self.app = app
+        self.metrics = metrics
+        self.version = metrics.version
+        self.log_prompts = log_prompts
+        self._version_header = (b"x-llmship-version", self.version.encode())
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        raw_id = headers.get(b"x-request-id")
+        ctx = RequestContext(
+            query_id=new_query_id(raw_id.decode("latin-1") if raw_id else None),
+            started=time.perf_counter(),
+        )
+        scope.setdefault("state", {})["llmship"] = ctx
+        status = 500
+        id_header = (b"x-request-id", ctx.query_id.encode())
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", []), id_header, self._version_header]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            self._record(scope, ctx, status)
+
+    def _record(self, scope: Scope, ctx: RequestContext, status: int) -> None:
+        route = _route(scope)
+        method = scope.get("method", "")
+        self.metrics.requests.labels(
+            method=method, route=route, status=str(status), version=self.version
+        ).inc()
+        if route in ("/metrics", "/healthz", "/readyz"):
+            return
+        latency_ms = (time.perf_counter() - ctx.started) * 1000
+        fields: dict[str, Any] = {
+            "id": ctx.query_id,
+            "version": self.version,
+            "method": method,
+            "route": route,
+            "status": status,
+            "latency_ms": f"{latency_ms:.1f}",
+        }
+        if ctx.ttft is not None:
+            fields["ttft_ms"] = f"{ctx.ttft * 1000:.1f}"
+        if ctx.prompt_tokens or ctx.completion_tokens:
+            fields["prompt_tokens"] = ctx.prompt_tokens
+            fields["completion_tokens"] = ctx.completion_tokens
+        if ctx.finish_reason:
+            fields["finish"] = ctx.finish_reason
+        for key, value in ctx.extra.items():
+            if key != "text" or self.log_prompts:
+                fields[key] = value
+        access_log.info(" ".join(f"{k}={v}" for k, v in fields.items()))
+
+
+def _route(scope: Scope) -> str:
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    return path if isinstance(path, str) else "other"

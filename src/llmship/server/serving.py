@@ -1,0 +1,351 @@
+"""The model server's logic: turn API requests into generations, with queueing,
+timeouts, cancellation and metrics; shape OpenAI responses and SSE streams."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from llmship.backends.base import Backend, Chunk, GenerationRequest, Message
+from llmship.errors import (
+    GenerationTimeoutError,
+    InvalidRequestError,
+    NotFoundError,
+    NotReadyError,
+)
+from llmship.release.spec import ReleaseSpec
+from llmship.server.metrics import ServerMetrics
+from llmship.server.protocol import (
+    ChatCompletionRequest,
+    CompletionRequest,
+    PredictRequest,
+    _Sampling,
+)
+from llmship.server.scheduler import Scheduler
+from llmship.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RequestContext:
+    """Per-request facts shared with the access log (through the ASGI scope)."""
+
+    query_id: str
+    started: float
+    route: str = ""
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    ttft: float | None = None
+    finish_reason: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Completion:
+    """A finished, non-streamed generation."""
+
+    text: str
+    finish_reason: str
+    prompt_tokens: int
+    completion_tokens: int
+
+    def usage(self) -> dict[str, int]:
+        return _usage(self.prompt_tokens, self.completion_tokens)
+
+
+def _usage(prompt: int, completion: int) -> dict[str, int]:
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+class ModelService:
+    """One loaded release behind a bounded queue."""
+
+    def __init__(self, spec: ReleaseSpec, backend: Backend, settings: Settings, metrics: ServerMetrics):
+        self.spec = spec
+        self.backend = backend
+        self.settings = settings
+        self.metrics = metrics
+        self.scheduler = Scheduler(backend.max_concurrency, settings.queue_size)
+        self.ready = False
+        self.load_error: str | None = None
+        self.created = int(time.time())
+
+    @property
+    def version(self) -> str:
+        return self.spec.ref
+
+    async def start(self) -> None:
+        """Load the model; the server answers /readyz with 200 afterwards."""
+        await self.backend.start()
+        self.ready = True
+
+    async def close(self) -> None:
+        self.ready = False
+        await self.backend.close()
+
+    # -- requests -> generation requests -----------------------------------------
+
+    def check_model(self, model: str | None) -> None:
+        """Accept the release name, NAME@VERSION, or no model at all."""
+        if model in (None, "", self.spec.name, self.spec.ref):
+            return
+        raise NotFoundError(
+            f"the model {model!r} is not served here; this server serves {self.spec.name!r} "
+            f"({self.spec.ref})",
+            param="model",
+            code="model_not_found",
+        )
+
+    def _sampling(self, req: _Sampling, max_tokens: int | None) -> dict[str, Any]:
+        params = self.spec.params
+        limit = self.settings.max_request_tokens
+        wanted = max_tokens if max_tokens is not None else params.max_tokens
+        if wanted > limit:
+            raise InvalidRequestError(
+                f"max_tokens is {wanted}, above the limit of {limit}; ask for fewer tokens",
+                param="max_tokens",
+            )
+        return {
+            "max_tokens": wanted,
+            "temperature": params.temperature if req.temperature is None else req.temperature,
+            "top_p": params.top_p if req.top_p is None else req.top_p,
+            "top_k": params.top_k if req.top_k is None else req.top_k,
+            "seed": params.seed if req.seed is None else req.seed,
+            "stop": tuple(params.stop) + req.stop_list(),
+            "repeat_penalty": params.repeat_penalty,
+            "presence_penalty": (
+                params.presence_penalty if req.presence_penalty is None else req.presence_penalty
+            ),
+            "frequency_penalty": (
+                params.frequency_penalty if req.frequency_penalty is None else req.frequency_penalty
+            ),
+        }
+
+    def _messages(self, user_messages: list[tuple[str, str]]) -> tuple[Message, ...]:
+        prompt = self.spec.prompt
+        messages = [Message(role, text) for role, text in user_messages]
+        if not any(m.content.strip() for m in messages):
+            raise InvalidRequestError(
+                "messages: the conversation has no text; send at least one non-empty message",
+                param="messages",
+            )
+        last_user = max((i for i, m in enumerate(messages) if m.role == "user"), default=None)
+        if last_user is not None and prompt.template:
+            m = messages[last_user]
+            messages[last_user] = Message(m.role, prompt.apply(m.content))
+        if prompt.system and not any(m.role in ("system", "developer") for m in messages):
+            messages.insert(0, Message("system", prompt.system))
+        return tuple(Message("system" if m.role == "developer" else m.role, m.content) for m in messages)
+
+    def chat_request(self, req: ChatCompletionRequest) -> GenerationRequest:
+        self.check_model(req.model)
+        if req.logprobs:
+            raise InvalidRequestError("logprobs are not supported; omit the field", param="logprobs")
+        messages = self._messages([(m.role, m.text()) for m in req.messages])
+        max_tokens = req.max_completion_tokens or req.max_tokens
+        return GenerationRequest(messages=messages, **self._sampling(req, max_tokens))
+
+    def completion_request(self, req: CompletionRequest) -> GenerationRequest:
+        self.check_model(req.model)
+        if req.echo:
+            raise InvalidRequestError("echo is not supported; omit the field", param="echo")
+        if req.suffix is not None:
+            raise InvalidRequestError("suffix is not supported; omit the field", param="suffix")
+        prompt = req.prompt
+        if isinstance(prompt, list):
+            if len(prompt) != 1:
+                raise InvalidRequestError(
+                    "prompt: send one prompt per request (a string, or a list of one string)",
+                    param="prompt",
+                )
+            prompt = prompt[0]
+        if not prompt.strip():
+            raise InvalidRequestError("prompt is empty; send some text", param="prompt")
+        return GenerationRequest(
+            prompt=self.spec.prompt.apply(prompt), **self._sampling(req, req.max_tokens)
+        )
+
+    def predict_request(self, req: PredictRequest) -> GenerationRequest:
+        if not req.prompt.strip():
+            raise InvalidRequestError("prompt is empty; send some text", param="prompt")
+        sampling = _Sampling(temperature=req.temperature, seed=req.seed)
+        return GenerationRequest(
+            messages=self._messages([("user", req.prompt)]),
+            **self._sampling(sampling, req.max_new_tokens),
+        )
+
+    # -- generation --------------------------------------------------------------
+
+    async def generate(self, request: GenerationRequest, ctx: RequestContext) -> AsyncIterator[Chunk]:
+        """Queue, generate and measure; raises before the first chunk when it cannot start."""
+        if not self.ready:
+            raise NotReadyError(f"{self.version} is still loading; retry shortly")
+        deadline = ctx.started + self.settings.request_timeout
+        gauge = self.metrics.in_flight.labels(version=self.version)
+        gauge.inc()
+        try:
+            try:
+                waited = await asyncio.wait_for(self.scheduler.acquire(), _remaining(deadline))
+            except asyncio.TimeoutError:
+                raise self._timeout("waiting in the queue") from None
+            self.metrics.queue_wait.labels(version=self.version).observe(waited)
+            began = time.perf_counter()
+            stream = self.backend.stream(request)
+            try:
+                while True:
+                    try:
+                        chunk = await asyncio.wait_for(stream.__anext__(), _remaining(deadline))
+                    except StopAsyncIteration:
+                        break
+                    except asyncio.TimeoutError:
+                        raise self._timeout("generating") from None
+                    if chunk.text and ctx.ttft is None:
+                        ctx.ttft = time.perf_counter() - ctx.started
+                    ctx.completion_tokens += chunk.tokens
+                    if chunk.prompt_tokens is not None:
+                        ctx.prompt_tokens = chunk.prompt_tokens
+                    if chunk.finish_reason:
+                        ctx.finish_reason = chunk.finish_reason
+                        self._observe(ctx)
+                    yield chunk
+            finally:
+                await stream.aclose()
+                self.scheduler.release(time.perf_counter() - began)
+        finally:
+            gauge.dec()
+
+    def _observe(self, ctx: RequestContext) -> None:
+        self.metrics.observe_generation(
+            ctx.route,
+            latency=time.perf_counter() - ctx.started,
+            ttft=ctx.ttft,
+            prompt_tokens=ctx.prompt_tokens,
+            completion_tokens=ctx.completion_tokens,
+        )
+
+    def _timeout(self, doing: str) -> GenerationTimeoutError:
+        return GenerationTimeoutError(
+            f"the request took longer than {self.settings.request_timeout:g}s ({doing}); "
+            "ask for fewer tokens or raise request_timeout"
+        )
+
+    async def complete(self, request: GenerationRequest, ctx: RequestContext) -> Completion:
+        """Generate the whole answer."""
+        parts: list[str] = []
+        stream = self.generate(request, ctx)
+        try:
+            async for chunk in stream:
+                parts.append(chunk.text)
+        finally:
+            await stream.aclose()
+        return Completion(
+            text="".join(parts),
+            finish_reason=ctx.finish_reason or "stop",
+            prompt_tokens=ctx.prompt_tokens,
+            completion_tokens=ctx.completion_tokens,
+        )
+
+
+def _remaining(deadline: float) -> float:
+    return max(deadline - time.perf_counter(), 0.0)
+
+
+# -- OpenAI response shapes -----------------------------------------------------
+
+
+def chat_response(ctx: RequestContext, model: str, result: Completion, created: int) -> dict[str, Any]:
+    return {
+        "id": f"chatcmpl-{ctx.query_id}",
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": result.text},
+                "finish_reason": result.finish_reason,
+                "logprobs": None,
+            }
+        ],
+        "usage": result.usage(),
+    }
+
+
+def completion_response(
+    ctx: RequestContext, model: str, result: Completion, created: int
+) -> dict[str, Any]:
+    return {
+        "id": f"cmpl-{ctx.query_id}",
+        "object": "text_completion",
+        "created": created,
+        "model": model,
+        "choices": [
+            {"index": 0, "text": result.text, "finish_reason": result.finish_reason, "logprobs": None}
+        ],
+        "usage": result.usage(),
+    }
+
+
+def _sse(data: dict[str, Any]) -> bytes:
+    return b"data: " + json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode() + b"\n\n"
+
+
+async def sse_stream(
+    chunks: AsyncIterator[Chunk],
+    first: Chunk,
+    ctx: RequestContext,
+    *,
+    chat: bool,
+    model: str,
+    created: int,
+    include_usage: bool,
+) -> AsyncIterator[bytes]:
+    """OpenAI server-sent events for a stream whose first chunk is already known.
+
+    The chunk carrying ``finish_reason`` also carries ``usage``; with
+    ``include_usage`` a final chunk with empty ``choices`` and the usage follows,
+    as OpenAI sends it. A failure mid-stream ends with an error event.
+    """
+    if chat:
+        base = {"id": f"chatcmpl-{ctx.query_id}", "object": "chat.completion.chunk"}
+    else:
+        base = {"id": f"cmpl-{ctx.query_id}", "object": "text_completion"}
+    base |= {"created": created, "model": model}
+
+    def event(chunk: Chunk, role: bool = False) -> dict[str, Any]:
+        if chat:
+            delta: dict[str, Any] = {"role": "assistant"} if role else {}
+            if chunk.text or role:
+                delta["content"] = chunk.text
+            choice: dict[str, Any] = {"index": 0, "delta": delta}
+        else:
+            choice = {"index": 0, "text": chunk.text}
+        choice["logprobs"] = None
+        choice["finish_reason"] = chunk.finish_reason
+        data = base | {"choices": [choice]}
+        if chunk.finish_reason:
+            data["usage"] = _usage(ctx.prompt_tokens, ctx.completion_tokens)
+        return data
+
+    try:
+        yield _sse(event(first, role=True))
+        async for chunk in chunks:
+            yield _sse(event(chunk))
+        if include_usage:
+            yield _sse(base | {"choices": [], "usage": _usage(ctx.prompt_tokens, ctx.completion_tokens)})
+    except Exception as exc:
+        from llmship.errors import LlmshipError
+
+        error = exc if isinstance(exc, LlmshipError) else LlmshipError(f"generation failed: {exc}")
+        log.warning("stream %s ended with an error: %s", ctx.query_id, error.message)
+        ctx.extra["stream_error"] = error.code
+        yield _sse(error.to_dict())
+    finally:
+        await chunks.aclose()  # type: ignore[attr-defined]
+    yield b"data: [DONE]\n\n"

@@ -1,0 +1,138 @@
+"""Typed settings: ``LLMSHIP_*`` environment, then ``llmship.yaml``, then defaults.
+
+This is the one place that lists every setting; ``docs/configuration.md``
+documents each of them and a test keeps the two in step.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import Field, ValidationError, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from llmship.errors import SpecError
+
+CONFIG_ENV = "LLMSHIP_CONFIG"
+DEFAULT_CONFIG = "llmship.yaml"
+
+
+class _YamlSource(PydanticBaseSettingsSource):
+    """Top-level keys of ``llmship.yaml`` that name a setting."""
+
+    def __init__(self, settings_cls: type[BaseSettings], path: Path):
+        super().__init__(settings_cls)
+        self.path = path
+        self.data = _read_yaml(path)
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self.data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.data.items() if k in self.settings_cls.model_fields}
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise SpecError(f"{path}: the configuration must be a mapping of setting: value")
+    return data
+
+
+class Settings(BaseSettings):
+    """Every llmship setting. Environment variables are the field names, upper-case,
+    prefixed with ``LLMSHIP_`` (``home`` is ``LLMSHIP_HOME``)."""
+
+    model_config = SettingsConfigDict(env_prefix="LLMSHIP_", extra="ignore")
+
+    home: Path = Field(
+        Path(".llmship"),
+        description="State directory: the SQLite registry, logs and caches.",
+    )
+    database_url: str | None = Field(
+        None,
+        description="SQLAlchemy URL of the registry; default SQLite at `<home>/registry.db`. "
+        "PostgreSQL: `postgresql+psycopg://user:pass@host/db`.",
+    )
+    env: str = Field(
+        "dev",
+        pattern=r"^[a-z][a-z0-9-]{0,31}$",
+        description="Environment whose aliases commands read and move (dev, test, staging, prod).",
+    )
+    actor: str = Field(
+        default_factory=lambda: os.environ.get("USER") or _login_name(),
+        description="Who is recorded in the alias history and events (default: the login name).",
+    )
+    serve_host: str = Field("127.0.0.1", description="Address `llmship serve` listens on.")
+    serve_port: int = Field(8000, ge=0, le=65535, description="Port `llmship serve` listens on.")
+    queue_size: int = Field(
+        16, ge=0, description="Requests that may wait for a busy model; more get 429."
+    )
+    request_timeout: float = Field(
+        300.0, gt=0, description="Seconds a request may take, waiting included; then 504."
+    )
+    max_request_tokens: int = Field(
+        4096, ge=1, description="Largest `max_tokens` a request may ask for."
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="Log level of llmship's processes."
+    )
+    log_prompts: bool = Field(
+        False, description="Log prompt and response text (off: only ids, sizes and timings)."
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        if self.database_url is not None and "://" not in self.database_url:
+            raise ValueError("database_url must be a URL such as sqlite:///path or postgresql+psycopg://...")
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        path = Path(os.environ.get(CONFIG_ENV, DEFAULT_CONFIG))
+        return (init_settings, env_settings, _YamlSource(settings_cls, path))
+
+    @property
+    def registry_url(self) -> str:
+        """The database URL actually used."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.home / 'registry.db').resolve()}"
+
+
+def _login_name() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from environment, config file and defaults; a clear error when invalid."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}" for e in exc.errors()
+        )
+        raise SpecError(f"invalid settings (LLMSHIP_* or llmship.yaml): {problems}") from exc
