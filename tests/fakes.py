@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 from llmship.backends.base import Backend, BackendInfo, Chunk, GenerationRequest
 from llmship.errors import ContextLengthError
@@ -47,7 +47,7 @@ class FakeBackend(Backend):
     async def health(self) -> bool:
         return self.loaded
 
-    async def stream(self, request: GenerationRequest) -> AsyncIterator[Chunk]:
+    async def stream(self, request: GenerationRequest) -> AsyncGenerator[Chunk, None]:
         self.requests.append(request)
         text = request.prompt or " ".join(m.content for m in request.messages or ())
         prompt_tokens = len(text.split())

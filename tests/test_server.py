@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from fakes import FakeBackend
 from llmship.release.spec import ReleaseSpec, parse_spec
 from llmship.server import ModelService, create_app
 from llmship.server.metrics import ServerMetrics
 from llmship.settings import Settings
-from fakes import FakeBackend
 
 SPEC = parse_spec(
     {
@@ -29,9 +29,7 @@ SPEC = parse_spec(
 )
 
 
-def make_client(
-    backend: FakeBackend, spec: ReleaseSpec = SPEC, **settings: object
-) -> TestClient:
+def make_client(backend: FakeBackend, spec: ReleaseSpec = SPEC, **settings: object) -> TestClient:
     cfg = Settings(home=Path("/nonexistent"), **settings)  # type: ignore[arg-type]
     service = ModelService(spec, backend, cfg, ServerMetrics(spec.ref))
     return TestClient(create_app(service))
@@ -64,7 +62,10 @@ def _events(response_text: str) -> list[str]:
 
 
 def test_chat_completion_returns_text_usage_and_headers(client: TestClient) -> None:
-    r = client.post("/v1/chat/completions", json={"model": "demo-chat", "messages": [{"role": "user", "content": "hi"}]})
+    r = client.post(
+        "/v1/chat/completions",
+        json={"model": "demo-chat", "messages": [{"role": "user", "content": "hi"}]},
+    )
     assert r.status_code == 200
     body = r.json()
     assert body["object"] == "chat.completion"
@@ -87,12 +88,22 @@ def test_release_prompt_and_params_are_applied(client: TestClient, backend: Fake
     assert (request.max_tokens, request.temperature, request.seed) == (8, 0.3, 7)
     client.post(
         "/v1/chat/completions",
-        json={"messages": [{"role": "system", "content": "Mine."}, {"role": "user", "content": "x"}],
-              "temperature": 0, "max_tokens": 3, "seed": 1, "stop": ["\n"]},
+        json={
+            "messages": [{"role": "system", "content": "Mine."}, {"role": "user", "content": "x"}],
+            "temperature": 0,
+            "max_tokens": 3,
+            "seed": 1,
+            "stop": ["\n"],
+        },
     )
     request = backend.requests[-1]
     assert request.messages and request.messages[0].content == "Mine."
-    assert (request.max_tokens, request.temperature, request.seed, request.stop) == (3, 0, 1, ("\n",))
+    assert (request.max_tokens, request.temperature, request.seed, request.stop) == (
+        3,
+        0,
+        1,
+        ("\n",),
+    )
 
 
 def test_client_request_id_is_kept(client: TestClient) -> None:
@@ -104,8 +115,11 @@ def test_client_request_id_is_kept(client: TestClient) -> None:
 def test_chat_stream_is_sse_ending_in_done(client: TestClient) -> None:
     r = client.post(
         "/v1/chat/completions",
-        json={"messages": [{"role": "user", "content": "hi"}], "stream": True,
-              "stream_options": {"include_usage": True}},
+        json={
+            "messages": [{"role": "user", "content": "hi"}],
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        },
     )
     assert r.status_code == 200
     assert r.headers["content-type"].startswith("text/event-stream")
@@ -124,11 +138,18 @@ def test_chat_stream_is_sse_ending_in_done(client: TestClient) -> None:
 def test_completion_non_stream_and_stream(client: TestClient) -> None:
     r = client.post("/v1/completions", json={"prompt": "Once upon", "max_tokens": 2})
     assert r.status_code == 200
-    assert r.json()["choices"][0] == {"index": 0, "text": "Hello there", "finish_reason": "length", "logprobs": None}
+    assert r.json()["choices"][0] == {
+        "index": 0,
+        "text": "Hello there",
+        "finish_reason": "length",
+        "logprobs": None,
+    }
     r = client.post("/v1/completions", json={"prompt": ["Once upon"], "stream": True})
     events = _events(r.text)
     assert events[-1] == "[DONE]"
-    assert "".join(json.loads(e)["choices"][0]["text"] for e in events[:-1]) == "Hello there, friend."
+    assert (
+        "".join(json.loads(e)["choices"][0]["text"] for e in events[:-1]) == "Hello there, friend."
+    )
 
 
 def test_predict_is_the_seeds_api(client: TestClient, backend: FakeBackend) -> None:
@@ -156,7 +177,9 @@ def test_docs_describe_every_field(client: TestClient) -> None:
     assert client.get("/docs").status_code == 200
     schema = client.get("/openapi.json").json()
     schemas = schema["components"]["schemas"]
-    assert {"ChatCompletionRequest", "PredictRequest", "PredictResponse", "ErrorDetail"} <= set(schemas)
+    assert {"ChatCompletionRequest", "PredictRequest", "PredictResponse", "ErrorDetail"} <= set(
+        schemas
+    )
     for name, model in schemas.items():
         if name in ("HTTPValidationError", "ValidationError"):
             continue  # FastAPI's own; llmship answers 400 in OpenAI's shape instead
@@ -207,7 +230,9 @@ def test_waiting_requests_are_served_in_turn() -> None:
         _wait_ready(c)
         codes: list[int] = []
         threads = [
-            threading.Thread(target=lambda: codes.append(c.post("/predict", json={"prompt": "x"}).status_code))
+            threading.Thread(
+                target=lambda: codes.append(c.post("/predict", json={"prompt": "x"}).status_code)
+            )
             for _ in range(4)
         ]
         for t in threads:
@@ -313,7 +338,7 @@ def test_metrics_carry_version_labels(client: TestClient) -> None:
     assert f"tokens_per_second_count{{{v}}} 2.0" in text
     assert f"llm_generation_tokens_total{{{v}}} 10.0" in text
     assert f"llm_prompt_tokens_total{{{v}}}" in text
-    assert f"llm_queue_wait_seconds_bucket{{le=" in text
+    assert "llm_queue_wait_seconds_bucket{le=" in text
     assert "gpu_usage_percent" not in text  # no NVIDIA GPU on the test machines
     for line in text.splitlines():
         if line and not line.startswith("#"):

@@ -97,7 +97,9 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _check(self) -> Settings:
         if self.database_url is not None and "://" not in self.database_url:
-            raise ValueError("database_url must be a URL such as sqlite:///path or postgresql+psycopg://...")
+            raise ValueError(
+                "database_url must be a URL such as sqlite:///path or postgresql+psycopg://..."
+            )
         return self
 
     @classmethod

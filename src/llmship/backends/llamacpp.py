@@ -12,7 +12,7 @@ import logging
 import os
 import random
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -64,7 +64,9 @@ class LlamaCppBackend(Backend):
                 verbose=False,
             )
         except (ValueError, RuntimeError) as exc:
-            raise LlmshipError(f"{self.spec.ref}: llama.cpp cannot load {self.weights}: {exc}") from exc
+            raise LlmshipError(
+                f"{self.spec.ref}: llama.cpp cannot load {self.weights}: {exc}"
+            ) from exc
         template = llm.metadata.get("tokenizer.chat_template")
         eos = llm.token_eos()
         if template:
@@ -98,7 +100,7 @@ class LlamaCppBackend(Backend):
 
     # -- generation ------------------------------------------------------------
 
-    async def stream(self, request: GenerationRequest) -> AsyncIterator[Chunk]:
+    async def stream(self, request: GenerationRequest) -> AsyncGenerator[Chunk, None]:
         if self._llm is None:
             raise NotReadyError(f"{self.spec.ref} is still loading")
         loop = asyncio.get_running_loop()
@@ -175,10 +177,9 @@ class LlamaCppBackend(Backend):
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         vocab = llm._model.vocab
         pending = ""  # text held back: it may be the start of a stop string
-        generated = 0
         held_tokens = 0
         finish = "length"
-        for token in llm.generate(
+        tokens = llm.generate(
             prompt,
             top_k=request.top_k,
             top_p=request.top_p,
@@ -186,13 +187,13 @@ class LlamaCppBackend(Backend):
             repeat_penalty=request.repeat_penalty,
             frequency_penalty=request.frequency_penalty,
             presence_penalty=request.presence_penalty,
-        ):
+        )
+        for generated, token in enumerate(tokens, start=1):
             if cancel.is_set():
                 raise _Cancelled
             if llama_cpp.llama_vocab_is_eog(vocab, token):
                 finish = "stop"
                 break
-            generated += 1
             held_tokens += 1
             pending += decoder.decode(llm.detokenize([token]))
             if stops:
@@ -213,7 +214,9 @@ class LlamaCppBackend(Backend):
         buffered, _ = decoder.getstate()
         if not buffered:  # a character cut off by max_tokens is dropped, not mangled
             pending += decoder.decode(b"", final=True)
-        emit(Chunk(text=pending, tokens=held_tokens, finish_reason=finish, prompt_tokens=len(prompt)))
+        emit(
+            Chunk(text=pending, tokens=held_tokens, finish_reason=finish, prompt_tokens=len(prompt))
+        )
 
 
 def _find_stop(text: str, stops: list[str]) -> int | None:

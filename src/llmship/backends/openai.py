@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import httpx
@@ -24,7 +24,8 @@ class OpenAIBackend(Backend):
 
     def __init__(self, spec: ReleaseSpec, *, transport: httpx.AsyncBaseTransport | None = None):
         model = spec.model
-        assert model.base_url and model.id, "validated by ReleaseSpec"
+        assert model.base_url, "validated by ReleaseSpec"
+        assert model.id, "validated by ReleaseSpec"
         self.spec = spec
         self.model_id = model.id
         self.base_url = model.base_url.rstrip("/")
@@ -37,7 +38,10 @@ class OpenAIBackend(Backend):
         timeout = httpx.Timeout(spec.runtime.timeout_s, connect=min(10.0, spec.runtime.timeout_s))
         limits = httpx.Limits(max_connections=max(self.max_concurrency, 1) + 4)
         self._client = httpx.AsyncClient(
-            base_url=self.base_url, headers=headers, timeout=timeout, limits=limits,
+            base_url=self.base_url,
+            headers=headers,
+            timeout=timeout,
+            limits=limits,
             transport=transport,
         )
         self._context_length: int | None = None
@@ -48,25 +52,28 @@ class OpenAIBackend(Backend):
         except httpx.HTTPError as exc:
             raise UpstreamError(f"cannot reach the upstream {self.base_url}: {exc}") from exc
         if response.status_code >= 400:
+            raise UpstreamError(f"upstream {self.base_url}/models answered {response.status_code}")
+        cards = {
+            str(m.get("id")): m for m in _json(response).get("data", []) if isinstance(m, dict)
+        }
+        if cards and self.model_id not in cards:
             raise UpstreamError(
-                f"upstream {self.base_url}/models answered {response.status_code}"
+                f"upstream {self.base_url} does not serve {self.model_id!r} "
+                f"(it has: {', '.join(cards)})"
             )
-        ids = [m.get("id") for m in _json(response).get("data", []) if isinstance(m, dict)]
-        if ids and self.model_id not in ids:
-            raise UpstreamError(
-                f"upstream {self.base_url} does not serve {self.model_id!r} (it has: {', '.join(map(str, ids))})"
-            )
-        for m in _json(response).get("data", []):
-            if isinstance(m, dict) and m.get("id") == self.model_id:
-                length = m.get("max_model_len") or m.get("context_length")
-                self._context_length = int(length) if isinstance(length, int) else None
+        length = cards.get(self.model_id, {}).get("max_model_len") or cards.get(
+            self.model_id, {}
+        ).get("context_length")
+        self._context_length = length if isinstance(length, int) else None
 
     async def close(self) -> None:
         await self._client.aclose()
 
     def info(self) -> BackendInfo:
         return BackendInfo(
-            kind="openai", model=self.model_id, context_length=self._context_length,
+            kind="openai",
+            model=self.model_id,
+            context_length=self._context_length,
             details={"base_url": self.base_url},
         )
 
@@ -100,7 +107,7 @@ class OpenAIBackend(Backend):
         body["prompt"] = request.prompt or ""
         return "/completions", body
 
-    async def stream(self, request: GenerationRequest) -> AsyncIterator[Chunk]:
+    async def stream(self, request: GenerationRequest) -> AsyncGenerator[Chunk, None]:
         path, body = self._body(request)
         counted = 0
         finish: str | None = None

@@ -43,7 +43,10 @@ def resolve_release(cfg: Settings, release: str | None) -> ReleaseSpec:
             )
         record, _ = registry.register(bundled_spec(), actor=cfg.actor)
         registry.set_alias(
-            cfg.env, DEFAULT_ALIAS, record.ref, actor=cfg.actor,
+            cfg.env,
+            DEFAULT_ALIAS,
+            record.ref,
+            actor=cfg.actor,
             reason="empty registry: serving the bundled default release",
         )
         err_console.print(

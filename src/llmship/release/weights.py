@@ -36,7 +36,8 @@ def resolve_weights(model: ModelRef) -> Path:
         names = ", ".join(sorted(f.name for f in dist.files or [] if f.name.endswith(".gguf")))
         want = f"the file {model.file!r}" if model.file else "exactly one .gguf file"
         raise NotFoundError(
-            f"model.file: package {model.package!r} does not hold {want} (it has: {names or 'none'})",
+            f"model.file: package {model.package!r} does not hold {want} "
+            f"(it has: {names or 'none'})",
             param="model.file",
         )
     return Path(str(dist.locate_file(files[0])))

@@ -20,6 +20,7 @@ from llmship.server.protocol import (
     ModelList,
     PredictRequest,
     PredictResponse,
+    Usage,
 )
 from llmship.server.serving import (
     Completion,
@@ -95,7 +96,12 @@ async def _respond(
         await chunks.aclose()
         raise
     body = sse_stream(
-        chunks, first, ctx, chat=chat, model=model, created=service.created,
+        chunks,
+        first,
+        ctx,
+        chat=chat,
+        model=model,
+        created=service.created,
         include_usage=include_usage,
     )
     return StreamingResponse(body, media_type="text/event-stream", headers=SSE_HEADERS)
@@ -129,7 +135,12 @@ async def completions(body: CompletionRequest, request: Request) -> Response:
     gen = _service(request).completion_request(body)
     include = bool(body.stream_options and body.stream_options.include_usage)
     return await _respond(
-        request, gen, ctx, stream=body.stream, include_usage=include, chat=False,
+        request,
+        gen,
+        ctx,
+        stream=body.stream,
+        include_usage=include,
+        chat=False,
         shape=completion_response,
     )
 
@@ -168,7 +179,7 @@ async def predict(body: PredictRequest, request: Request) -> Response:
         query_id=ctx.query_id,
         version=service.version,
         finish_reason=result.finish_reason,
-        usage=result.usage(),  # type: ignore[arg-type]
+        usage=Usage(**result.usage()),
     )
     return JSONResponse(payload.model_dump())
 
@@ -179,7 +190,9 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", tags=["ops"], summary="Readiness", responses={503: {"description": "Loading"}})
+@router.get(
+    "/readyz", tags=["ops"], summary="Readiness", responses={503: {"description": "Loading"}}
+)
 async def readyz(request: Request) -> JSONResponse:
     """200 once the model is loaded and the backend is healthy; 503 before."""
     service = _service(request)
@@ -193,7 +206,9 @@ async def readyz(request: Request) -> JSONResponse:
     )
 
 
-@router.get("/metrics", tags=["ops"], summary="Prometheus metrics", response_class=PlainTextResponse)
+@router.get(
+    "/metrics", tags=["ops"], summary="Prometheus metrics", response_class=PlainTextResponse
+)
 async def metrics(request: Request) -> Response:
     """Prometheus text exposition; every series has a `version` label."""
     registry = _service(request).metrics.registry

@@ -40,7 +40,7 @@ _TYPE_TAGS = {"str", "int", "float", "bool", "list", "dict", "function-after", "
 
 def _field(loc: tuple[object, ...]) -> str:
     """``body.prompt.str`` -> ``prompt``: drop the body prefix and union-member tags."""
-    parts = []
+    parts: list[str] = []
     for part in loc:
         if part == "body" and not parts:
             continue

@@ -25,22 +25,31 @@ class ServerMetrics:
         self.registry = registry or CollectorRegistry()
         r = self.registry
         self.requests = Counter(
-            "http_requests_total", "HTTP requests answered.",
-            ["method", "route", "status", "version"], registry=r,
+            "http_requests_total",
+            "HTTP requests answered.",
+            ["method", "route", "status", "version"],
+            registry=r,
         )
         self.latency = Histogram(
-            "model_latency_seconds", "End-to-end time of a generation request, queue included.",
-            ["route", "version"], buckets=LATENCY_BUCKETS, registry=r,
+            "model_latency_seconds",
+            "End-to-end time of a generation request, queue included.",
+            ["route", "version"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
         )
         self.ttft = Histogram(
             "llm_time_to_first_token_seconds",
             "Time from the request's arrival to its first generated text.",
-            ["route", "version"], buckets=TTFT_BUCKETS, registry=r,
+            ["route", "version"],
+            buckets=TTFT_BUCKETS,
+            registry=r,
         )
         self.tokens_per_second = Histogram(
             "tokens_per_second",
             "Output tokens per second of each request (completion tokens / end-to-end time).",
-            ["version"], buckets=TPS_BUCKETS, registry=r,
+            ["version"],
+            buckets=TPS_BUCKETS,
+            registry=r,
         )
         self.prompt_tokens = Counter(
             "llm_prompt_tokens", "Prompt tokens processed.", ["version"], registry=r
@@ -49,12 +58,17 @@ class ServerMetrics:
             "llm_generation_tokens", "Tokens generated.", ["version"], registry=r
         )
         self.queue_wait = Histogram(
-            "llm_queue_wait_seconds", "Time a request waited for the model.",
-            ["version"], buckets=QUEUE_BUCKETS, registry=r,
+            "llm_queue_wait_seconds",
+            "Time a request waited for the model.",
+            ["version"],
+            buckets=QUEUE_BUCKETS,
+            registry=r,
         )
         self.in_flight = Gauge(
-            "llm_requests_in_flight", "Generation requests waiting or running.",
-            ["version"], registry=r,
+            "llm_requests_in_flight",
+            "Generation requests waiting or running.",
+            ["version"],
+            registry=r,
         )
         self.in_flight.labels(version=version).set(0)
         gpu = GpuCollector.detect(version)
@@ -108,7 +122,8 @@ class GpuCollector(Collector):
         import pynvml
 
         family = GaugeMetricFamily(
-            "gpu_usage_percent", "GPU utilisation over the last sample period.",
+            "gpu_usage_percent",
+            "GPU utilisation over the last sample period.",
             labels=["gpu", "version"],
         )
         for index, handle in enumerate(self.handles):

@@ -25,9 +25,7 @@ class ChatMessage(_Request):
     role: Literal["system", "developer", "user", "assistant", "tool"] = Field(
         description="Who wrote the message."
     )
-    content: str | list[TextPart] | None = Field(
-        None, description="Text, or a list of text parts."
-    )
+    content: str | list[TextPart] | None = Field(None, description="Text, or a list of text parts.")
     name: str | None = Field(None, description="Optional author name.")
 
     def text(self) -> str:

@@ -7,7 +7,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,13 +60,19 @@ class Completion:
 
 
 def _usage(prompt: int, completion: int) -> dict[str, int]:
-    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
 
 
 class ModelService:
     """One loaded release behind a bounded queue."""
 
-    def __init__(self, spec: ReleaseSpec, backend: Backend, settings: Settings, metrics: ServerMetrics):
+    def __init__(
+        self, spec: ReleaseSpec, backend: Backend, settings: Settings, metrics: ServerMetrics
+    ):
         self.spec = spec
         self.backend = backend
         self.settings = settings
@@ -141,12 +147,16 @@ class ModelService:
             messages[last_user] = Message(m.role, prompt.apply(m.content))
         if prompt.system and not any(m.role in ("system", "developer") for m in messages):
             messages.insert(0, Message("system", prompt.system))
-        return tuple(Message("system" if m.role == "developer" else m.role, m.content) for m in messages)
+        return tuple(
+            Message("system" if m.role == "developer" else m.role, m.content) for m in messages
+        )
 
     def chat_request(self, req: ChatCompletionRequest) -> GenerationRequest:
         self.check_model(req.model)
         if req.logprobs:
-            raise InvalidRequestError("logprobs are not supported; omit the field", param="logprobs")
+            raise InvalidRequestError(
+                "logprobs are not supported; omit the field", param="logprobs"
+            )
         messages = self._messages([(m.role, m.text()) for m in req.messages])
         max_tokens = req.max_completion_tokens or req.max_tokens
         return GenerationRequest(messages=messages, **self._sampling(req, max_tokens))
@@ -182,7 +192,9 @@ class ModelService:
 
     # -- generation --------------------------------------------------------------
 
-    async def generate(self, request: GenerationRequest, ctx: RequestContext) -> AsyncIterator[Chunk]:
+    async def generate(
+        self, request: GenerationRequest, ctx: RequestContext
+    ) -> AsyncGenerator[Chunk, None]:
         """Queue, generate and measure; raises before the first chunk when it cannot start."""
         if not self.ready:
             raise NotReadyError(f"{self.version} is still loading; retry shortly")
@@ -259,7 +271,9 @@ def _remaining(deadline: float) -> float:
 # -- OpenAI response shapes -----------------------------------------------------
 
 
-def chat_response(ctx: RequestContext, model: str, result: Completion, created: int) -> dict[str, Any]:
+def chat_response(
+    ctx: RequestContext, model: str, result: Completion, created: int
+) -> dict[str, Any]:
     return {
         "id": f"chatcmpl-{ctx.query_id}",
         "object": "chat.completion",
@@ -286,18 +300,25 @@ def completion_response(
         "created": created,
         "model": model,
         "choices": [
-            {"index": 0, "text": result.text, "finish_reason": result.finish_reason, "logprobs": None}
+            {
+                "index": 0,
+                "text": result.text,
+                "finish_reason": result.finish_reason,
+                "logprobs": None,
+            }
         ],
         "usage": result.usage(),
     }
 
 
 def _sse(data: dict[str, Any]) -> bytes:
-    return b"data: " + json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode() + b"\n\n"
+    return (
+        b"data: " + json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode() + b"\n\n"
+    )
 
 
 async def sse_stream(
-    chunks: AsyncIterator[Chunk],
+    chunks: AsyncGenerator[Chunk, None],
     first: Chunk,
     ctx: RequestContext,
     *,
@@ -312,10 +333,11 @@ async def sse_stream(
     ``include_usage`` a final chunk with empty ``choices`` and the usage follows,
     as OpenAI sends it. A failure mid-stream ends with an error event.
     """
-    if chat:
-        base = {"id": f"chatcmpl-{ctx.query_id}", "object": "chat.completion.chunk"}
-    else:
-        base = {"id": f"cmpl-{ctx.query_id}", "object": "text_completion"}
+    base: dict[str, Any] = (
+        {"id": f"chatcmpl-{ctx.query_id}", "object": "chat.completion.chunk"}
+        if chat
+        else {"id": f"cmpl-{ctx.query_id}", "object": "text_completion"}
+    )
     base |= {"created": created, "model": model}
 
     def event(chunk: Chunk, role: bool = False) -> dict[str, Any]:
@@ -338,7 +360,9 @@ async def sse_stream(
         async for chunk in chunks:
             yield _sse(event(chunk))
         if include_usage:
-            yield _sse(base | {"choices": [], "usage": _usage(ctx.prompt_tokens, ctx.completion_tokens)})
+            yield _sse(
+                base | {"choices": [], "usage": _usage(ctx.prompt_tokens, ctx.completion_tokens)}
+            )
     except Exception as exc:
         from llmship.errors import LlmshipError
 
@@ -347,5 +371,5 @@ async def sse_stream(
         ctx.extra["stream_error"] = error.code
         yield _sse(error.to_dict())
     finally:
-        await chunks.aclose()  # type: ignore[attr-defined]
+        await chunks.aclose()
     yield b"data: [DONE]\n\n"

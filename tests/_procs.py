@@ -1,0 +1,84 @@
+"""Real llmship processes for integration tests: free ports, readiness polls, clean stops."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class LlmshipProcess:
+    """``python -m llmship ARGS`` in ``cwd`` with its output in a log file."""
+
+    def __init__(self, args: Sequence[str], cwd: Path, env: dict[str, str] | None = None):
+        self.args = list(args)
+        self.cwd = cwd
+        self.log_path = cwd / f"llmship-{os.getpid()}-{time.monotonic_ns()}.log"
+        full_env = {**os.environ, "LLMSHIP_HOME": str(cwd / ".llmship"), **(env or {})}
+        full_env.pop("LLMSHIP_CONFIG", None)
+        self._log = self.log_path.open("wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "llmship", *self.args],
+            cwd=cwd,
+            env=full_env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def output(self) -> str:
+        if not self._log.closed:
+            self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def wait(self, timeout: float = 30) -> int:
+        return self.proc.wait(timeout=timeout)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+
+
+class ModelServer(LlmshipProcess):
+    """``llmship serve`` on a free port; ``url`` is its base URL."""
+
+    def __init__(self, cwd: Path, *extra: str, env: dict[str, str] | None = None):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        super().__init__(["serve", "--port", str(self.port), *extra], cwd, env)
+
+    def wait_ready(self, timeout: float = 60) -> ModelServer:
+        """Poll /readyz; fail at once, with the log, if the process exits."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(
+                    f"llmship serve exited with {self.proc.returncode}:\n{self.output()}"
+                )
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+        self.stop()
+        raise AssertionError(f"llmship serve not ready after {timeout}s:\n{self.output()}")

@@ -1,0 +1,73 @@
+"""Settings: environment over llmship.yaml over defaults."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from llmship.errors import SpecError
+from llmship.settings import load_settings
+
+
+@pytest.fixture(autouse=True)
+def _clean(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    for var in (
+        "LLMSHIP_CONFIG",
+        "LLMSHIP_ENV",
+        "LLMSHIP_QUEUE_SIZE",
+        "LLMSHIP_DATABASE_URL",
+        "LLMSHIP_HOME",
+    ):
+        monkeypatch.delenv(var, raising=False)
+
+
+def test_defaults() -> None:
+    cfg = load_settings()
+    assert (cfg.env, cfg.serve_port, cfg.queue_size, cfg.log_prompts) == ("dev", 8000, 16, False)
+    assert cfg.registry_url.startswith("sqlite:///") and cfg.registry_url.endswith(
+        ".llmship/registry.db"
+    )
+
+
+def test_environment_beats_file_beats_defaults(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "llmship.yaml").write_text(
+        "env: staging\nqueue_size: 3\nserve_port: 9000\ngates: {}\n"
+    )
+    cfg = load_settings()
+    assert (cfg.env, cfg.queue_size, cfg.serve_port) == ("staging", 3, 9000)
+    monkeypatch.setenv("LLMSHIP_QUEUE_SIZE", "7")
+    assert load_settings().queue_size == 7
+    assert load_settings(queue_size=1).queue_size == 1
+
+
+def test_config_path_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    other = tmp_path / "conf" / "prod.yaml"
+    other.parent.mkdir()
+    other.write_text("env: prod\n")
+    monkeypatch.setenv("LLMSHIP_CONFIG", str(other))
+    assert load_settings().env == "prod"
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("queue_size: -1\n", "queue_size"),
+        ("env: Prod Env\n", "env"),
+        ("database_url: not-a-url\n", "database_url"),
+        ("- a list\n", "must be a mapping"),
+        ("env: [unclosed\n", "not valid YAML"),
+    ],
+)
+def test_invalid_settings_say_what_to_fix(tmp_path: Path, content: str, message: str) -> None:
+    (tmp_path / "llmship.yaml").write_text(content)
+    with pytest.raises(SpecError, match=message):
+        load_settings()
+
+
+def test_postgres_url_is_used_as_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LLMSHIP_DATABASE_URL", "postgresql+psycopg://u@db/llmship")
+    assert load_settings().registry_url == "postgresql+psycopg://u@db/llmship"
