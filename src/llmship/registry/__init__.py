@@ -1,0 +1,21 @@
+"""The release registry: releases, aliases, alias history and events in SQL.
+
+SQLite under ``LLMSHIP_HOME`` by default, PostgreSQL through
+``LLMSHIP_DATABASE_URL``; the schema is migrated by Alembic when opened::
+
+    with Registry.open(settings.registry_url, home=settings.home) as registry:
+        record, created = registry.register(spec, actor="ci")
+        registry.set_alias("dev", "production", record.ref, actor="ci", reason="first release")
+"""
+
+from llmship.registry.records import AliasMove, AliasRecord, Event, ReleaseRecord
+from llmship.registry.store import ALIAS_PATTERN, Registry
+
+__all__ = [
+    "ALIAS_PATTERN",
+    "AliasMove",
+    "AliasRecord",
+    "Event",
+    "Registry",
+    "ReleaseRecord",
+]

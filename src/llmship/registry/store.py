@@ -1,0 +1,448 @@
+"""The registry: releases, aliases with their history, and events.
+
+It is the single source of truth of llmship. Every public method runs in its own
+transaction and returns frozen records (``records.py``). Writes are safe when
+several processes share the database: SQLite writers queue on ``BEGIN
+IMMEDIATE`` with a busy timeout, PostgreSQL writers lock the alias row they move,
+and a lost race on a unique key is read back and compared.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from sqlalchemy import exc as sa_exc
+from sqlalchemy import func, select
+from sqlalchemy.engine import URL, Engine
+from sqlalchemy.orm import Session
+
+from llmship.errors import (
+    ConflictError,
+    RegistryUnavailableError,
+    SpecError,
+)
+from llmship.registry import _queries as q
+from llmship.registry._engine import (
+    WRITE,
+    create_registry_engine,
+    parse_url,
+    safe_url,
+    upgrade,
+)
+from llmship.registry.records import AliasMove, AliasRecord, Event, ReleaseRecord
+from llmship.registry.tables import AliasHistoryRow, AliasRow, EventRow, ReleaseRow
+from llmship.release.semver import Version
+from llmship.release.spec import ReleaseSpec
+from llmship.release.weights import with_sha256
+
+logger = logging.getLogger(__name__)
+
+ALIAS_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+ENV_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
+KIND_PATTERN = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")
+_ALIAS_RETRIES = 3
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    """The current time, timezone-aware UTC."""
+    return datetime.now(timezone.utc)
+
+
+class Registry:
+    """Releases, aliases and events in one SQL database (SQLite or PostgreSQL).
+
+    Open it with :meth:`open`, close it with :meth:`close` (or use ``with``).
+    One instance may be shared by threads.
+    """
+
+    def __init__(self, engine: Engine, url: URL, *, home: Path | None, clock: Clock) -> None:
+        self._engine = engine
+        self._url = url
+        self._clock = clock
+        self.home = home
+        """The llmship state directory this registry belongs to, when known."""
+
+    # -- opening and closing -------------------------------------------------
+
+    @classmethod
+    def open(
+        cls, url: str, *, home: str | Path | None = None, clock: Clock | None = None
+    ) -> Registry:
+        """Open the registry at ``url``, creating or migrating its schema as needed.
+
+        A SQLite file's directory is created. ``clock`` (default: UTC now) stamps
+        every record, so tests can fix time.
+        """
+        parsed = parse_url(url)
+        engine = create_registry_engine(parsed)
+        try:
+            upgrade(engine)
+        except sa_exc.DBAPIError as exc:
+            engine.dispose()
+            raise RegistryUnavailableError(
+                f"cannot open the registry at {safe_url(parsed)}: {_first_line(exc)}"
+            ) from exc
+        except BaseException:
+            engine.dispose()
+            raise
+        return cls(
+            engine,
+            parsed,
+            home=Path(home) if home is not None else None,
+            clock=clock or utc_now,
+        )
+
+    def close(self) -> None:
+        """Release every database connection."""
+        self._engine.dispose()
+
+    def __enter__(self) -> Registry:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @property
+    def url(self) -> str:
+        """The database URL, password hidden."""
+        return safe_url(self._url)
+
+    def __repr__(self) -> str:
+        return f"Registry({self.url!r})"
+
+    # -- releases ------------------------------------------------------------
+
+    def register(self, spec: ReleaseSpec, *, actor: str) -> tuple[ReleaseRecord, bool]:
+        """Record ``spec`` as an immutable release; ``(record, created)``.
+
+        The weights' sha256 is filled first. Registering the same name and
+        version again with identical content returns the existing record
+        (``created`` False); with different content it is a ``ConflictError``.
+        """
+        spec = with_sha256(spec)
+        digest = spec.digest()
+        try:
+            record, created = self._insert_release(spec, digest, actor)
+        except sa_exc.IntegrityError:
+            # Another process registered the same name and version first.
+            with self._read() as session:
+                row = q.release_row(session, spec.name, spec.version)
+                if row is None:
+                    raise
+                record, created = q.to_release(row), False
+        if not created and record.digest != digest:
+            raise ConflictError(_conflict_message(record.spec, spec), param="version")
+        if created:
+            logger.info("registered %s (digest %s) by %s", record.ref, digest[:12], actor)
+        return record, created
+
+    def _insert_release(
+        self, spec: ReleaseSpec, digest: str, actor: str
+    ) -> tuple[ReleaseRecord, bool]:
+        with self._write() as session:
+            existing = q.release_row(session, spec.name, spec.version)
+            if existing is not None:
+                return q.to_release(existing), False
+            now = self._now()
+            row = ReleaseRow(
+                name=spec.name,
+                version=spec.version,
+                backend=spec.backend,
+                spec=json.dumps(spec.to_dict(), sort_keys=True),
+                digest=digest,
+                created_at=now,
+                created_by=actor,
+            )
+            session.add(row)
+            session.flush()
+            self._add_event(
+                session,
+                kind="release.registered",
+                subject=spec.ref,
+                message=f"registered {spec.ref}",
+                actor=actor,
+                data={"digest": digest, "backend": spec.backend, "sha256": spec.model.sha256},
+            )
+            return q.to_release(row), True
+
+    def get(self, name: str, version: str) -> ReleaseRecord:
+        """The release ``name@version``; ``NotFoundError`` lists the known versions."""
+        with self._read() as session:
+            return q.get_release(session, name, version.removeprefix("v"))
+
+    def resolve(self, ref: str, *, env: str) -> ReleaseRecord:
+        """The release ``ref`` names: ``NAME@VERSION``, or an alias of ``env``."""
+        with self._read() as session:
+            return q.resolve(session, ref, env)
+
+    def list_releases(self, name: str | None = None) -> list[ReleaseRecord]:
+        """Every release (or every version of ``name``): by name, newest version first."""
+        with self._read() as session:
+            stmt = select(ReleaseRow)
+            if name is not None:
+                stmt = stmt.where(ReleaseRow.name == name)
+            records = [q.to_release(row) for row in session.scalars(stmt)]
+        records.sort(key=lambda r: Version.parse(r.version), reverse=True)
+        records.sort(key=lambda r: r.name)
+        return records
+
+    def is_empty(self) -> bool:
+        """True when no release is registered."""
+        with self._read() as session:
+            return session.scalar(select(func.count()).select_from(ReleaseRow)) == 0
+
+    # -- aliases -------------------------------------------------------------
+
+    def set_alias(self, env: str, alias: str, ref: str, *, actor: str, reason: str) -> AliasMove:
+        """Point ``alias`` of ``env`` at the release ``ref`` names; the move is recorded.
+
+        ``ref`` is ``NAME@VERSION`` or another alias of ``env``. Moving an alias
+        to where it already points records nothing and returns its last move.
+        """
+        _check_env(env)
+        _check_alias(alias)
+        reason = reason.strip()
+        if not reason:
+            raise SpecError("a reason is required for moving an alias", param="reason")
+        for attempt in range(_ALIAS_RETRIES):
+            try:
+                return self._move_alias(env, alias, ref, actor=actor, reason=reason)
+            except sa_exc.IntegrityError:
+                # Two writers created the same alias at once; the loser tries again.
+                if attempt == _ALIAS_RETRIES - 1:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _move_alias(self, env: str, alias: str, ref: str, *, actor: str, reason: str) -> AliasMove:
+        with self._write() as session:
+            target = q.resolve(session, ref, env)
+            current = session.get(AliasRow, (env, alias), with_for_update=True)
+            if current is not None and current.release_id == target.id:
+                last = q.history(session, env, alias, last_only=True)
+                if last:
+                    return last[0]
+            from_id = current.release_id if current is not None else None
+            from_row = session.get(ReleaseRow, from_id) if from_id is not None else None
+            from_ref = f"{from_row.name}@{from_row.version}" if from_row is not None else None
+            now = self._now()
+            if current is None:
+                session.add(AliasRow(env=env, alias=alias, release_id=target.id, updated_at=now))
+            else:
+                current.release_id = target.id
+                current.updated_at = now
+            entry = AliasHistoryRow(
+                env=env,
+                alias=alias,
+                from_release_id=from_id,
+                to_release_id=target.id,
+                actor=actor,
+                reason=reason,
+                at=now,
+            )
+            session.add(entry)
+            session.flush()
+            self._add_event(
+                session,
+                kind="alias.moved",
+                subject=f"{env}/{alias}",
+                message=f"{env}/{alias}: {from_ref or '(none)'} -> {target.ref} ({reason})",
+                actor=actor,
+                data={
+                    "env": env,
+                    "alias": alias,
+                    "from": from_ref,
+                    "to": target.ref,
+                    "reason": reason,
+                },
+            )
+            move = AliasMove(
+                id=entry.id,
+                env=env,
+                alias=alias,
+                from_ref=from_ref,
+                to_ref=target.ref,
+                actor=actor,
+                reason=reason,
+                at=now,
+            )
+        logger.info("moved %s/%s: %s -> %s by %s", env, alias, from_ref, target.ref, actor)
+        return move
+
+    def get_alias(self, env: str, alias: str) -> ReleaseRecord | None:
+        """The release ``alias`` of ``env`` points at, or None."""
+        with self._read() as session:
+            row = q.alias_target(session, env, alias)
+            return q.to_release(row) if row is not None else None
+
+    def list_aliases(self, env: str | None = None) -> list[AliasRecord]:
+        """The aliases of ``env`` (or of every environment), by environment and name."""
+        with self._read() as session:
+            stmt = (
+                select(AliasRow, ReleaseRow.name, ReleaseRow.version)
+                .join(ReleaseRow, AliasRow.release_id == ReleaseRow.id)
+                .order_by(AliasRow.env, AliasRow.alias)
+            )
+            if env is not None:
+                stmt = stmt.where(AliasRow.env == env)
+            return [
+                AliasRecord(
+                    env=row.env,
+                    alias=row.alias,
+                    ref=f"{name}@{version}",
+                    release_id=row.release_id,
+                    updated_at=row.updated_at,
+                )
+                for row, name, version in session.execute(stmt)
+            ]
+
+    def alias_history(self, env: str, alias: str) -> list[AliasMove]:
+        """Every move of ``alias`` in ``env``, oldest first (empty for an unknown alias)."""
+        with self._read() as session:
+            return q.history(session, env, alias)
+
+    # -- events --------------------------------------------------------------
+
+    def record_event(
+        self,
+        kind: str,
+        subject: str,
+        message: str,
+        *,
+        actor: str,
+        data: dict[str, Any] | None = None,
+    ) -> Event:
+        """Append an event, e.g. ``record_event("rollout.started", "dev/production", ...)``."""
+        with self._write() as session:
+            return self._add_event(
+                session, kind=kind, subject=subject, message=message, actor=actor, data=data
+            )
+
+    def events(self, limit: int = 100, kind: str | None = None) -> list[Event]:
+        """The latest ``limit`` events (of ``kind`` when given), newest first."""
+        with self._read() as session:
+            stmt = select(EventRow).order_by(EventRow.id.desc()).limit(limit)
+            if kind is not None:
+                stmt = stmt.where(EventRow.kind == kind)
+            return [q.to_event(row) for row in session.scalars(stmt)]
+
+    def _add_event(
+        self,
+        session: Session,
+        *,
+        kind: str,
+        subject: str,
+        message: str,
+        actor: str,
+        data: dict[str, Any] | None,
+    ) -> Event:
+        if not KIND_PATTERN.match(kind):
+            raise SpecError(
+                f"{kind!r} is not an event kind: use lower-case words joined by dots, "
+                "e.g. alias.moved",
+                param="kind",
+            )
+        row = EventRow(
+            at=self._now(),
+            actor=actor,
+            kind=kind,
+            subject=subject,
+            message=message,
+            data=json.dumps(data, sort_keys=True, default=str) if data is not None else None,
+        )
+        session.add(row)
+        session.flush()
+        return q.to_event(row)
+
+    # -- transactions --------------------------------------------------------
+
+    @contextmanager
+    def _read(self) -> Iterator[Session]:
+        try:
+            with Session(self._engine, expire_on_commit=False) as session, session.begin():
+                yield session
+        except sa_exc.OperationalError as exc:
+            raise self._unavailable(exc) from exc
+
+    @contextmanager
+    def _write(self) -> Iterator[Session]:
+        try:
+            with self._engine.connect() as conn:
+                conn.execution_options(**{WRITE: True})
+                with conn.begin(), Session(bind=conn, expire_on_commit=False) as session:
+                    yield session
+                    session.flush()
+        except sa_exc.OperationalError as exc:
+            raise self._unavailable(exc) from exc
+
+    def _now(self) -> datetime:
+        return self._clock().astimezone(timezone.utc)
+
+    def _unavailable(self, exc: sa_exc.DBAPIError) -> RegistryUnavailableError:
+        return RegistryUnavailableError(f"the registry at {self.url} failed: {_first_line(exc)}")
+
+
+# -- checks and messages ----------------------------------------------------------
+
+
+def _check_alias(alias: str) -> None:
+    if not ALIAS_PATTERN.match(alias):
+        raise SpecError(
+            f"{alias!r} is not a valid alias name: use 1-63 lower-case letters, digits, "
+            "'_' or '-', starting with a letter (e.g. production, canary)",
+            param="alias",
+        )
+
+
+def _check_env(env: str) -> None:
+    if not ENV_PATTERN.match(env):
+        raise SpecError(
+            f"{env!r} is not a valid environment name: use 1-32 lower-case letters, digits "
+            "or '-', starting with a letter (e.g. dev, staging, prod)",
+            param="env",
+        )
+
+
+def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
+    if isinstance(old, dict) and isinstance(new, dict):
+        found: list[str] = []
+        for key in sorted(set(old) | set(new), key=str):
+            if old.get(key) != new.get(key):
+                found.append(f"{prefix}{key}")
+        return found
+    return [prefix.rstrip(".")] if old != new else []
+
+
+def _conflict_message(old: ReleaseSpec, new: ReleaseSpec) -> str:
+    before, after = old.to_dict(), new.to_dict()
+    changed = []
+    for field in _differences(before, after):
+        inner = _differences(before.get(field), after.get(field))
+        changed.append(f"{field} ({', '.join(inner)})" if inner and inner != [""] else field)
+    version = Version.parse(old.version)
+    bumped = Version(version.major, version.minor, version.patch + 1)
+    return (
+        f"{old.ref} is already registered with different content (changed: "
+        f"{', '.join(changed) or 'nothing visible'}); a registered release never changes: "
+        f"bump the version (e.g. {bumped}) and register that"
+    )
+
+
+def _first_line(exc: sa_exc.DBAPIError) -> str:
+    text = str(exc.orig) if exc.orig is not None else str(exc)
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[0] if lines else type(exc.orig).__name__

@@ -1,0 +1,110 @@
+"""The registry's tables (SQLAlchemy 2 declarative models).
+
+These classes stay inside ``llmship.registry``: the store turns rows into frozen
+records before they leave the package. ``migrations/versions/0001_initial.py``
+creates exactly these tables; a test compares the two.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC timestamp on every database.
+
+    PostgreSQL keeps ``timestamptz``; SQLite has no time zones, so the value is
+    stored as naive UTC and given ``tzinfo=UTC`` again when read.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("registry timestamps must be timezone-aware")
+        value = value.astimezone(timezone.utc)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if not isinstance(value, datetime):  # pragma: no cover - drivers return datetimes
+            raise TypeError(f"expected a datetime from the database, got {value!r}")
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    """Declarative base of the registry tables."""
+
+
+class ReleaseRow(Base):
+    """One registered release: its spec as canonical JSON and the digest of it."""
+
+    __tablename__ = "releases"
+    __table_args__ = (UniqueConstraint("name", "version", name="uq_releases_name_version"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(63))
+    version: Mapped[str] = mapped_column(String(255))
+    backend: Mapped[str] = mapped_column(String(32))
+    spec: Mapped[str] = mapped_column(Text)
+    digest: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    created_by: Mapped[str] = mapped_column(String(255))
+
+
+class AliasRow(Base):
+    """Where an alias of one environment points now."""
+
+    __tablename__ = "aliases"
+
+    env: Mapped[str] = mapped_column(String(32), primary_key=True)
+    alias: Mapped[str] = mapped_column(String(63), primary_key=True)
+    release_id: Mapped[int] = mapped_column(ForeignKey("releases.id", name="fk_aliases_release"))
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class AliasHistoryRow(Base):
+    """One move of an alias (append-only): from where, to where, who and why."""
+
+    __tablename__ = "alias_history"
+    __table_args__ = (Index("ix_alias_history_env_alias", "env", "alias"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    env: Mapped[str] = mapped_column(String(32))
+    alias: Mapped[str] = mapped_column(String(63))
+    from_release_id: Mapped[int | None] = mapped_column(
+        ForeignKey("releases.id", name="fk_alias_history_from_release")
+    )
+    to_release_id: Mapped[int] = mapped_column(
+        ForeignKey("releases.id", name="fk_alias_history_to_release")
+    )
+    actor: Mapped[str] = mapped_column(String(255))
+    reason: Mapped[str] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class EventRow(Base):
+    """Every state change: who did what to which subject, when, with details as JSON."""
+
+    __tablename__ = "events"
+    __table_args__ = (Index("ix_events_kind", "kind"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime)
+    actor: Mapped[str] = mapped_column(String(255))
+    kind: Mapped[str] = mapped_column(String(64))
+    subject: Mapped[str] = mapped_column(String(255))
+    message: Mapped[str] = mapped_column(Text)
+    data: Mapped[str | None] = mapped_column(Text)
