@@ -1,0 +1,17 @@
+"""Traffic decisions: the policy, sticky hashing, and the choice for each request."""
+
+from llmship.routing.decide import NoReleaseError, Route, choose, mirror
+from llmship.routing.policy import Experiment, TrafficPolicy, Variant
+from llmship.routing.sticky import bucket, in_percent
+
+__all__ = [
+    "Experiment",
+    "NoReleaseError",
+    "Route",
+    "TrafficPolicy",
+    "Variant",
+    "bucket",
+    "choose",
+    "in_percent",
+    "mirror",
+]
