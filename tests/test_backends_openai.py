@@ -12,7 +12,12 @@ import pytest
 
 from llmship.backends.base import Chunk, GenerationRequest, Message
 from llmship.backends.openai import OpenAIBackend
-from llmship.errors import ContextLengthError, InvalidRequestError, UpstreamError
+from llmship.errors import (
+    ContextLengthError,
+    GenerationTimeoutError,
+    InvalidRequestError,
+    UpstreamError,
+)
 from llmship.release.spec import parse_spec
 
 pytestmark = pytest.mark.anyio
@@ -131,3 +136,11 @@ async def test_start_checks_the_model_is_served() -> None:
 
     with pytest.raises(UpstreamError, match="does not serve 'm1'"):
         await backend(handler).start()
+
+
+async def test_upstream_timeout_is_a_504() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadTimeout("slow", request=request)
+
+    with pytest.raises(GenerationTimeoutError, match=r"runtime\.timeout_s"):
+        await collect(backend(handler))

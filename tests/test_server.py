@@ -343,3 +343,31 @@ def test_metrics_carry_version_labels(client: TestClient) -> None:
     for line in text.splitlines():
         if line and not line.startswith("#"):
             assert "version=" in line, line
+
+
+def test_access_log_has_no_prompt_text_unless_asked(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("INFO", logger="llmship.access")
+    with make_client(FakeBackend()) as c:
+        _wait_ready(c)
+        c.post("/predict", json={"prompt": "secret question"})
+    line = next(r.getMessage() for r in caplog.records if "route=/predict" in r.getMessage())
+    assert (
+        "status=200" in line and "completion_tokens=5" in line and "version=demo-chat@1.2.0" in line
+    )
+    assert "secret" not in line and "Hello" not in line
+    caplog.clear()
+    with make_client(FakeBackend(), log_prompts=True) as c:
+        _wait_ready(c)
+        c.post("/predict", json={"prompt": "secret question"})
+    line = next(r.getMessage() for r in caplog.records if "route=/predict" in r.getMessage())
+    assert "secret question" in line and "Hello there, friend." in line
+
+
+def test_release_default_max_tokens_is_capped_by_the_server_limit(backend: FakeBackend) -> None:
+    spec = SPEC.model_copy(update={"params": SPEC.params.model_copy(update={"max_tokens": 5000})})
+    with make_client(backend, spec, max_request_tokens=100) as c:
+        _wait_ready(c)
+        assert c.post("/predict", json={"prompt": "hi", "max_new_tokens": 100}).status_code == 200
+        assert c.post(CHAT, json={"messages": USER}).status_code == 200
+        assert backend.requests[-1].max_tokens == 100
+        assert c.post(CHAT, json={"messages": USER, "max_tokens": 101}).status_code == 400

@@ -71,3 +71,11 @@ def test_invalid_settings_say_what_to_fix(tmp_path: Path, content: str, message:
 def test_postgres_url_is_used_as_given(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LLMSHIP_DATABASE_URL", "postgresql+psycopg://u@db/llmship")
     assert load_settings().registry_url == "postgresql+psycopg://u@db/llmship"
+
+
+def test_missing_config_named_by_environment_is_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LLMSHIP_CONFIG", str(tmp_path / "nope.yaml"))
+    with pytest.raises(SpecError, match="no such file"):
+        load_settings()

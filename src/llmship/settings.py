@@ -111,7 +111,10 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        path = Path(os.environ.get(CONFIG_ENV, DEFAULT_CONFIG))
+        explicit = os.environ.get(CONFIG_ENV)
+        path = Path(explicit or DEFAULT_CONFIG)
+        if explicit and not path.is_file():
+            raise SpecError(f"{CONFIG_ENV}={explicit}: no such file; fix the path or unset it")
         return (init_settings, env_settings, _YamlSource(settings_cls, path))
 
     @property

@@ -14,7 +14,7 @@ _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-
 
 def tokenize(text: str) -> list[str]:
     """Lower-cased words, with each CJK character its own token (as ROUGE for Chinese does)."""
-    tokens = []
+    tokens: list[str] = []
     for match in _TOKEN.finditer(text.lower()):
         token = match.group()
         if len(token) > 1 and _CJK.search(token):

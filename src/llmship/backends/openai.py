@@ -10,7 +10,12 @@ from typing import Any
 import httpx
 
 from llmship.backends.base import Backend, BackendInfo, Chunk, GenerationRequest
-from llmship.errors import ContextLengthError, InvalidRequestError, UpstreamError
+from llmship.errors import (
+    ContextLengthError,
+    GenerationTimeoutError,
+    InvalidRequestError,
+    UpstreamError,
+)
 from llmship.release.spec import ReleaseSpec
 
 
@@ -134,7 +139,10 @@ class OpenAIBackend(Backend):
                             counted += 1
                             yield Chunk(text=text, tokens=1)
         except httpx.TimeoutException as exc:
-            raise UpstreamError(f"upstream {self.base_url} timed out: {exc}") from exc
+            raise GenerationTimeoutError(
+                f"upstream {self.base_url} did not answer within {self.spec.runtime.timeout_s:g}s "
+                "(runtime.timeout_s)"
+            ) from exc
         except httpx.HTTPError as exc:
             raise UpstreamError(f"upstream {self.base_url} failed: {exc}") from exc
         except json.JSONDecodeError as exc:

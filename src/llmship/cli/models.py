@@ -47,14 +47,13 @@ def register(
     spec_file: Annotated[
         Path, typer.Argument(help="Release spec file (YAML or JSON), e.g. models/chat-1.0.0.yaml.")
     ],
-    env: EnvOption = None,
 ) -> None:
     """Register a release from its spec file; the weights' sha256 is recorded.
 
     Registering the same version again with identical content is harmless; with
     different content it fails: bump the version instead.
     """
-    cfg = settings(env=env)
+    cfg = settings()
     spec = load_spec(spec_file)
     with open_registry(cfg) as registry:
         record, created = registry.register(spec, actor=cfg.actor)

@@ -66,11 +66,20 @@ def register(app: typer.Typer) -> None:
             None, "--spec", exists=True, dir_okay=False, help="Serve this release spec file as is."
         ),
         release: str | None = typer.Option(
-            None, "--release", "-r", help="Serve NAME@VERSION or an alias from the registry."
+            None, "--release", help="Serve NAME@VERSION or an alias from the registry."
         ),
-        host: str | None = typer.Option(None, help="Address to listen on [default: serve_host]."),
-        port: int | None = typer.Option(None, help="Port to listen on [default: serve_port]."),
-        env: str | None = typer.Option(None, help="Environment whose aliases apply."),
+        host: str | None = typer.Option(
+            None, help="Address to listen on (default: the serve_host setting)."
+        ),
+        port: int | None = typer.Option(
+            None, help="Port to listen on (default: the serve_port setting)."
+        ),
+        env: str | None = typer.Option(
+            None,
+            "--env",
+            "-e",
+            help="Environment whose aliases apply (default: LLMSHIP_ENV or dev).",
+        ),
     ) -> None:
         """Serve one release: OpenAI-compatible API, /predict, /metrics.
 

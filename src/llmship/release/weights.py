@@ -53,8 +53,14 @@ def sha256_file(path: Path) -> str:
 
 
 def with_sha256(spec: ReleaseSpec) -> ReleaseSpec:
-    """The spec with `model.sha256` filled from the weight file (llamacpp only)."""
-    if spec.backend != "llamacpp" or spec.model.sha256:
+    """The spec with `model.sha256` filled from the weight file (llamacpp only).
+
+    A sha256 the spec already gives is checked against the file instead.
+    """
+    if spec.backend != "llamacpp":
+        return spec
+    if spec.model.sha256:
+        verify_weights(spec)
         return spec
     digest = sha256_file(resolve_weights(spec.model))
     return spec.model_copy(update={"model": spec.model.model_copy(update={"sha256": digest})})

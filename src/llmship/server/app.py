@@ -127,9 +127,7 @@ def create_app(
     app.state.service = service
     app.include_router(router)
     install_error_handlers(app)
-    app.add_middleware(
-        RequestMiddleware, metrics=service.metrics, log_prompts=service.settings.log_prompts
-    )
+    app.add_middleware(RequestMiddleware, metrics=service.metrics)
     return app
 
 

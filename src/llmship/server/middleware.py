@@ -27,13 +27,12 @@ def new_query_id(client_value: str | None = None) -> str:
 
 class RequestMiddleware:
     """Adds ``X-Request-ID`` and ``X-Llmship-Version``, counts ``http_requests_total``
-    and writes one access-log line per request (no prompt text)."""
+    and writes one access-log line per request (prompt text only with log_prompts)."""
 
-    def __init__(self, app: ASGIApp, metrics: ServerMetrics, *, log_prompts: bool = False):
+    def __init__(self, app: ASGIApp, metrics: ServerMetrics):
         self.app = app
         self.metrics = metrics
         self.version = metrics.version
-        self.log_prompts = log_prompts
         self._version_header = (b"x-llmship-version", self.version.encode())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -86,9 +85,7 @@ class RequestMiddleware:
             fields["completion_tokens"] = ctx.completion_tokens
         if ctx.finish_reason:
             fields["finish"] = ctx.finish_reason
-        for key, value in ctx.extra.items():
-            if key != "text" or self.log_prompts:
-                fields[key] = value
+        fields.update(ctx.extra)  # prompt and response are there only with log_prompts
         access_log.info(" ".join(f"{k}={v}" for k, v in fields.items()))
 
 

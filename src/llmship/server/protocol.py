@@ -55,7 +55,9 @@ class _Sampling(_Request):
     frequency_penalty: float | None = Field(
         None, ge=-2.0, le=2.0, description="Penalty growing with a token's count so far."
     )
-    user: str | None = Field(None, description="End-user id (recorded, not used for sampling).")
+    user: str | None = Field(
+        None, description="End-user id; the model server ignores it (the gateway keys A/B on it)."
+    )
 
     @field_validator("stop")
     @classmethod
@@ -112,7 +114,7 @@ class Usage(BaseModel):
 
 class PredictResponse(BaseModel):
     response: str = Field(description="The generated text.")
-    query_id: str = Field(description="Id of this query; rate it with POST /feedback.")
+    query_id: str = Field(description="Id of this query, also sent as the X-Request-ID header.")
     version: str = Field(description="The release that answered, NAME@VERSION.")
     finish_reason: str = Field(description="`stop` (natural end) or `length` (token limit).")
     usage: Usage = Field(description="Token counts.")

@@ -43,6 +43,8 @@ class RequestContext:
     completion_tokens: int = 0
     ttft: float | None = None
     finish_reason: str | None = None
+    text: list[str] = field(default_factory=list)
+    """Generated text, kept only when the log_prompts setting is on."""
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -111,7 +113,7 @@ class ModelService:
     def _sampling(self, req: _Sampling, max_tokens: int | None) -> dict[str, Any]:
         params = self.spec.params
         limit = self.settings.max_request_tokens
-        wanted = max_tokens if max_tokens is not None else params.max_tokens
+        wanted = max_tokens if max_tokens is not None else min(params.max_tokens, limit)
         if wanted > limit:
             raise InvalidRequestError(
                 f"max_tokens is {wanted}, above the limit of {limit}; ask for fewer tokens",
@@ -222,13 +224,20 @@ class ModelService:
                     ctx.completion_tokens += chunk.tokens
                     if chunk.prompt_tokens is not None:
                         ctx.prompt_tokens = chunk.prompt_tokens
+                    if self.settings.log_prompts:
+                        ctx.text.append(chunk.text)
                     if chunk.finish_reason:
                         ctx.finish_reason = chunk.finish_reason
                         self._observe(ctx)
+                    if chunk.finish_reason and self.settings.log_prompts:
+                        ctx.extra["prompt"] = json.dumps(_prompt_text(request), ensure_ascii=False)
+                        ctx.extra["response"] = json.dumps("".join(ctx.text), ensure_ascii=False)
                     yield chunk
             finally:
-                await stream.aclose()
+                # Free the slot before awaiting anything: a cancelled task may be
+                # cancelled again at its next await.
                 self.scheduler.release(time.perf_counter() - began)
+                await stream.aclose()
         finally:
             gauge.dec()
 
@@ -262,6 +271,12 @@ class ModelService:
             prompt_tokens=ctx.prompt_tokens,
             completion_tokens=ctx.completion_tokens,
         )
+
+
+def _prompt_text(request: GenerationRequest) -> str:
+    if request.messages is None:
+        return request.prompt or ""
+    return "\n".join(f"{m.role}: {m.content}" for m in request.messages)
 
 
 def _remaining(deadline: float) -> float:
