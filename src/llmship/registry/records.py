@@ -79,3 +79,61 @@ class Event:
     subject: str
     message: str
     data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A running model server of one release in one environment."""
+
+    env: str
+    ref: str
+    url: str
+    """Base URL, e.g. ``http://127.0.0.1:8101`` (the API is under ``/v1``)."""
+    pid: int | None
+    started_at: datetime
+    heartbeat_at: datetime
+
+
+@dataclass(frozen=True)
+class QueryRecord:
+    """Which release answered a query: what feedback is attributed by."""
+
+    query_id: str
+    env: str
+    ref: str
+    variant: str
+    route: str
+    status: int
+    at: datetime
+    user_key: str | None = None
+
+
+@dataclass(frozen=True)
+class FeedbackRecord:
+    """A rating (1..5) or a thumbs (up/down) on one query, attributed to its release."""
+
+    query_id: str
+    env: str
+    ref: str
+    kind: str
+    """``rating`` or ``thumbs``."""
+    value: int
+    """1..5 for a rating; 1 (up) or 0 (down) for thumbs."""
+    comment: str | None
+    at: datetime
+
+
+@dataclass(frozen=True)
+class FeedbackSummary:
+    """Feedback of one release."""
+
+    ref: str
+    ratings: int
+    mean_rating: float | None
+    thumbs_up: int
+    thumbs_down: int
+
+    @property
+    def thumbs_up_rate(self) -> float | None:
+        total = self.thumbs_up + self.thumbs_down
+        return self.thumbs_up / total if total else None

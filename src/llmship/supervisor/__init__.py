@@ -1,0 +1,1 @@
+"""``llmship up``: start, watch and stop the local stack."""
