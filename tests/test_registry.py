@@ -25,7 +25,17 @@ from llmship.registry import AliasMove, Registry, ReleaseRecord, _engine
 from llmship.registry.tables import Base
 from llmship.release.spec import ReleaseSpec, parse_spec
 
-TABLES = {"releases", "aliases", "alias_history", "events"}
+TABLES = {
+    "releases",
+    "aliases",
+    "alias_history",
+    "events",
+    "traffic_policies",
+    "endpoints",
+    "queries",
+    "feedback",
+    "flags",
+}
 
 
 def make_spec(name: str = "chat", version: str = "1.0.0", **changes: Any) -> ReleaseSpec:
@@ -94,8 +104,8 @@ def test_migrations_create_the_schema_from_empty(db_url: str) -> None:
     try:
         with engine.connect() as conn:
             assert set(inspect(conn).get_table_names()) == {*TABLES, "alembic_version"}
-            assert MigrationContext.configure(conn).get_current_revision() == "0001"
-            # The hand-written migration creates exactly what tables.py declares.
+            assert MigrationContext.configure(conn).get_current_revision() == _engine.HEAD_REVISION
+            # The hand-written migrations create exactly what tables.py declares.
             diffs = compare_metadata(MigrationContext.configure(conn), Base.metadata)
             assert diffs == []
     finally:

@@ -80,6 +80,11 @@ def register(app: typer.Typer) -> None:
             "-e",
             help="Environment whose aliases apply (default: LLMSHIP_ENV or dev).",
         ),
+        advertise_url: str | None = typer.Option(
+            None,
+            "--advertise-url",
+            help="URL gateways use to reach this server (default: http://HOST:PORT).",
+        ),
     ) -> None:
         """Serve one release: OpenAI-compatible API, /predict, /metrics.
 
@@ -91,14 +96,22 @@ def register(app: typer.Typer) -> None:
         cfg = settings(env=env, serve_host=host, serve_port=port)
         configure_logging(cfg.log_level)
         chosen = load_spec(spec) if spec else resolve_release(cfg, release)
-        run_server(chosen, cfg)
+        # a registered release is announced to the registry, so gateways find it
+        run_server(chosen, cfg, announce=not spec, advertise_url=advertise_url)
 
 
-def run_server(spec: ReleaseSpec, cfg: Settings) -> None:
-    """Start uvicorn for ``spec`` and block until it stops; exit 1 if the model fails to load."""
+def run_server(
+    spec: ReleaseSpec, cfg: Settings, *, announce: bool = False, advertise_url: str | None = None
+) -> None:
+    """Start uvicorn for ``spec`` and block until it stops; exit 1 if the model fails to load.
+
+    With ``announce`` the server registers its endpoint (``advertise_url``) in the
+    registry once the model is loaded, and withdraws it when it stops.
+    """
     import uvicorn
 
     from llmship.server import build_service, create_app
+    from llmship.server.announce import EndpointAnnouncer
 
     service = build_service(spec, cfg)  # checks the weights' sha256 before anything listens
     failures: list[LlmshipError] = []
@@ -109,7 +122,13 @@ def run_server(spec: ReleaseSpec, cfg: Settings) -> None:
         if server is not None:
             server.should_exit = True
 
-    app = create_app(service, on_load_error=on_load_error)
+    url = f"http://{_display_host(cfg.serve_host)}:{cfg.serve_port}"
+    announcer = EndpointAnnouncer(cfg, spec.ref, advertise_url or url) if announce else None
+    app = create_app(
+        service,
+        on_load_error=on_load_error,
+        on_ready=announcer.run if announcer is not None else None,
+    )
     config = uvicorn.Config(
         app,
         host=cfg.serve_host,
@@ -119,7 +138,6 @@ def run_server(spec: ReleaseSpec, cfg: Settings) -> None:
         timeout_graceful_shutdown=5,
     )
     server = uvicorn.Server(config)
-    url = f"http://{_display_host(cfg.serve_host)}:{cfg.serve_port}"
     console.print(f"serving [bold]{spec.ref}[/] ({spec.backend}) at [bold]{url}[/]")
     console.print(f"  docs: {url}/docs   metrics: {url}/metrics", highlight=False)
     console.print(

@@ -1,4 +1,5 @@
-"""The release registry: releases, aliases, alias history and events in SQL.
+"""The release registry: releases, aliases, alias history and events in SQL, and what
+the gateway shares (traffic policies, endpoints, queries, feedback, flags).
 
 SQLite under ``LLMSHIP_HOME`` by default, PostgreSQL through
 ``LLMSHIP_DATABASE_URL``; the schema is migrated by Alembic when opened::
@@ -8,14 +9,27 @@ SQLite under ``LLMSHIP_HOME`` by default, PostgreSQL through
         registry.set_alias("dev", "production", record.ref, actor="ci", reason="first release")
 """
 
-from llmship.registry.records import AliasMove, AliasRecord, Event, ReleaseRecord
+from llmship.registry.records import (
+    AliasMove,
+    AliasRecord,
+    Endpoint,
+    Event,
+    FeedbackRecord,
+    FeedbackSummary,
+    QueryRecord,
+    ReleaseRecord,
+)
 from llmship.registry.store import ALIAS_PATTERN, Registry
 
 __all__ = [
     "ALIAS_PATTERN",
     "AliasMove",
     "AliasRecord",
+    "Endpoint",
     "Event",
+    "FeedbackRecord",
+    "FeedbackSummary",
+    "QueryRecord",
     "Registry",
     "ReleaseRecord",
 ]

@@ -9,11 +9,12 @@ import json
 
 from pydantic import ValidationError
 from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased
 
 from llmship.errors import NotFoundError, SpecError
 from llmship.registry.records import AliasMove, Event, ReleaseRecord
-from llmship.registry.tables import AliasHistoryRow, AliasRow, EventRow, ReleaseRow
+from llmship.registry.tables import AliasHistoryRow, AliasRow, Base, EventRow, ReleaseRow
 from llmship.release.semver import Version
 from llmship.release.spec import ReleaseSpec, parse_ref
 
@@ -71,6 +72,28 @@ def resolve(session: Session, ref: str, env: str) -> ReleaseRecord:
     raise NotFoundError(
         f"{ref!r} is neither NAME@VERSION nor an alias in environment {env!r} ({where})"
     )
+
+
+def canonical_ref(session: Session, ref: str, env: str, *, role: str) -> str:
+    """``NAME@VERSION`` of the registered release ``ref`` names (an alias is resolved).
+
+    NotFoundError starts with ``role`` (``canary``, ``flag release``, ...), so the
+    message says which part of a request named the unknown release.
+    """
+    try:
+        return resolve(session, ref, env).ref
+    except NotFoundError as exc:
+        raise NotFoundError(f"{role}: {exc.message}", param=role) from None
+
+
+def insert(session: Session, table: type[Base]) -> postgresql.Insert | sqlite.Insert:
+    """An INSERT of the session's dialect, which has ``on_conflict_do_*`` (an upsert)."""
+    name = session.get_bind().dialect.name
+    if name == "postgresql":
+        return postgresql.insert(table)
+    if name == "sqlite":
+        return sqlite.insert(table)
+    raise NotImplementedError(f"the registry runs on SQLite or PostgreSQL, not {name}")
 
 
 def history(session: Session, env: str, alias: str, *, last_only: bool = False) -> list[AliasMove]:

@@ -1,4 +1,5 @@
-"""The registry: releases, aliases with their history, and events.
+"""The registry: releases, aliases with their history, events, and what the gateway
+shares with the rest of llmship (traffic policies, endpoints, queries, feedback, flags).
 
 It is the single source of truth of llmship. Every public method runs in its own
 transaction and returns frozen records (``records.py``). Writes are safe when
@@ -10,67 +11,43 @@ and a lost race on a unique key is read back and compared.
 from __future__ import annotations
 
 import json
-import logging
 import re
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from datetime import datetime, timezone
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import func, select
-from sqlalchemy.engine import URL, Engine
-from sqlalchemy.orm import Session
 
-from llmship.errors import (
-    ConflictError,
-    RegistryUnavailableError,
-    SpecError,
-)
+from llmship.errors import ConflictError, RegistryUnavailableError, SpecError
 from llmship.registry import _queries as q
-from llmship.registry._engine import (
-    WRITE,
-    create_registry_engine,
-    parse_url,
-    safe_url,
-    upgrade,
+from llmship.registry._base import (
+    RETRIES,
+    Clock,
+    check_env,
+    first_line,
+    logger,
+    required_reason,
+    utc_now,
 )
+from llmship.registry._engine import create_registry_engine, parse_url, safe_url, upgrade
+from llmship.registry._gateway import GatewayMethods
 from llmship.registry.records import AliasMove, AliasRecord, Event, ReleaseRecord
-from llmship.registry.tables import AliasHistoryRow, AliasRow, EventRow, ReleaseRow
+from llmship.registry.tables import AliasRow, EventRow, ReleaseRow
 from llmship.release.semver import Version
 from llmship.release.spec import ReleaseSpec
 from llmship.release.weights import with_sha256
 
-logger = logging.getLogger(__name__)
-
 ALIAS_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
-ENV_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
-KIND_PATTERN = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")
-_ALIAS_RETRIES = 3
-
-Clock = Callable[[], datetime]
 
 
-def utc_now() -> datetime:
-    """The current time, timezone-aware UTC."""
-    return datetime.now(timezone.utc)
-
-
-class Registry:
-    """Releases, aliases and events in one SQL database (SQLite or PostgreSQL).
+class Registry(GatewayMethods):
+    """Releases, aliases and events in one SQL database (SQLite or PostgreSQL), and
+    the gateway's traffic policies, endpoints, queries, feedback and flags.
 
     Open it with :meth:`open`, close it with :meth:`close` (or use ``with``).
     One instance may be shared by threads.
     """
-
-    def __init__(self, engine: Engine, url: URL, *, home: Path | None, clock: Clock) -> None:
-        self._engine = engine
-        self._url = url
-        self._clock = clock
-        self.home = home
-        """The llmship state directory this registry belongs to, when known."""
 
     # -- opening and closing -------------------------------------------------
 
@@ -90,7 +67,7 @@ class Registry:
         except sa_exc.DBAPIError as exc:
             engine.dispose()
             raise RegistryUnavailableError(
-                f"cannot open the registry at {safe_url(parsed)}: {_first_line(exc)}"
+                f"cannot open the registry at {safe_url(parsed)}: {first_line(exc)}"
             ) from exc
         except BaseException:
             engine.dispose()
@@ -116,11 +93,6 @@ class Registry:
         tb: TracebackType | None,
     ) -> None:
         self.close()
-
-    @property
-    def url(self) -> str:
-        """The database URL, password hidden."""
-        return safe_url(self._url)
 
     def __repr__(self) -> str:
         return f"Registry({self.url!r})"
@@ -214,74 +186,22 @@ class Registry:
         ``ref`` is ``NAME@VERSION`` or another alias of ``env``. Moving an alias
         to where it already points records nothing and returns its last move.
         """
-        _check_env(env)
+        check_env(env)
         _check_alias(alias)
-        reason = reason.strip()
-        if not reason:
-            raise SpecError("a reason is required for moving an alias", param="reason")
-        for attempt in range(_ALIAS_RETRIES):
+        reason = required_reason(reason, "moving an alias")
+        for attempt in range(RETRIES):
             try:
                 return self._move_alias(env, alias, ref, actor=actor, reason=reason)
             except sa_exc.IntegrityError:
                 # Two writers created the same alias at once; the loser tries again.
-                if attempt == _ALIAS_RETRIES - 1:
+                if attempt == RETRIES - 1:
                     raise
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _move_alias(self, env: str, alias: str, ref: str, *, actor: str, reason: str) -> AliasMove:
         with self._write() as session:
             target = q.resolve(session, ref, env)
-            current = session.get(AliasRow, (env, alias), with_for_update=True)
-            if current is not None and current.release_id == target.id:
-                last = q.history(session, env, alias, last_only=True)
-                if last:
-                    return last[0]
-            from_id = current.release_id if current is not None else None
-            from_row = session.get(ReleaseRow, from_id) if from_id is not None else None
-            from_ref = f"{from_row.name}@{from_row.version}" if from_row is not None else None
-            now = self._now()
-            if current is None:
-                session.add(AliasRow(env=env, alias=alias, release_id=target.id, updated_at=now))
-            else:
-                current.release_id = target.id
-                current.updated_at = now
-            entry = AliasHistoryRow(
-                env=env,
-                alias=alias,
-                from_release_id=from_id,
-                to_release_id=target.id,
-                actor=actor,
-                reason=reason,
-                at=now,
-            )
-            session.add(entry)
-            session.flush()
-            self._add_event(
-                session,
-                kind="alias.moved",
-                subject=f"{env}/{alias}",
-                message=f"{env}/{alias}: {from_ref or '(none)'} -> {target.ref} ({reason})",
-                actor=actor,
-                data={
-                    "env": env,
-                    "alias": alias,
-                    "from": from_ref,
-                    "to": target.ref,
-                    "reason": reason,
-                },
-            )
-            move = AliasMove(
-                id=entry.id,
-                env=env,
-                alias=alias,
-                from_ref=from_ref,
-                to_ref=target.ref,
-                actor=actor,
-                reason=reason,
-                at=now,
-            )
-        logger.info("moved %s/%s: %s -> %s by %s", env, alias, from_ref, target.ref, actor)
-        return move
+            return self._move_alias_in(session, env, alias, target, actor=actor, reason=reason)
 
     def get_alias(self, env: str, alias: str) -> ReleaseRecord | None:
         """The release ``alias`` of ``env`` points at, or None."""
@@ -340,61 +260,6 @@ class Registry:
                 stmt = stmt.where(EventRow.kind == kind)
             return [q.to_event(row) for row in session.scalars(stmt)]
 
-    def _add_event(
-        self,
-        session: Session,
-        *,
-        kind: str,
-        subject: str,
-        message: str,
-        actor: str,
-        data: dict[str, Any] | None,
-    ) -> Event:
-        if not KIND_PATTERN.match(kind):
-            raise SpecError(
-                f"{kind!r} is not an event kind: use lower-case words joined by dots, "
-                "e.g. alias.moved",
-                param="kind",
-            )
-        row = EventRow(
-            at=self._now(),
-            actor=actor,
-            kind=kind,
-            subject=subject,
-            message=message,
-            data=json.dumps(data, sort_keys=True, default=str) if data is not None else None,
-        )
-        session.add(row)
-        session.flush()
-        return q.to_event(row)
-
-    # -- transactions --------------------------------------------------------
-
-    @contextmanager
-    def _read(self) -> Iterator[Session]:
-        try:
-            with Session(self._engine, expire_on_commit=False) as session, session.begin():
-                yield session
-        except sa_exc.OperationalError as exc:
-            raise self._unavailable(exc) from exc
-
-    @contextmanager
-    def _write(self) -> Iterator[Session]:
-        try:
-            with self._engine.connect() as conn:
-                conn.execution_options(**{WRITE: True})
-                with conn.begin(), Session(bind=conn, expire_on_commit=False) as session:
-                    yield session
-                    session.flush()
-        except sa_exc.OperationalError as exc:
-            raise self._unavailable(exc) from exc
-
-    def _now(self) -> datetime:
-        return self._clock().astimezone(timezone.utc)
-
-    def _unavailable(self, exc: sa_exc.DBAPIError) -> RegistryUnavailableError:
-        return RegistryUnavailableError(f"the registry at {self.url} failed: {_first_line(exc)}")
-
 
 # -- checks and messages ----------------------------------------------------------
 
@@ -405,15 +270,6 @@ def _check_alias(alias: str) -> None:
             f"{alias!r} is not a valid alias name: use 1-63 lower-case letters, digits, "
             "'_' or '-', starting with a letter (e.g. production, canary)",
             param="alias",
-        )
-
-
-def _check_env(env: str) -> None:
-    if not ENV_PATTERN.match(env):
-        raise SpecError(
-            f"{env!r} is not a valid environment name: use 1-32 lower-case letters, digits "
-            "or '-', starting with a letter (e.g. dev, staging, prod)",
-            param="env",
         )
 
 
@@ -440,9 +296,3 @@ def _conflict_message(old: ReleaseSpec, new: ReleaseSpec) -> str:
         f"{', '.join(changed) or 'nothing visible'}); a registered release never changes: "
         f"bump the version (e.g. {bumped}) and register that"
     )
-
-
-def _first_line(exc: sa_exc.DBAPIError) -> str:
-    text = str(exc.orig) if exc.orig is not None else str(exc)
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return lines[0] if lines else type(exc.orig).__name__

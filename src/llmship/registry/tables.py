@@ -1,8 +1,8 @@
 """The registry's tables (SQLAlchemy 2 declarative models).
 
 These classes stay inside ``llmship.registry``: the store turns rows into frozen
-records before they leave the package. ``migrations/versions/0001_initial.py``
-creates exactly these tables; a test compares the two.
+records before they leave the package. The migrations in
+``migrations/versions/`` create exactly these tables; a test compares the two.
 """
 
 from __future__ import annotations
@@ -10,7 +10,17 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -42,6 +52,10 @@ class UtcDateTime(TypeDecorator[datetime]):
         if value.tzinfo is None:
             return value.replace(tzinfo=timezone.utc)
         return value.astimezone(timezone.utc)
+
+
+REF_LENGTH = 320
+"""Room for ``name@version``: a 63-character name, ``@`` and a 255-character version."""
 
 
 class Base(DeclarativeBase):
@@ -108,3 +122,78 @@ class EventRow(Base):
     subject: Mapped[str] = mapped_column(String(255))
     message: Mapped[str] = mapped_column(Text)
     data: Mapped[str | None] = mapped_column(Text)
+
+
+class TrafficPolicyRow(Base):
+    """The traffic policy of one environment, as JSON (``stable`` is not stored: it is
+    always where the environment's ``production`` alias points)."""
+
+    __tablename__ = "traffic_policies"
+
+    env: Mapped[str] = mapped_column(String(32), primary_key=True)
+    policy: Mapped[str] = mapped_column(Text)
+    revision: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    updated_by: Mapped[str] = mapped_column(String(255))
+
+
+class EndpointRow(Base):
+    """A model server of one release in one environment, renewed by its heartbeat."""
+
+    __tablename__ = "endpoints"
+
+    env: Mapped[str] = mapped_column(String(32), primary_key=True)
+    ref: Mapped[str] = mapped_column(String(REF_LENGTH), primary_key=True)
+    url: Mapped[str] = mapped_column(String(1024), primary_key=True)
+    pid: Mapped[int | None] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    heartbeat_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class QueryRow(Base):
+    """Which release answered one query (what feedback is attributed by)."""
+
+    __tablename__ = "queries"
+    __table_args__ = (Index("ix_queries_env_ref_at", "env", "ref", "at"),)
+
+    query_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    env: Mapped[str] = mapped_column(String(32))
+    ref: Mapped[str] = mapped_column(String(REF_LENGTH))
+    variant: Mapped[str] = mapped_column(String(96))
+    route: Mapped[str] = mapped_column(String(128))
+    status: Mapped[int] = mapped_column(Integer)
+    at: Mapped[datetime] = mapped_column(UtcDateTime)
+    user_key: Mapped[str | None] = mapped_column(String(255))
+
+
+class FeedbackRow(Base):
+    """One rating or thumbs on one query; a second one of the same kind replaces it."""
+
+    __tablename__ = "feedback"
+    __table_args__ = (Index("ix_feedback_ref_at", "ref", "at"),)
+
+    query_id: Mapped[str] = mapped_column(
+        ForeignKey("queries.query_id", name="fk_feedback_query"), primary_key=True
+    )
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    env: Mapped[str] = mapped_column(String(32))
+    ref: Mapped[str] = mapped_column(String(REF_LENGTH))
+    value: Mapped[int] = mapped_column(Integer)
+    comment: Mapped[str | None] = mapped_column(Text)
+    actor: Mapped[str | None] = mapped_column(String(255))
+    at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class FlagRow(Base):
+    """A feature flag of one environment."""
+
+    __tablename__ = "flags"
+
+    env: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(63), primary_key=True)
+    enabled: Mapped[bool] = mapped_column(Boolean)
+    percent: Mapped[float] = mapped_column(Float)
+    conditions: Mapped[str] = mapped_column(Text)
+    release: Mapped[str | None] = mapped_column(String(REF_LENGTH))
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    updated_by: Mapped[str] = mapped_column(String(255))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -96,8 +96,13 @@ def create_app(
     service: ModelService,
     *,
     on_load_error: Callable[[LlmshipError], None] | None = None,
+    on_ready: Callable[[], Awaitable[None]] | None = None,
 ) -> FastAPI:
-    """An app serving ``service``; the model loads in the background after start-up."""
+    """An app serving ``service``; the model loads in the background after start-up.
+
+    ``on_ready`` runs as a task once the model is loaded (e.g. to announce the
+    server) and is cancelled at shutdown.
+    """
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -109,6 +114,9 @@ def create_app(
                 log.error("cannot serve %s: %s", service.version, exc.message)
                 if on_load_error is not None:
                     on_load_error(exc)
+                return
+            if on_ready is not None:
+                await on_ready()
 
         loader = asyncio.create_task(load())
         try:

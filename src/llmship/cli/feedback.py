@@ -1,0 +1,87 @@
+"""``llmship feedback``: what users thought of each release's answers."""
+
+from __future__ import annotations
+
+import json
+from enum import Enum
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from llmship.cli._common import console, handle_errors, open_registry, settings
+
+app = typer.Typer(
+    help="Read user feedback (ratings and thumbs) per release.",
+    no_args_is_help=True,
+)
+
+EnvOption = Annotated[
+    str | None,
+    typer.Option(
+        "--env", "-e", help="Environment whose feedback to read (default: LLMSHIP_ENV or dev)."
+    ),
+]
+
+
+class Format(str, Enum):
+    """Output formats of `feedback summary`."""
+
+    table = "table"
+    json = "json"
+
+
+@app.command("summary")
+@handle_errors
+def summary(
+    env: EnvOption = None,
+    version: Annotated[
+        str | None,
+        typer.Option("--version", metavar="NAME@VERSION", help="Only this release, NAME@VERSION."),
+    ] = None,
+    output: Annotated[Format, typer.Option("--format", "-f", help="table or json.")] = Format.table,
+) -> None:
+    """Per release: how many ratings and their mean, thumbs up and down, and the up rate.
+
+    Feedback belongs to the release that answered the query it is about.
+    """
+    cfg = settings(env=env)
+    with open_registry(cfg) as registry:
+        rows = registry.feedback_summary(cfg.env, version)
+    if output is Format.json:
+        data = [
+            {
+                "ref": s.ref,
+                "ratings": s.ratings,
+                "mean_rating": s.mean_rating,
+                "thumbs_up": s.thumbs_up,
+                "thumbs_down": s.thumbs_down,
+                "thumbs_up_rate": s.thumbs_up_rate,
+            }
+            for s in rows
+        ]
+        typer.echo(json.dumps(data, indent=2))
+        return
+    if not rows:
+        typer.echo(
+            f"no feedback in {cfg.env} yet"
+            + (f" for {version}" if version else "")
+            + ": clients send it to the gateway's POST /feedback"
+        )
+        return
+    table = Table(title=f"feedback in {cfg.env}", title_justify="left")
+    for column in ("release", "ratings", "mean", "thumbs up", "thumbs down", "up rate"):
+        table.add_column(
+            column, overflow="fold", justify="left" if column == "release" else "right"
+        )
+    for s in rows:
+        rate = s.thumbs_up_rate
+        table.add_row(
+            s.ref,
+            str(s.ratings),
+            f"{s.mean_rating:.2f}" if s.mean_rating is not None else "-",
+            str(s.thumbs_up),
+            str(s.thumbs_down),
+            f"{rate:.0%}" if rate is not None else "-",
+        )
+    console.print(table)

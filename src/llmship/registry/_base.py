@@ -1,0 +1,199 @@
+"""What every part of the registry shares: the engine, transactions, the clock, events,
+and moving an alias inside a transaction.
+
+``Registry`` (``store.py``) builds on this; so do the gateway's methods
+(``_gateway.py``), which are part of ``Registry`` too.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import URL, Engine
+from sqlalchemy.orm import Session
+
+from llmship.errors import RegistryUnavailableError, SpecError
+from llmship.registry import _queries as q
+from llmship.registry._engine import WRITE, safe_url
+from llmship.registry.records import AliasMove, Event, ReleaseRecord
+from llmship.registry.tables import AliasHistoryRow, AliasRow, EventRow, ReleaseRow
+
+logger = logging.getLogger("llmship.registry.store")
+
+ENV_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
+KIND_PATTERN = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")
+RETRIES = 3
+"""Attempts of a write that can lose a race on a unique key (two first aliases, ...)."""
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    """The current time, timezone-aware UTC."""
+    return datetime.now(timezone.utc)
+
+
+class Store:
+    """The engine, its transactions and the clock (the base of ``Registry``)."""
+
+    def __init__(self, engine: Engine, url: URL, *, home: Path | None, clock: Clock) -> None:
+        self._engine = engine
+        self._url = url
+        self._clock = clock
+        self.home = home
+        """The llmship state directory this registry belongs to, when known."""
+
+    @property
+    def url(self) -> str:
+        """The database URL, password hidden."""
+        return safe_url(self._url)
+
+    def _move_alias_in(
+        self,
+        session: Session,
+        env: str,
+        alias: str,
+        target: ReleaseRecord,
+        *,
+        actor: str,
+        reason: str,
+    ) -> AliasMove:
+        """Move ``alias`` to ``target`` inside the caller's transaction."""
+        current = session.get(AliasRow, (env, alias), with_for_update=True)
+        if current is not None and current.release_id == target.id:
+            last = q.history(session, env, alias, last_only=True)
+            if last:
+                return last[0]
+        from_id = current.release_id if current is not None else None
+        from_row = session.get(ReleaseRow, from_id) if from_id is not None else None
+        from_ref = f"{from_row.name}@{from_row.version}" if from_row is not None else None
+        now = self._now()
+        if current is None:
+            session.add(AliasRow(env=env, alias=alias, release_id=target.id, updated_at=now))
+        else:
+            current.release_id = target.id
+            current.updated_at = now
+        entry = AliasHistoryRow(
+            env=env,
+            alias=alias,
+            from_release_id=from_id,
+            to_release_id=target.id,
+            actor=actor,
+            reason=reason,
+            at=now,
+        )
+        session.add(entry)
+        session.flush()
+        self._add_event(
+            session,
+            kind="alias.moved",
+            subject=f"{env}/{alias}",
+            message=f"{env}/{alias}: {from_ref or '(none)'} -> {target.ref} ({reason})",
+            actor=actor,
+            data={
+                "env": env,
+                "alias": alias,
+                "from": from_ref,
+                "to": target.ref,
+                "reason": reason,
+            },
+        )
+        logger.info("moved %s/%s: %s -> %s by %s", env, alias, from_ref, target.ref, actor)
+        return AliasMove(
+            id=entry.id,
+            env=env,
+            alias=alias,
+            from_ref=from_ref,
+            to_ref=target.ref,
+            actor=actor,
+            reason=reason,
+            at=now,
+        )
+
+    def _add_event(
+        self,
+        session: Session,
+        *,
+        kind: str,
+        subject: str,
+        message: str,
+        actor: str,
+        data: dict[str, Any] | None,
+    ) -> Event:
+        if not KIND_PATTERN.match(kind):
+            raise SpecError(
+                f"{kind!r} is not an event kind: use lower-case words joined by dots, "
+                "e.g. alias.moved",
+                param="kind",
+            )
+        row = EventRow(
+            at=self._now(),
+            actor=actor,
+            kind=kind,
+            subject=subject,
+            message=message,
+            data=json.dumps(data, sort_keys=True, default=str) if data is not None else None,
+        )
+        session.add(row)
+        session.flush()
+        return q.to_event(row)
+
+    # -- transactions --------------------------------------------------------
+
+    @contextmanager
+    def _read(self) -> Iterator[Session]:
+        try:
+            with Session(self._engine, expire_on_commit=False) as session, session.begin():
+                yield session
+        except sa_exc.OperationalError as exc:
+            raise self._unavailable(exc) from exc
+
+    @contextmanager
+    def _write(self) -> Iterator[Session]:
+        try:
+            with self._engine.connect() as conn:
+                conn.execution_options(**{WRITE: True})
+                with conn.begin(), Session(bind=conn, expire_on_commit=False) as session:
+                    yield session
+                    session.flush()
+        except sa_exc.OperationalError as exc:
+            raise self._unavailable(exc) from exc
+
+    def _now(self) -> datetime:
+        return self._clock().astimezone(timezone.utc)
+
+    def _unavailable(self, exc: sa_exc.DBAPIError) -> RegistryUnavailableError:
+        return RegistryUnavailableError(f"the registry at {self.url} failed: {first_line(exc)}")
+
+
+# -- checks and messages ----------------------------------------------------------
+
+
+def required_reason(reason: str, doing: str) -> str:
+    reason = reason.strip()
+    if not reason:
+        raise SpecError(f"a reason is required for {doing}", param="reason")
+    return reason
+
+
+def check_env(env: str) -> None:
+    if not ENV_PATTERN.match(env):
+        raise SpecError(
+            f"{env!r} is not a valid environment name: use 1-32 lower-case letters, digits "
+            "or '-', starting with a letter (e.g. dev, staging, prod)",
+            param="env",
+        )
+
+
+def first_line(exc: sa_exc.DBAPIError) -> str:
+    text = str(exc.orig) if exc.orig is not None else str(exc)
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[0] if lines else type(exc.orig).__name__

@@ -1,0 +1,207 @@
+"""Queries and the feedback on them: batch inserts, upserts and summaries in SQL.
+
+Each function takes an open session; the transaction is the caller's. Feedback
+is written with ``INSERT ... ON CONFLICT (query_id, kind) DO UPDATE``, one
+statement, so concurrent writers neither lose nor duplicate a rating.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import and_, case, func, select
+from sqlalchemy.orm import Session
+
+from llmship.errors import InvalidRequestError, NotFoundError, SpecError
+from llmship.registry import _queries as q
+from llmship.registry.records import FeedbackRecord, FeedbackSummary, QueryRecord
+from llmship.registry.tables import REF_LENGTH, FeedbackRow, QueryRow
+from llmship.release.spec import parse_ref
+
+BATCH_ROWS = 500
+"""Rows per INSERT: 8 columns each stays far below SQLite's bound-parameter limit."""
+MAX_COMMENT = 10_000
+THUMBS = {"up": 1, "down": 0}
+_SHORT = {"query_id": 64, "env": 32, "ref": REF_LENGTH, "variant": 96, "route": 128}
+
+
+def check_query(row: QueryRecord) -> None:
+    """Refuse a query record the tables cannot hold, naming the field."""
+    for name, limit in _SHORT.items():
+        value = getattr(row, name)
+        if not value or len(value) > limit:
+            raise InvalidRequestError(
+                f"query {row.query_id!r}: {name} must be 1-{limit} characters", param=name
+            )
+    if parse_ref(row.ref) is None:
+        raise SpecError(f"query {row.query_id!r}: ref {row.ref!r} is not NAME@VERSION")
+    if row.at.tzinfo is None:
+        raise InvalidRequestError(f"query {row.query_id!r}: the time must be timezone-aware")
+
+
+def insert_queries(session: Session, rows: Sequence[QueryRecord]) -> None:
+    """Insert ``rows`` a batch at a time; a query_id already recorded is skipped."""
+    for start in range(0, len(rows), BATCH_ROWS):
+        values = [
+            {
+                "query_id": r.query_id,
+                "env": r.env,
+                "ref": r.ref,
+                "variant": r.variant,
+                "route": r.route,
+                "status": r.status,
+                "at": r.at,
+                "user_key": r.user_key[:255] if r.user_key is not None else None,
+            }
+            for r in rows[start : start + BATCH_ROWS]
+        ]
+        stmt = q.insert(session, QueryRow).values(values)
+        session.execute(stmt.on_conflict_do_nothing(index_elements=["query_id"]))
+
+
+def to_query(row: QueryRow) -> QueryRecord:
+    """A query row as a frozen record."""
+    return QueryRecord(
+        query_id=row.query_id,
+        env=row.env,
+        ref=row.ref,
+        variant=row.variant,
+        route=row.route,
+        status=row.status,
+        at=row.at,
+        user_key=row.user_key,
+    )
+
+
+def query_row(session: Session, query_id: str) -> QueryRow:
+    """The row of ``query_id``; NotFoundError says where query ids come from."""
+    row = session.get(QueryRow, query_id)
+    if row is None:
+        raise NotFoundError(
+            f"no query {query_id!r} is recorded: feedback needs the query_id of a response "
+            "the gateway gave (its X-Request-ID header)",
+            param="query_id",
+        )
+    return row
+
+
+def feedback_values(
+    rating: int | None, thumbs: str | None, comment: str | None
+) -> list[tuple[str, int]]:
+    """``[(kind, value), ...]`` for a rating and/or a thumbs; InvalidRequestError if bad."""
+    if rating is None and thumbs is None:
+        raise InvalidRequestError(
+            'give a rating (1 to 5) or thumbs ("up" or "down"), or both', param="rating"
+        )
+    values = []
+    if rating is not None:
+        if isinstance(rating, bool) or not isinstance(rating, int) or not 1 <= rating <= 5:
+            raise InvalidRequestError(
+                f"rating must be a whole number from 1 to 5, not {rating!r}", param="rating"
+            )
+        values.append(("rating", rating))
+    if thumbs is not None:
+        if thumbs not in THUMBS:
+            raise InvalidRequestError(
+                f'thumbs must be "up" or "down", not {thumbs!r}', param="thumbs"
+            )
+        values.append(("thumbs", THUMBS[thumbs]))
+    if comment is not None and len(comment) > MAX_COMMENT:
+        raise InvalidRequestError(
+            f"the comment is {len(comment)} characters long; at most {MAX_COMMENT} are kept",
+            param="comment",
+        )
+    return values
+
+
+def upsert_feedback(
+    session: Session,
+    query: QueryRow,
+    values: list[tuple[str, int]],
+    *,
+    comment: str | None,
+    actor: str | None,
+    now: datetime,
+) -> list[FeedbackRecord]:
+    """Write each ``(kind, value)`` on ``query``, replacing one of the same kind."""
+    records = []
+    for kind, value in values:
+        stmt = q.insert(session, FeedbackRow).values(
+            query_id=query.query_id,
+            kind=kind,
+            env=query.env,
+            ref=query.ref,
+            value=value,
+            comment=comment,
+            actor=actor[:255] if actor is not None else None,
+            at=now,
+        )
+        excluded = stmt.excluded
+        session.execute(
+            stmt.on_conflict_do_update(
+                index_elements=["query_id", "kind"],
+                set_={
+                    "env": excluded.env,
+                    "ref": excluded.ref,
+                    "value": excluded.value,
+                    "comment": excluded.comment,
+                    "actor": excluded.actor,
+                    "at": excluded.at,
+                },
+            )
+        )
+        records.append(
+            FeedbackRecord(
+                query_id=query.query_id,
+                env=query.env,
+                ref=query.ref,
+                kind=kind,
+                value=value,
+                comment=comment,
+                at=now,
+            )
+        )
+    return records
+
+
+def summary(
+    session: Session, env: str | None, ref: str | None, since: datetime | None
+) -> list[FeedbackSummary]:
+    """Per release: how many ratings and their mean, how many thumbs up and down."""
+    kind, value = FeedbackRow.kind, FeedbackRow.value
+    stmt = (
+        select(
+            FeedbackRow.ref,
+            func.sum(case((kind == "rating", 1), else_=0)),
+            func.avg(case((kind == "rating", value), else_=None)),
+            func.sum(case((and_(kind == "thumbs", value == 1), 1), else_=0)),
+            func.sum(case((and_(kind == "thumbs", value == 0), 1), else_=0)),
+        )
+        .group_by(FeedbackRow.ref)
+        .order_by(FeedbackRow.ref)
+    )
+    if env is not None:
+        stmt = stmt.where(FeedbackRow.env == env)
+    if ref is not None:
+        stmt = stmt.where(FeedbackRow.ref == ref)
+    if since is not None:
+        stmt = stmt.where(FeedbackRow.at >= since)
+    return [
+        FeedbackSummary(
+            ref=row_ref,
+            ratings=int(ratings or 0),
+            mean_rating=float(mean) if mean is not None else None,
+            thumbs_up=int(up or 0),
+            thumbs_down=int(down or 0),
+        )
+        for row_ref, ratings, mean, up, down in session.execute(stmt)
+    ]
+
+
+def normal_ref(ref: str) -> str:
+    """``NAME@VERSION`` written as the registry writes it (no ``v`` before the version)."""
+    parsed = parse_ref(ref)
+    if parsed is None:
+        raise SpecError(f"{ref!r} is not NAME@VERSION, e.g. chat@1.1.0", param="ref")
+    return f"{parsed[0]}@{parsed[1]}"
