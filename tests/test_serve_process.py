@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from _procs import LlmshipProcess, ModelServer
+from llmship.registry import Registry
 from llmship.release.bundled import bundled_spec
 
 pytestmark = pytest.mark.slow
@@ -245,6 +246,11 @@ def test_sha256_mismatch_refuses_to_serve(workdir: Path) -> None:
     assert "Traceback" not in out
 
 
+def _endpoints(home: Path) -> list[tuple[str, str]]:
+    with Registry.open(f"sqlite:///{home / 'registry.db'}") as registry:
+        return [(e.ref, e.url) for e in registry.list_endpoints("dev")]
+
+
 def test_empty_registry_serves_the_bundled_release_as_production(tmp_path: Path) -> None:
     srv = ModelServer(tmp_path, env={"LLMSHIP_HOME": str(tmp_path / "state")})
     try:
@@ -253,8 +259,14 @@ def test_empty_registry_serves_the_bundled_release_as_production(tmp_path: Path)
             f"{srv.url}/predict", json={"prompt": "Hi!", "max_new_tokens": 8}, timeout=60
         )
         assert r.json()["version"] == "smollm2-chat@1.0.0"
+        deadline = time.monotonic() + 10
+        while not _endpoints(tmp_path / "state"):
+            assert time.monotonic() < deadline, "the server never announced its endpoint"
+            time.sleep(0.1)
+        assert _endpoints(tmp_path / "state") == [("smollm2-chat@1.0.0", srv.url)]
     finally:
         srv.stop()
+    assert _endpoints(tmp_path / "state") == []  # withdrawn on a clean stop
     listing = LlmshipProcess(
         ["alias", "list", "--env", "dev"], tmp_path, env={"LLMSHIP_HOME": str(tmp_path / "state")}
     )
