@@ -1,0 +1,222 @@
+"""Per-version statistics from the gateway, and the builtin metrics derived from them.
+
+The gateway knows, for each release it routed to, what happened over a recent
+window. A :class:`StatsSource` hands that over as :class:`VersionStats`; the
+``builtin`` provider turns it into one number per metric name
+(:data:`BUILTIN_METRICS`). The source that reads the gateway's
+``GET /api/v1/stats?env=&window=`` lives with the controller; tests use
+:class:`InMemoryStats`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal, Protocol
+
+__all__ = [
+    "BUILTIN_METRICS",
+    "BuiltinMetricInfo",
+    "InMemoryStats",
+    "StatsSource",
+    "VersionStats",
+    "builtin_value",
+    "quantile",
+    "sample_size",
+]
+
+
+@dataclass(frozen=True)
+class VersionStats:
+    """What one release did over a window (all fields count only that window)."""
+
+    requests: int = 0
+    """Requests answered (successes and errors)."""
+    errors: int = 0
+    """Requests that ended in an error (a 5xx or a failed stream)."""
+    error_rate: float = math.nan
+    """``errors / requests``; NaN without requests."""
+    latencies: list[float] = field(default_factory=list)
+    """End-to-end seconds of each request."""
+    ttfts: list[float] = field(default_factory=list)
+    """Seconds to the first token of each request."""
+    tokens_per_second: float = math.nan
+    """Mean completion tokens per second; NaN without requests."""
+    ratings: list[int] = field(default_factory=list)
+    """Feedback ratings (1..5) given to its answers."""
+    thumbs_up: int = 0
+    thumbs_down: int = 0
+    shadow_similarities: list[float] = field(default_factory=list)
+    """ROUGE-L F1 of each mirrored answer against the answer the client got (shadow only)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (NaN stays a float NaN)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> VersionStats:
+        """The inverse of :meth:`to_dict`; absent fields take their defaults, unknown ones
+        are ignored, ``null`` floats are NaN. ValueError on a value of the wrong type."""
+        try:
+
+            def _float(key: str) -> float:
+                value = data.get(key)
+                return math.nan if value is None else float(value)
+
+            return cls(
+                requests=int(data.get("requests", 0)),
+                errors=int(data.get("errors", 0)),
+                error_rate=_float("error_rate"),
+                latencies=[float(v) for v in data.get("latencies") or []],
+                ttfts=[float(v) for v in data.get("ttfts") or []],
+                tokens_per_second=_float("tokens_per_second"),
+                ratings=[int(v) for v in data.get("ratings") or []],
+                thumbs_up=int(data.get("thumbs_up", 0)),
+                thumbs_down=int(data.get("thumbs_down", 0)),
+                shadow_similarities=[float(v) for v in data.get("shadow_similarities") or []],
+            )
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"not version statistics: {exc}") from exc
+
+
+class StatsSource(Protocol):
+    """Where the builtin provider gets per-version statistics (the gateway)."""
+
+    def stats(self, env: str, ref: str, window_s: float) -> VersionStats:
+        """What release ``ref`` did in ``env`` over the last ``window_s`` seconds.
+
+        A release that got no traffic gives empty stats; a source that cannot
+        answer raises (the measurement becomes an Error).
+        """
+        ...
+
+
+class InMemoryStats:
+    """A :class:`StatsSource` with fixed answers, for tests; records every call."""
+
+    def __init__(self, stats: Mapping[tuple[str, str], VersionStats] | None = None):
+        self._stats: dict[tuple[str, str], VersionStats] = dict(stats or {})
+        self.calls: list[tuple[str, str, float]] = []
+
+    def set(self, env: str, ref: str, stats: VersionStats) -> None:
+        """Answer ``stats`` for ``ref`` in ``env`` from now on."""
+        self._stats[(env, ref)] = stats
+
+    def stats(self, env: str, ref: str, window_s: float) -> VersionStats:
+        self.calls.append((env, ref, window_s))
+        return self._stats.get((env, ref), VersionStats())
+
+
+SampleKind = Literal["requests", "latencies", "ttfts", "ratings", "thumbs", "similarities", "none"]
+
+
+@dataclass(frozen=True)
+class BuiltinMetricInfo:
+    """One builtin metric: what it means and what it is computed from."""
+
+    description: str
+    unit: str
+    samples: SampleKind
+    """What counts as one sample (the minimum sample size counts these)."""
+    higher_is_better: bool
+    comparable: bool
+    """Whether ``compare: stable`` (a significance test against stable) applies."""
+
+
+def _quantile_info(what: str, q: int, samples: SampleKind) -> BuiltinMetricInfo:
+    return BuiltinMetricInfo(f"{q}th percentile of {what}", "seconds", samples, False, True)
+
+
+BUILTIN_METRICS: Mapping[str, BuiltinMetricInfo] = {
+    "error_rate": BuiltinMetricInfo(
+        "share of requests that failed (0..1)", "ratio", "requests", False, True
+    ),
+    "latency_p50": _quantile_info("end-to-end latency", 50, "latencies"),
+    "latency_p95": _quantile_info("end-to-end latency", 95, "latencies"),
+    "latency_p99": _quantile_info("end-to-end latency", 99, "latencies"),
+    "ttft_p50": _quantile_info("time to first token", 50, "ttfts"),
+    "ttft_p95": _quantile_info("time to first token", 95, "ttfts"),
+    "ttft_p99": _quantile_info("time to first token", 99, "ttfts"),
+    "tokens_per_second": BuiltinMetricInfo(
+        "mean completion tokens per second", "tokens/s", "requests", True, False
+    ),
+    "request_count": BuiltinMetricInfo(
+        "requests answered in the window", "requests", "none", True, False
+    ),
+    "feedback_mean": BuiltinMetricInfo(
+        "mean feedback rating (1..5)", "rating", "ratings", True, True
+    ),
+    "thumbs_up_rate": BuiltinMetricInfo(
+        "thumbs up / (thumbs up + thumbs down)", "ratio", "thumbs", True, True
+    ),
+    "shadow_similarity": BuiltinMetricInfo(
+        "mean ROUGE-L F1 of mirrored answers against the answers served",
+        "ratio",
+        "similarities",
+        True,
+        False,
+    ),
+}
+"""Every builtin metric name, in the order the docs list them."""
+
+
+def quantile(values: Sequence[float], q: float) -> float:
+    """The ``q``-quantile (0..1) with linear interpolation; NaN for no values."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    pos = (len(ordered) - 1) * q
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+
+
+def sample_size(name: str, stats: VersionStats) -> int:
+    """How many samples stand behind metric ``name`` in ``stats``."""
+    kind = BUILTIN_METRICS[name].samples
+    if kind == "requests":
+        return stats.requests
+    if kind == "latencies":
+        return len(stats.latencies)
+    if kind == "ttfts":
+        return len(stats.ttfts)
+    if kind == "ratings":
+        return len(stats.ratings)
+    if kind == "thumbs":
+        return stats.thumbs_up + stats.thumbs_down
+    if kind == "similarities":
+        return len(stats.shadow_similarities)
+    return stats.requests
+
+
+def builtin_value(name: str, stats: VersionStats) -> float:
+    """Metric ``name`` computed from ``stats``; NaN when there is nothing to compute it from.
+
+    KeyError for a name not in :data:`BUILTIN_METRICS`.
+    """
+    if name not in BUILTIN_METRICS:
+        raise KeyError(name)
+    if name == "request_count":
+        return float(stats.requests)
+    if name == "error_rate":
+        if stats.requests <= 0:
+            return math.nan
+        if math.isnan(stats.error_rate):
+            return stats.errors / stats.requests
+        return stats.error_rate
+    if name == "tokens_per_second":
+        return stats.tokens_per_second if stats.requests > 0 else math.nan
+    if name.startswith(("latency_", "ttft_")):
+        values = stats.latencies if name.startswith("latency_") else stats.ttfts
+        return quantile(values, int(name.rsplit("_p", 1)[1]) / 100)
+    if name == "feedback_mean":
+        return _mean(stats.ratings)
+    if name == "thumbs_up_rate":
+        total = stats.thumbs_up + stats.thumbs_down
+        return stats.thumbs_up / total if total else math.nan
+    return _mean(stats.shadow_similarities)
+
+
+def _mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values) if values else math.nan
