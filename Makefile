@@ -29,8 +29,9 @@ system-deps: ## Install the Debian packages the tests use (PostgreSQL) when miss
 		$$SUDO apt-get update && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y --no-install-recommends postgresql; \
 	fi
 
-test-deps: install system-deps ## Install what the tests need
-	$(BIN)/pip install --quiet --progress-bar off -e '.[test]'
+test-deps: install system-deps ## Install what the tests need (CPU torch first, for the semantic extra)
+	$(BIN)/pip install --quiet --progress-bar off torch==2.13.0
+	$(BIN)/pip install --quiet --progress-bar off -e '.[test,semantic]'
 
 lint: test-deps ## ruff and mypy
 	$(BIN)/ruff check src tests benchmarks

@@ -1,0 +1,591 @@
+"""Golden datasets: cases read from JSONL, CSV or YAML files (promptfoo-like).
+
+One case is a prompt (``input``) or a chat (``messages``), optional references,
+assertions, tags and an optional pass threshold. A JSONL row::
+
+    {"input": "请解释什么是量子计算", "reference": "...",
+     "assert": [{"type": "contains", "value": "量子"}, {"type": "rouge_l", "threshold": 0.2}],
+     "tags": ["zh"]}
+
+Every problem in a file is collected and reported together, one line each, as
+``file:line: what is wrong``, in one :class:`DatasetError` (a ``SpecError``).
+The formats are described in ``docs/eval-metrics.md``.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from llmship.errors import SpecError
+from llmship.eval.assertions import Assertion, canonical_type, parse_assertion
+
+__all__ = [
+    "CASE_FIELDS",
+    "Case",
+    "Dataset",
+    "DatasetError",
+    "Message",
+    "load_dataset",
+    "parse_cases",
+]
+
+#: The fields a case may have in JSONL and YAML (CSV: see ``docs/eval-metrics.md``).
+CASE_FIELDS = (
+    "id",
+    "description",
+    "input",
+    "messages",
+    "reference",
+    "references",
+    "assert",
+    "tags",
+    "threshold",
+    "vars",
+    "metadata",
+)
+_ROLES = ("system", "user", "assistant", "tool", "developer")
+_VAR = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_.-]*)\s*\}\}")
+_SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".yaml": "yaml", ".yml": "yaml"}
+
+
+class DatasetError(SpecError):
+    """A dataset file has problems; ``errors`` lists each as ``file:line: what is wrong``."""
+
+    default_code = "invalid_dataset"
+
+    def __init__(self, path: str, errors: Sequence[str]):
+        self.errors = tuple(errors)
+        count = len(self.errors)
+        noun = "problem" if count == 1 else "problems"
+        super().__init__(f"{path}: {count} {noun} in the dataset:\n" + "\n".join(self.errors))
+
+
+@dataclass(frozen=True)
+class Message:
+    """One chat message of a case given as ``messages``."""
+
+    role: str
+    content: str
+
+    def to_dict(self) -> dict[str, str]:
+        """The OpenAI wire shape ``{"role", "content"}``."""
+        return {"role": self.role, "content": self.content}
+
+
+@dataclass(frozen=True)
+class Case:
+    """One golden case. Exactly one of ``input`` and ``messages`` is set.
+
+    ``{{name}}`` placeholders in the input and the message contents are already
+    filled from ``vars`` (placeholders naming no var are left as they are).
+    """
+
+    id: str
+    """Given in the file, else ``<file name>:<line>``; unique within a dataset."""
+    line: int
+    """The line in the file where the case starts (1-based)."""
+    input: str | None = None
+    """The prompt, for a completion-style or single-turn chat request."""
+    messages: tuple[Message, ...] | None = None
+    """A whole chat, instead of ``input``."""
+    references: tuple[str, ...] = ()
+    """Reference answers (``reference`` is one); metrics take the best match."""
+    asserts: tuple[Assertion, ...] = ()
+    """What the output must satisfy (the ``assert`` field)."""
+    tags: tuple[str, ...] = ()
+    threshold: float | None = None
+    """Pass when the weighted mean assertion score reaches this; else all must pass."""
+    description: str | None = None
+    vars: Mapping[str, Any] = field(default_factory=dict, hash=False)
+    metadata: Mapping[str, Any] = field(default_factory=dict, hash=False)
+
+    @property
+    def reference(self) -> str | None:
+        """The first reference, or None."""
+        return self.references[0] if self.references else None
+
+    def prompt_messages(self) -> list[dict[str, str]]:
+        """The chat to send: ``messages``, or ``input`` as one user message."""
+        if self.messages is not None:
+            return [m.to_dict() for m in self.messages]
+        return [{"role": "user", "content": self.input or ""}]
+
+    def prompt_text(self) -> str:
+        """The text to send to a completion endpoint: ``input``, or the last user message."""
+        if self.input is not None:
+            return self.input
+        users = [m.content for m in self.messages or () if m.role == "user"]
+        return users[-1] if users else ""
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A loaded dataset: where it came from, its cases in file order, and its content hash."""
+
+    path: str
+    cases: tuple[Case, ...]
+    digest: str
+    """sha256 (hex) of the file's bytes: changes whenever the file does."""
+
+    def __len__(self) -> int:
+        return len(self.cases)
+
+    def __iter__(self) -> Iterator[Case]:
+        return iter(self.cases)
+
+    @property
+    def assertion_types(self) -> frozenset[str]:
+        """The canonical assertion types used by any case (``llm_rubric``, ``similar``, ...)."""
+        return frozenset(a.type for case in self.cases for a in case.asserts)
+
+    @property
+    def tags(self) -> tuple[str, ...]:
+        """Every tag used, sorted."""
+        return tuple(sorted({t for case in self.cases for t in case.tags}))
+
+    def with_tags(self, *tags: str) -> Dataset:
+        """The cases carrying any of ``tags`` (all cases when none are given)."""
+        if not tags:
+            return self
+        wanted = set(tags)
+        cases = tuple(c for c in self.cases if wanted.intersection(c.tags))
+        return Dataset(path=self.path, cases=cases, digest=self.digest)
+
+
+def load_dataset(path: str | Path, *, format: str | None = None) -> Dataset:
+    """Read a dataset file; the format comes from the suffix (.jsonl, .csv, .yaml/.yml).
+
+    Raises :class:`DatasetError` listing every bad row as ``file:line: what is wrong``
+    (also for a missing or unreadable file).
+    """
+    name = str(path)
+    p = Path(path)
+    fmt = format or _SUFFIXES.get(p.suffix.lower())
+    if fmt not in ("jsonl", "csv", "yaml"):
+        raise DatasetError(
+            name, [f"{name}:0: unknown dataset format {p.suffix!r} (use .jsonl, .csv or .yaml)"]
+        )
+    try:
+        raw = p.read_bytes()
+    except OSError as exc:
+        raise DatasetError(name, [f"{name}:0: cannot read the file: {exc.strerror}"]) from exc
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise DatasetError(name, [f"{name}:{line}: not UTF-8 text"]) from exc
+    cases = parse_cases(text, fmt, source=name)
+    return Dataset(path=name, cases=cases, digest=hashlib.sha256(raw).hexdigest())
+
+
+def parse_cases(text: str, format: str, *, source: str = "<dataset>") -> tuple[Case, ...]:
+    """Parse dataset text in ``format`` ("jsonl", "csv" or "yaml"); errors name ``source``."""
+    errors: list[str] = []
+    rows: list[tuple[int, dict[str, Any]]]
+    if format == "jsonl":
+        rows = _jsonl_rows(text, source, errors)
+    elif format == "csv":
+        rows = _csv_rows(text, source, errors)
+    elif format == "yaml":
+        rows = _yaml_rows(text, source, errors)
+    else:
+        raise ValueError(f"unknown dataset format {format!r}")
+    base = Path(source).name
+    cases: list[Case] = []
+    seen: dict[str, int] = {}
+    for line, row in rows:
+        problems: list[str] = []
+        case = _build_case(row, line, base, problems)
+        errors.extend(f"{source}:{line}: {p}" for p in problems)
+        if case is None:
+            continue
+        if case.id in seen:
+            errors.append(
+                f"{source}:{line}: duplicate id {case.id!r} (first on line {seen[case.id]})"
+            )
+            continue
+        seen[case.id] = line
+        cases.append(case)
+    if not errors and not cases:
+        errors.append(f"{source}:1: the dataset has no cases")
+    if errors:
+        raise DatasetError(source, errors)
+    return tuple(cases)
+
+
+# --- formats -----------------------------------------------------------------------------
+
+
+def _jsonl_rows(text: str, source: str, errors: list[str]) -> list[tuple[int, dict[str, Any]]]:
+    rows = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as exc:
+            errors.append(f"{source}:{number}: invalid JSON: {exc.msg} (column {exc.colno})")
+            continue
+        if not isinstance(value, dict):
+            errors.append(f"{source}:{number}: a row must be a JSON object, not {_kind(value)}")
+            continue
+        rows.append((number, value))
+    return rows
+
+
+_CSV_JSON_COLUMNS = ("messages", "references", "assert", "vars", "metadata")
+
+
+def _csv_rows(text: str, source: str, errors: list[str]) -> list[tuple[int, dict[str, Any]]]:
+    """CSV: one case per row. Known columns are case fields; ``__expected*`` columns hold
+    promptfoo-style assertions; any other column becomes a var."""
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = next(reader)
+    except StopIteration:
+        return []
+    except csv.Error as exc:
+        errors.append(f"{source}:1: invalid CSV: {exc}")
+        return []
+    header = [h.strip() for h in header]
+    if "input" not in header and "messages" not in header:
+        errors.append(f"{source}:1: the header needs an 'input' (or 'messages') column")
+        return []
+    rows = []
+    previous_end = reader.line_num
+    while True:
+        start = previous_end + 1
+        try:
+            cells = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            errors.append(f"{source}:{start}: invalid CSV: {exc}")
+            break
+        previous_end = reader.line_num
+        if not any(c.strip() for c in cells):
+            continue
+        if len(cells) != len(header):
+            errors.append(
+                f"{source}:{start}: {len(cells)} columns where the header has {len(header)}"
+            )
+            continue
+        row, problems = _csv_row(header, cells)
+        errors.extend(f"{source}:{start}: {p}" for p in problems)
+        if row is not None:
+            rows.append((start, row))
+    return rows
+
+
+def _csv_row(
+    header: Sequence[str], cells: Sequence[str]
+) -> tuple[dict[str, Any] | None, list[str]]:
+    """One CSV record as a case row; JSON columns parsed, unknown columns become vars."""
+    row: dict[str, Any] = {}
+    variables: dict[str, Any] = {}
+    expected: list[Any] = []
+    problems: list[str] = []
+    for column, cell in zip(header, cells, strict=True):
+        text = cell.strip()
+        if column.startswith("__expected"):
+            if text:
+                expected.append(_expected_cell(text))
+        elif column in ("threshold", "__threshold"):
+            if text:
+                row["threshold"] = _csv_number(text)
+        elif column == "tags":
+            row["tags"] = [t.strip() for t in cell.split(",") if t.strip()]
+        elif column in _CSV_JSON_COLUMNS:
+            if not text:
+                continue
+            try:
+                row[column] = json.loads(cell)
+            except json.JSONDecodeError as exc:
+                problems.append(f"column {column!r}: invalid JSON: {exc.msg}")
+        elif column in ("id", "description", "input", "reference"):
+            if cell != "":
+                row[column] = cell
+        elif column:
+            variables[column] = cell
+    if problems:
+        return None, problems
+    if expected:
+        written = row.get("assert", [])
+        row["assert"] = [*written, *expected] if isinstance(written, list) else written
+    if variables:
+        given = row.get("vars")
+        row["vars"] = {**variables, **given} if isinstance(given, dict) else variables
+    return row, []
+
+
+_EXPECTED = re.compile(
+    r"^(?P<type>[a-z][a-z0-9_-]*)(?:\((?P<threshold>[^)]*)\))?:(?P<value>.*)$", re.S | re.I
+)
+
+
+def _expected_cell(cell: str) -> dict[str, Any]:
+    """A promptfoo ``__expected`` cell: ``type(threshold):value``, or a plain value (equals)."""
+    match = _EXPECTED.match(cell)
+    if match and canonical_type(match["type"]) is not None:
+        item: dict[str, Any] = {"type": match["type"]}
+        if match["threshold"] is not None and match["threshold"].strip():
+            item["threshold"] = _csv_number(match["threshold"])
+        value = match["value"].strip()
+        if value:
+            item["value"] = value
+        return item
+    return {"type": "equals", "value": cell}
+
+
+def _csv_number(cell: str) -> Any:
+    try:
+        return float(cell.strip())
+    except ValueError:
+        return cell.strip()
+
+
+def _yaml_rows(text: str, source: str, errors: list[str]) -> list[tuple[int, dict[str, Any]]]:
+    """YAML: a list of cases, or a mapping with ``tests:`` (the cases) and optionally
+    ``defaultTest:`` (assert, tags, vars, metadata, threshold merged into every case)."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else 1
+        problem = getattr(exc, "problem", None) or str(exc)
+        errors.append(f"{source}:{line}: invalid YAML: {problem}")
+        return []
+    if node is None or data is None:
+        return []
+    defaults: dict[str, Any] = {}
+    items_node = node
+    if isinstance(data, dict):
+        unknown = sorted(set(data) - {"tests", "defaultTest", "description"})
+        if unknown:
+            errors.append(
+                f"{source}:{node.start_mark.line + 1}: unknown top-level key(s) "
+                f"{', '.join(map(repr, unknown))} (expected 'tests', 'defaultTest', 'description')"
+            )
+        assert isinstance(node, yaml.MappingNode)
+        items_node = next((v for k, v in node.value if k.value == "tests"), None)  # type: ignore[assignment]
+        if items_node is None:
+            errors.append(f"{source}:{node.start_mark.line + 1}: no 'tests:' list of cases")
+            return []
+        raw_default = data.get("defaultTest") or {}
+        if not isinstance(raw_default, dict):
+            errors.append(f"{source}:{node.start_mark.line + 1}: 'defaultTest' must be a mapping")
+        else:
+            defaults = raw_default
+        data = data["tests"]
+    if not isinstance(data, list) or not isinstance(items_node, yaml.SequenceNode):
+        line = items_node.start_mark.line + 1
+        errors.append(f"{source}:{line}: expected a list of cases, not {_kind(data)}")
+        return []
+    rows = []
+    for item, item_node in zip(data, items_node.value, strict=True):
+        line = item_node.start_mark.line + 1
+        if not isinstance(item, dict):
+            errors.append(f"{source}:{line}: a case must be a mapping, not {_kind(item)}")
+            continue
+        rows.append((line, _merge_defaults(defaults, item)))
+    return rows
+
+
+def _merge_defaults(defaults: Mapping[str, Any], item: dict[str, Any]) -> dict[str, Any]:
+    if not defaults:
+        return item
+    merged = dict(item)
+    for key, value in defaults.items():
+        if key == "assert" and isinstance(value, list) and isinstance(item.get("assert", []), list):
+            merged["assert"] = [*value, *item.get("assert", [])]
+        elif key == "tags" and isinstance(value, list) and isinstance(item.get("tags", []), list):
+            merged["tags"] = [*value, *[t for t in item.get("tags", []) if t not in value]]
+        elif key in ("vars", "metadata") and isinstance(value, dict):
+            if isinstance(item.get(key, {}), dict):
+                merged[key] = {**value, **item.get(key, {})}
+        elif key not in item:
+            merged[key] = value
+    return merged
+
+
+# --- one case ----------------------------------------------------------------------------
+
+
+def _build_case(row: dict[str, Any], line: int, base: str, problems: list[str]) -> Case | None:
+    unknown = [k for k in row if k not in CASE_FIELDS]
+    for key in unknown:
+        problems.append(f"unknown field {key!r} (a case has {', '.join(CASE_FIELDS)})")
+
+    case_id = row.get("id")
+    if case_id is None:
+        case_id = f"{base}:{line}"
+    elif isinstance(case_id, bool) or not isinstance(case_id, (str, int)) or str(case_id) == "":
+        problems.append("'id' must be a non-empty string or an integer")
+    description = row.get("description")
+    if description is not None and not isinstance(description, str):
+        problems.append("'description' must be a string")
+
+    variables = row.get("vars", {})
+    if variables is None:
+        variables = {}
+    if not isinstance(variables, dict):
+        problems.append(f"'vars' must be an object, not {_kind(variables)}")
+        variables = {}
+    metadata = row.get("metadata", {})
+    if metadata is None:
+        metadata = {}
+    if not isinstance(metadata, dict):
+        problems.append(f"'metadata' must be an object, not {_kind(metadata)}")
+        metadata = {}
+
+    text, messages = _prompt(row, variables, problems)
+    references = _references(row, problems)
+    tags = _tags(row.get("tags"), problems)
+
+    threshold = row.get("threshold")
+    if threshold is not None and (not _is_number(threshold) or not 0.0 <= float(threshold) <= 1.0):
+        problems.append(f"'threshold' must be a number from 0 to 1, not {threshold!r}")
+
+    asserts: list[Assertion] = []
+    raw_asserts = row.get("assert", [])
+    if raw_asserts is None:
+        raw_asserts = []
+    if not isinstance(raw_asserts, list):
+        problems.append(f"'assert' must be a list of assertions, not {_kind(raw_asserts)}")
+        raw_asserts = []
+    for index, raw in enumerate(raw_asserts, start=1):
+        assertion, issues = parse_assertion(raw, has_references=bool(references))
+        problems.extend(f"assert #{index}: {issue}" for issue in issues)
+        if assertion is not None:
+            asserts.append(assertion)
+
+    if problems:
+        return None
+    return Case(
+        id=str(case_id),
+        line=line,
+        input=text,
+        messages=messages,
+        references=references,
+        asserts=tuple(asserts),
+        tags=tags,
+        threshold=float(threshold) if threshold is not None else None,
+        description=description,
+        vars=dict(variables),
+        metadata=dict(metadata),
+    )
+
+
+def _prompt(
+    row: Mapping[str, Any], variables: Mapping[str, Any], problems: list[str]
+) -> tuple[str | None, tuple[Message, ...] | None]:
+    has_input, has_messages = "input" in row, "messages" in row
+    if has_input and has_messages:
+        problems.append("give either 'input' or 'messages', not both")
+        return None, None
+    if not has_input and not has_messages:
+        problems.append("missing 'input' (or 'messages')")
+        return None, None
+    if has_input:
+        value = row["input"]
+        if not isinstance(value, str) or not value.strip():
+            problems.append(f"'input' must be a non-empty string, not {_kind(value)}")
+            return None, None
+        return _fill(value, variables), None
+    value = row["messages"]
+    if not isinstance(value, list) or not value:
+        problems.append("'messages' must be a non-empty list of {role, content}")
+        return None, None
+    messages = []
+    for number, item in enumerate(value, start=1):
+        if not isinstance(item, dict) or set(item) - {"role", "content", "name"}:
+            problems.append(f"messages #{number}: must be an object with 'role' and 'content'")
+            continue
+        role, content = item.get("role"), item.get("content")
+        if role not in _ROLES:
+            problems.append(f"messages #{number}: role must be one of {', '.join(_ROLES)}")
+            continue
+        if not isinstance(content, str):
+            problems.append(f"messages #{number}: 'content' must be a string")
+            continue
+        messages.append(Message(role=role, content=_fill(content, variables)))
+    return None, tuple(messages)
+
+
+def _references(row: Mapping[str, Any], problems: list[str]) -> tuple[str, ...]:
+    if "reference" in row and "references" in row:
+        problems.append("give either 'reference' or 'references', not both")
+        return ()
+    if "reference" in row:
+        value = row["reference"]
+        if value is None:
+            return ()
+        if not isinstance(value, str):
+            problems.append(f"'reference' must be a string, not {_kind(value)}")
+            return ()
+        return (value,)
+    value = row.get("references")
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        problems.append("'references' must be a list of strings")
+        return ()
+    return tuple(value)
+
+
+def _tags(value: Any, problems: list[str]) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(t, str) and t for t in value):
+        problems.append("'tags' must be a list of non-empty strings")
+        return ()
+    return tuple(dict.fromkeys(value))
+
+
+def _fill(text: str, variables: Mapping[str, Any]) -> str:
+    """Replace ``{{name}}`` with ``vars[name]``; unknown names are left as written."""
+    if not variables or "{{" not in text:
+        return text
+
+    def replace(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in variables:
+            return match.group(0)
+        value = variables[name]
+        return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+    return _VAR.sub(replace, text)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _kind(value: Any) -> str:
+    """How a JSON value is named in messages."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string" if value.strip() else "an empty string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
