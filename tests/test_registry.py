@@ -35,6 +35,8 @@ TABLES = {
     "queries",
     "feedback",
     "flags",
+    "gate_runs",
+    "output_cache",
 }
 
 

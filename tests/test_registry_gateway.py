@@ -161,7 +161,7 @@ def test_upgrading_from_0001_keeps_releases_and_adds_the_gateway_tables(db_url: 
             assert reg.get_traffic("dev").revision == 0
         with engine.connect() as conn:
             assert set(inspect(conn).get_table_names()) >= GATEWAY_TABLES
-            assert MigrationContext.configure(conn).get_current_revision() == "0002"
+            assert MigrationContext.configure(conn).get_current_revision() == _engine.HEAD_REVISION
             assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
             indexes = {i["name"] for i in inspect(conn).get_indexes("queries")}
             assert "ix_queries_env_ref_at" in indexes

@@ -16,6 +16,7 @@ from llmship.registry.records import (
     Event,
     FeedbackRecord,
     FeedbackSummary,
+    GateRun,
     QueryRecord,
     ReleaseRecord,
 )
@@ -29,6 +30,7 @@ __all__ = [
     "Event",
     "FeedbackRecord",
     "FeedbackSummary",
+    "GateRun",
     "QueryRecord",
     "Registry",
     "ReleaseRecord",

@@ -137,3 +137,26 @@ class FeedbackSummary:
     def thumbs_up_rate(self) -> float | None:
         total = self.thumbs_up + self.thumbs_down
         return self.thumbs_up / total if total else None
+
+
+@dataclass(frozen=True)
+class GateRun:
+    """One gate run (``eval`` or ``loadtest``) that judged a release."""
+
+    id: int
+    kind: str
+    """``eval`` or ``loadtest``."""
+    ref: str
+    """``NAME@VERSION`` of the release judged (the candidate)."""
+    baseline_ref: str | None
+    """What it was compared with, when anything."""
+    env: str
+    passed: bool
+    forced: bool
+    """True when a person overrode the gate (the reason is in ``summary``)."""
+    summary: dict[str, Any]
+    """Small: headline numbers, gate verdicts and reasons."""
+    report: dict[str, Any]
+    """The whole JSON report."""
+    created_at: datetime
+    created_by: str

@@ -31,6 +31,7 @@ from llmship.registry._base import (
     utc_now,
 )
 from llmship.registry._engine import create_registry_engine, parse_url, safe_url, upgrade
+from llmship.registry._gates import GateMethods
 from llmship.registry._gateway import GatewayMethods
 from llmship.registry.records import AliasMove, AliasRecord, Event, ReleaseRecord
 from llmship.registry.tables import AliasRow, EventRow, ReleaseRow
@@ -41,9 +42,10 @@ from llmship.release.weights import with_sha256
 ALIAS_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 
 
-class Registry(GatewayMethods):
-    """Releases, aliases and events in one SQL database (SQLite or PostgreSQL), and
-    the gateway's traffic policies, endpoints, queries, feedback and flags.
+class Registry(GatewayMethods, GateMethods):
+    """Releases, aliases and events in one SQL database (SQLite or PostgreSQL), the
+    gateway's traffic policies, endpoints, queries, feedback and flags, and the
+    release gates' runs and output cache.
 
     Open it with :meth:`open`, close it with :meth:`close` (or use ``with``).
     One instance may be shared by threads.

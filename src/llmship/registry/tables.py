@@ -197,3 +197,35 @@ class FlagRow(Base):
     release: Mapped[str | None] = mapped_column(String(REF_LENGTH))
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
     updated_by: Mapped[str] = mapped_column(String(255))
+
+
+class GateRunRow(Base):
+    """One gate run (an eval or a load test) judging one release, with its JSON report."""
+
+    __tablename__ = "gate_runs"
+    __table_args__ = (Index("ix_gate_runs_ref_kind", "ref", "kind"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    release_id: Mapped[int] = mapped_column(ForeignKey("releases.id", name="fk_gate_runs_release"))
+    ref: Mapped[str] = mapped_column(String(REF_LENGTH))
+    baseline_ref: Mapped[str | None] = mapped_column(String(REF_LENGTH))
+    env: Mapped[str] = mapped_column(String(32))
+    passed: Mapped[bool] = mapped_column(Boolean)
+    forced: Mapped[bool] = mapped_column(Boolean)
+    summary: Mapped[str] = mapped_column(Text)
+    report: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    created_by: Mapped[str] = mapped_column(String(255))
+
+
+class OutputCacheRow(Base):
+    """A cached generation (an eval output), keyed by the sha256 of what produced it."""
+
+    __tablename__ = "output_cache"
+    __table_args__ = (Index("ix_output_cache_ref", "ref"),)
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    ref: Mapped[str] = mapped_column(String(REF_LENGTH))
+    value: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)

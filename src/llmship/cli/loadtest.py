@@ -1,0 +1,265 @@
+"""``llmship loadtest``: a Locust load test of an LLM service against SLOs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from llmship.cli._common import console, err_console, fail, handle_errors, open_registry, settings
+from llmship.errors import LlmshipError
+from llmship.loadtest.plan import ENDPOINTS, LoadPlan, load_prompts, parse_duration
+from llmship.settings import Settings
+
+EXIT_GATE_FAILED = 1
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``loadtest`` to the root command."""
+
+    @app.command("loadtest")
+    @handle_errors
+    def loadtest(
+        target: str | None = typer.Option(
+            None, "--target", help="Base URL of an OpenAI-compatible service (or its /predict)."
+        ),
+        release: str | None = typer.Option(
+            None,
+            "--release",
+            help="Serve NAME@VERSION (or an alias) on a free port with `llmship serve`; test it.",
+        ),
+        ref: str | None = typer.Option(
+            None, "--ref", help="With --target: the release (NAME@VERSION) the results belong to."
+        ),
+        endpoint: str = typer.Option(
+            "chat", "--endpoint", help=f"What to call: {', '.join(ENDPOINTS)}."
+        ),
+        model: str | None = typer.Option(
+            None, "--model", help="The `model` of requests (default: the first of /v1/models)."
+        ),
+        users: int | None = typer.Option(
+            None, "--users", help="Closed loop: concurrent users (default 1)."
+        ),
+        spawn_rate: float | None = typer.Option(
+            None,
+            "--spawn-rate",
+            help="Closed loop: users started per second (default: all at once).",
+        ),
+        rate: float | None = typer.Option(
+            None, "--rate", help="Open loop: requests per second, however slow the answers."
+        ),
+        arrival: str = typer.Option(
+            "constant", "--arrival", help="Open loop: constant or poisson inter-arrival times."
+        ),
+        seed: int = typer.Option(0, "--seed", help="Seed of the poisson arrivals."),
+        max_in_flight: int = typer.Option(
+            256, "--max-in-flight", help="Open loop: most requests at once; more are dropped."
+        ),
+        duration: str = typer.Option("30s", "--duration", help="Measured time: 30s, 2m, 90."),
+        warmup: str = typer.Option("0s", "--warmup", help="Load before measuring (not counted)."),
+        prompts: Path | None = typer.Option(
+            None,
+            "--prompts",
+            exists=True,
+            dir_okay=False,
+            help="JSONL (prompt/input/messages) or text file, one prompt per line.",
+        ),
+        max_tokens: int = typer.Option(100, "--max-tokens", help="Most tokens per answer."),
+        timeout: str = typer.Option(
+            "60s", "--timeout", help="Longest wait to connect or for the next bytes of an answer."
+        ),
+        slo: list[str] | None = typer.Option(
+            None,
+            "--slo",
+            help="KEY=VALUE gate, repeatable: ttft_p95=0.5, error_rate=0.01, throughput_min=2 ...",
+        ),
+        env: str | None = typer.Option(
+            None, "--env", "-e", help="Environment of aliases and the recorded run (default: dev)."
+        ),
+        json_path: Path | None = typer.Option(None, "--json", help="Write the JSON report here."),
+        markdown_path: Path | None = typer.Option(
+            None, "--markdown", help="Write a Markdown summary (for a pull request) here."
+        ),
+        html_path: Path | None = typer.Option(
+            None, "--html", help="Write a self-contained HTML report with plots here."
+        ),
+        junit_path: Path | None = typer.Option(
+            None, "--junit", help="Write JUnit XML (one testcase per SLO) here."
+        ),
+        record: bool = typer.Option(
+            True,
+            "--record/--no-record",
+            help="Store the run in the registry when the release is known.",
+        ),
+    ) -> None:
+        """Load-test an LLM service with Locust and judge it against SLOs.
+
+        Streams every answer and measures TTFT, TPOT, ITL, end-to-end latency,
+        output tokens/s, errors and goodput. Exit code 0: every SLO held; 1: an
+        SLO failed (or no request succeeded); 2: usage or runtime error.
+        """
+        from llmship.loadtest.config import load_gate_config, merged_slos
+        from llmship.loadtest.slo import parse_slos
+
+        if bool(target) == bool(release):
+            raise fail("give --target URL or --release NAME@VERSION (exactly one)")
+        if release and ref:
+            raise fail("--ref goes with --target; --release names the release already")
+        if rate is not None and (users is not None or spawn_rate is not None):
+            raise fail("--rate (open loop) excludes --users and --spawn-rate (closed loop)")
+        if rate is None and arrival != "constant":
+            raise fail("--arrival applies to the open loop: give --rate too")
+        slos = merged_slos(load_gate_config(), parse_slos(slo or []))
+        seconds: dict[str, float] = {}
+        for name, text in (("duration", duration), ("warmup", warmup), ("timeout", timeout)):
+            try:
+                seconds[name] = parse_duration(text)
+            except ValueError as exc:
+                raise fail(f"--{name}: {exc}") from None
+        plan = LoadPlan(
+            target=target or "http://127.0.0.1",
+            endpoint=endpoint,  # type: ignore[arg-type]  # validated() checks it
+            users=1 if users is None else users,
+            spawn_rate=spawn_rate,
+            rate=rate,
+            arrival=arrival,  # type: ignore[arg-type]
+            seed=seed,
+            duration=seconds["duration"],
+            warmup=seconds["warmup"],
+            max_tokens=max_tokens,
+            model=model,
+            max_in_flight=max_in_flight,
+            timeout=seconds["timeout"],
+        )
+        if prompts is not None:
+            plan = replace(plan, prompts=load_prompts(prompts))
+        plan = plan.validated()
+        cfg = settings(env=env)
+        report = _run(plan, slos, cfg, release=release, ref=ref)
+        _write_reports(report, json_path, markdown_path, html_path, junit_path)
+        from llmship.loadtest.report import render_console
+
+        render_console(report, console)
+        if record:
+            _record(report, cfg, explicit=bool(release or ref))
+        if not report["passed"]:
+            raise typer.Exit(EXIT_GATE_FAILED)
+
+
+def _run(
+    plan: LoadPlan, slos: dict[str, float], cfg: Settings, *, release: str | None, ref: str | None
+) -> dict[str, Any]:
+    """Serve the release when asked, probe the target, run the test."""
+    from llmship.loadtest.runner import run_load_test
+    from llmship.loadtest.target import ReleaseServer, first_request, probe
+
+    with ExitStack() as stack:
+        if release:
+            with open_registry(cfg) as registry:
+                ref = registry.resolve(release, env=cfg.env).ref
+            err_console.print(f"starting [bold]llmship serve --release {ref}[/] ...")
+            server = stack.enter_context(ReleaseServer(ref, env=cfg.env))
+            plan = replace(plan, target=server.url)
+        elif ref:
+            with open_registry(cfg) as registry:  # fail now, not after the run
+                ref = registry.resolve(ref, env=cfg.env).ref
+        info = probe(plan.target)
+        if plan.model is None and info.model is not None:
+            plan = replace(plan, model=info.model)
+        first_request(plan)
+        report = run_load_test(plan, slos, ref=ref, wait=_progress(plan))
+    report["ref_source"] = "--release" if release else "--ref" if ref else None
+    if report["ref"] is None:
+        versions = report["results"]["versions"]
+        if len(versions) == 1:
+            report["ref"] = next(iter(versions))
+            report["ref_source"] = "X-Llmship-Version"
+        elif len(versions) > 1:
+            served = ", ".join(f"{v} ({n})" for v, n in versions.items())
+            err_console.print(
+                f"[yellow]several releases answered ({served}); pass --ref NAME@VERSION "
+                "to attribute the run[/]"
+            )
+    return report
+
+
+def _progress(plan: LoadPlan) -> Callable[[subprocess.Popen[bytes], float], None]:
+    total = plan.warmup + plan.duration
+
+    def wait(process: subprocess.Popen[bytes], budget: float) -> None:
+        label = f"load test ({'open' if plan.open_loop else 'closed'} loop)"
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TimeElapsedColumn(),
+            console=err_console,
+            transient=True,
+        ) as progress:
+            task = progress.add_task(label, total=total)
+            started = time.monotonic()
+            while process.poll() is None and time.monotonic() - started < budget:
+                progress.update(task, completed=min(total, time.monotonic() - started))
+                time.sleep(0.1)
+
+    return wait
+
+
+def _write_reports(
+    report: dict[str, Any],
+    json_path: Path | None,
+    markdown_path: Path | None,
+    html_path: Path | None,
+    junit_path: Path | None,
+) -> None:
+    from llmship.loadtest.html_report import render_html
+    from llmship.loadtest.report import render_junit, render_markdown
+
+    outputs: dict[Path | None, Callable[[], str]] = {
+        json_path: lambda: json.dumps(report, indent=2, ensure_ascii=False) + "\n",
+        markdown_path: lambda: render_markdown(report),
+        html_path: lambda: render_html(report),
+        junit_path: lambda: render_junit(report),
+    }
+    for path, render in outputs.items():
+        if path is None:
+            continue
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(render(), encoding="utf-8")
+        except OSError as exc:
+            raise fail(f"cannot write {path}: {exc.strerror or exc}") from exc
+
+
+def _record(report: dict[str, Any], cfg: Settings, *, explicit: bool) -> None:
+    """Store the run against its release; a failure is an error only when the release
+    was named (--release, --ref), else a warning."""
+    from llmship.loadtest.report import summary
+
+    ref = report["ref"]
+    if ref is None:
+        return
+    try:
+        with open_registry(cfg) as registry:
+            run = registry.record_gate_run(
+                "loadtest",
+                ref,
+                env=cfg.env,
+                passed=report["passed"],
+                summary=summary(report),
+                report=report,
+                actor=cfg.actor,
+            )
+    except LlmshipError as exc:
+        if explicit:
+            raise
+        err_console.print(f"[yellow]not recorded in the registry: {exc.message}[/]")
+        return
+    err_console.print(f"recorded as gate run {run.id} of {run.ref} in env {run.env!r}")
