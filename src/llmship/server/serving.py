@@ -18,6 +18,7 @@ from llmship.errors import (
     NotFoundError,
     NotReadyError,
 )
+from llmship.release.prompting import build_messages, sampling_params
 from llmship.release.spec import ReleaseSpec
 from llmship.server.metrics import ServerMetrics
 from llmship.server.protocol import (
@@ -111,47 +112,28 @@ class ModelService:
         )
 
     def _sampling(self, req: _Sampling, max_tokens: int | None) -> dict[str, Any]:
-        params = self.spec.params
         limit = self.settings.max_request_tokens
-        wanted = max_tokens if max_tokens is not None else min(params.max_tokens, limit)
-        if wanted > limit:
+        if max_tokens is not None and max_tokens > limit:
             raise InvalidRequestError(
-                f"max_tokens is {wanted}, above the limit of {limit}; ask for fewer tokens",
+                f"max_tokens is {max_tokens}, above the limit of {limit}; ask for fewer tokens",
                 param="max_tokens",
             )
-        return {
-            "max_tokens": wanted,
-            "temperature": params.temperature if req.temperature is None else req.temperature,
-            "top_p": params.top_p if req.top_p is None else req.top_p,
-            "top_k": params.top_k if req.top_k is None else req.top_k,
-            "seed": params.seed if req.seed is None else req.seed,
-            "stop": tuple(params.stop) + req.stop_list(),
-            "repeat_penalty": params.repeat_penalty,
-            "presence_penalty": (
-                params.presence_penalty if req.presence_penalty is None else req.presence_penalty
-            ),
-            "frequency_penalty": (
-                params.frequency_penalty if req.frequency_penalty is None else req.frequency_penalty
-            ),
-        }
-
-    def _messages(self, user_messages: list[tuple[str, str]]) -> tuple[Message, ...]:
-        prompt = self.spec.prompt
-        messages = [Message(role, text) for role, text in user_messages]
-        if not any(m.content.strip() for m in messages):
-            raise InvalidRequestError(
-                "messages: the conversation has no text; send at least one non-empty message",
-                param="messages",
-            )
-        last_user = max((i for i, m in enumerate(messages) if m.role == "user"), default=None)
-        if last_user is not None and prompt.template:
-            m = messages[last_user]
-            messages[last_user] = Message(m.role, prompt.apply(m.content))
-        if prompt.system and not any(m.role in ("system", "developer") for m in messages):
-            messages.insert(0, Message("system", prompt.system))
-        return tuple(
-            Message("system" if m.role == "developer" else m.role, m.content) for m in messages
+        return sampling_params(
+            self.spec,
+            max_tokens=max_tokens
+            if max_tokens is not None
+            else min(self.spec.params.max_tokens, limit),
+            temperature=req.temperature,
+            top_p=req.top_p,
+            top_k=req.top_k,
+            seed=req.seed,
+            stop=req.stop_list(),
+            presence_penalty=req.presence_penalty,
+            frequency_penalty=req.frequency_penalty,
         )
+
+    def _messages(self, chat: list[tuple[str, str]]) -> tuple[Message, ...]:
+        return build_messages(self.spec, chat)
 
     def chat_request(self, req: ChatCompletionRequest) -> GenerationRequest:
         self.check_model(req.model)
