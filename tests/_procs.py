@@ -82,3 +82,30 @@ class ModelServer(LlmshipProcess):
             time.sleep(0.05)
         self.stop()
         raise AssertionError(f"llmship serve not ready after {timeout}s:\n{self.output()}")
+
+
+class GatewayProcess(LlmshipProcess):
+    """``llmship gateway`` on a free port; ``url`` is its base URL."""
+
+    def __init__(self, cwd: Path, *extra: str, env: dict[str, str] | None = None):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        super().__init__(["gateway", "--port", str(self.port), *extra], cwd, env)
+
+    def wait_ready(self, timeout: float = 30, path: str = "/readyz") -> GatewayProcess:
+        """Poll ``path`` (/readyz: a policy is read and stable has a live model server)
+        until it answers 200; fail at once, with the log, if the process exits."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(
+                    f"llmship gateway exited with {self.proc.returncode}:\n{self.output()}"
+                )
+            try:
+                if httpx.get(f"{self.url}{path}", timeout=1).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+        self.stop()
+        raise AssertionError(f"llmship gateway not ready after {timeout}s:\n{self.output()}")

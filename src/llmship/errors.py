@@ -8,7 +8,10 @@ and exits non-zero.
     LlmshipError                     500 server_error
     ├── InvalidRequestError          400 invalid_request_error
     │   ├── ContextLengthError       400 (code context_length_exceeded)
-    │   └── SpecError                400 (a release spec or config file is invalid)
+    │   ├── SpecError                400 (a release spec or config file is invalid)
+    │   └── UnprocessableError       422 (well-formed, but a value is invalid: feedback)
+    ├── AuthenticationError          401 authentication_error (no bearer token)
+    ├── PermissionDeniedError        403 permission_error (a wrong token)
     ├── NotFoundError                404 (unknown release, alias, model)
     ├── ConflictError                409 (registering a changed version, ...)
     ├── QueueFullError               429 rate_limit_error (carries Retry-After)
@@ -16,7 +19,8 @@ and exits non-zero.
     ├── UpstreamError                502 (an OpenAI-compatible upstream failed)
     ├── GenerationTimeoutError       504 timeout_error
     ├── IntegrityError               500 (weights do not match the recorded sha256)
-    └── RegistryUnavailableError     503 (the registry database cannot be opened)
+    ├── RegistryUnavailableError     503 (the registry database cannot be opened)
+    └── NotConfiguredError           503 (a feature needs a setting first: the admin token)
 """
 
 from __future__ import annotations
@@ -70,6 +74,32 @@ class SpecError(InvalidRequestError):
     """A release spec or configuration file is invalid."""
 
     default_code = "invalid_spec"
+
+
+class UnprocessableError(InvalidRequestError):
+    """The request is well-formed JSON but a value is invalid (HTTP 422)."""
+
+    status_code = 422
+    default_code = "invalid_value"
+
+
+class AuthenticationError(LlmshipError):
+    """No credentials where they are required (HTTP 401)."""
+
+    status_code = 401
+    error_type = "authentication_error"
+    default_code = "missing_token"
+
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": "Bearer"}
+
+
+class PermissionDeniedError(LlmshipError):
+    """Credentials that are not the right ones (HTTP 403)."""
+
+    status_code = 403
+    error_type = "permission_error"
+    default_code = "invalid_token"
 
 
 class NotFoundError(LlmshipError):
@@ -139,3 +169,10 @@ class RegistryUnavailableError(LlmshipError):
 
     status_code = 503
     default_code = "registry_unavailable"
+
+
+class NotConfiguredError(LlmshipError):
+    """A feature is off until a setting is given (the admin API without a token)."""
+
+    status_code = 503
+    default_code = "not_configured"

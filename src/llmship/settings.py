@@ -87,6 +87,43 @@ class Settings(BaseSettings):
     max_request_tokens: int = Field(
         4096, ge=1, description="Largest `max_tokens` a request may ask for."
     )
+    gateway_host: str = Field("127.0.0.1", description="Address `llmship gateway` listens on.")
+    gateway_port: int = Field(
+        8080, ge=0, le=65535, description="Port `llmship gateway` listens on."
+    )
+    admin_token: str | None = Field(
+        None,
+        description="Bearer token of the gateway's admin API under `/api/v1/`; "
+        "unset, the admin API answers 503.",
+    )
+    upstream_connect_timeout: float = Field(
+        5.0, gt=0, description="Seconds the gateway waits to connect to a model server."
+    )
+    upstream_timeout: float = Field(
+        300.0,
+        gt=0,
+        description="Seconds the gateway waits for a model server's next bytes (read timeout).",
+    )
+    upstream_max_connections: int = Field(
+        100, ge=1, description="Most connections the gateway keeps open to model servers."
+    )
+    policy_refresh_interval: float = Field(
+        0.5,
+        gt=0,
+        description="Seconds between the gateway's reads of the traffic policy, "
+        "endpoints and flags.",
+    )
+    endpoint_max_age: float = Field(
+        30.0,
+        gt=0,
+        description="A model server whose last heartbeat is older than this many seconds "
+        "is not routed to.",
+    )
+    shadow_max_in_flight: int = Field(
+        16,
+        ge=0,
+        description="Most shadow (mirrored) requests in flight; more are dropped and counted.",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="Log level of llmship's processes."
     )

@@ -1,0 +1,71 @@
+"""``llmship gateway``: route an environment's traffic to its releases."""
+
+from __future__ import annotations
+
+import typer
+
+from llmship.cli._common import configure_logging, console, handle_errors, open_registry, settings
+from llmship.settings import Settings
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``gateway`` to the root command."""
+
+    @app.command("gateway")
+    @handle_errors
+    def gateway(
+        env: str | None = typer.Option(
+            None,
+            "--env",
+            "-e",
+            help="Environment whose traffic policy it follows (default: LLMSHIP_ENV or dev).",
+        ),
+        host: str | None = typer.Option(
+            None, help="Address to listen on (default: the gateway_host setting)."
+        ),
+        port: int | None = typer.Option(
+            None, help="Port to listen on (default: the gateway_port setting)."
+        ),
+    ) -> None:
+        """Run the gateway: OpenAI-compatible API, /predict, /feedback, flags, metrics and
+        the admin API, in front of every live release of the environment.
+
+        Requests go where the environment's traffic policy says (`llmship traffic`);
+        model servers announce themselves when started with `llmship serve --release`.
+        """
+        cfg = settings(env=env, gateway_host=host, gateway_port=port)
+        configure_logging(cfg.log_level)
+        run_gateway(cfg)
+
+
+def run_gateway(cfg: Settings) -> None:
+    """Start uvicorn for the gateway of ``cfg.env`` and block until it stops."""
+    import uvicorn
+
+    from llmship.gateway import create_app
+
+    with open_registry(cfg) as registry:
+        app = create_app(registry, cfg)
+        config = uvicorn.Config(
+            app,
+            host=cfg.gateway_host,
+            port=cfg.gateway_port,
+            log_config=None,
+            access_log=False,
+            timeout_graceful_shutdown=5,
+        )
+        server = uvicorn.Server(config)
+        url = f"http://{_display_host(cfg.gateway_host)}:{cfg.gateway_port}"
+        console.print(
+            f"gateway of env [bold]{cfg.env}[/] at [bold]{url}[/] (registry {registry.url})"
+        )
+        console.print(f"  docs: {url}/docs   metrics: {url}/metrics", highlight=False)
+        if cfg.admin_token:
+            console.print(f"  admin API: {url}/api/v1/ (bearer token: LLMSHIP_ADMIN_TOKEN)")
+        else:
+            console.print("  admin API: off (set LLMSHIP_ADMIN_TOKEN to turn it on)")
+        server.run()
+
+
+def _display_host(host: str) -> str:
+    return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host

@@ -1,0 +1,182 @@
+"""HTTP <-> Python for the admin API under ``/api/v1/`` (bearer token required)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+
+from llmship.gateway import admin
+from llmship.gateway.auth import actor_of, check_bearer
+from llmship.gateway.protocol import (
+    Deleted,
+    FlagBody,
+    FlagList,
+    FlagView,
+    PromoteRequest,
+    ToggleResponse,
+    TrafficUpdate,
+    TrafficView,
+)
+from llmship.server.protocol import ErrorResponse
+
+if TYPE_CHECKING:
+    from llmship.gateway.app import Gateway
+
+
+def _gateway(request: Request) -> Gateway:
+    gateway: Gateway = request.app.state.gateway
+    return gateway
+
+
+def require_admin(request: Request) -> None:
+    """401 without a bearer token, 403 with a wrong one, 503 when none is configured."""
+    check_bearer(request.headers.get("authorization"), _gateway(request).settings.admin_token)
+
+
+ADMIN_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorResponse, "description": "Invalid change: the message says what to fix."},
+    401: {"model": ErrorResponse, "description": "No `Authorization: Bearer <token>`."},
+    403: {"model": ErrorResponse, "description": "A wrong token."},
+    404: {"model": ErrorResponse, "description": "Unknown release or flag."},
+    409: {"model": ErrorResponse, "description": "`expected_revision` is not the stored one."},
+    503: {"model": ErrorResponse, "description": "No admin token configured, or no registry."},
+}
+
+router = APIRouter(
+    prefix="/api/v1",
+    tags=["admin"],
+    dependencies=[Depends(require_admin)],
+    responses=ADMIN_ERRORS,
+)
+
+
+async def _changed(gateway: Gateway) -> None:
+    """Pick a change up at once (other gateways do within the refresh interval)."""
+    await asyncio.to_thread(gateway.state.refresh)
+
+
+@router.get("/traffic", response_model=TrafficView, summary="The traffic policy")
+async def get_traffic(request: Request) -> TrafficView:
+    """The environment's policy, its revision, and the live model server of each release."""
+    gateway = _gateway(request)
+    return await asyncio.to_thread(
+        admin.traffic_view,
+        gateway.store,
+        gateway.env,
+        endpoint_max_age=gateway.settings.endpoint_max_age,
+    )
+
+
+@router.put("/traffic", response_model=TrafficView, summary="Replace the traffic policy")
+async def put_traffic(body: TrafficUpdate, request: Request) -> TrafficView:
+    """Replace the whole policy (fields left out are cleared); `stable` stays the
+    `production` alias. With `expected_revision`, 409 if the policy changed meanwhile."""
+    gateway = _gateway(request)
+    policy = body.policy(gateway.env)
+    await asyncio.to_thread(
+        gateway.store.set_traffic,
+        gateway.env,
+        policy,
+        actor=actor_of(request.headers.get("x-llmship-actor")),
+        reason=body.reason,
+        expected_revision=body.expected_revision,
+    )
+    await _changed(gateway)
+    return await get_traffic(request)
+
+
+@router.post("/traffic/promote-preview", response_model=TrafficView, summary="Blue-green switch")
+async def promote_preview(body: PromoteRequest, request: Request) -> TrafficView:
+    """Point `production` at the preview and clear the preview, in one transaction."""
+    gateway = _gateway(request)
+    await asyncio.to_thread(
+        gateway.store.promote_preview,
+        gateway.env,
+        actor=actor_of(request.headers.get("x-llmship-actor")),
+        reason=body.reason,
+    )
+    await _changed(gateway)
+    return await get_traffic(request)
+
+
+@router.delete("/traffic", response_model=TrafficView, summary="Reset the traffic policy")
+async def reset_traffic(
+    request: Request,
+    reason: str = Query(min_length=1, description="Why: recorded with the change."),
+) -> TrafficView:
+    """Clear canary, preview, experiment and shadow: all traffic to stable."""
+    gateway = _gateway(request)
+    await asyncio.to_thread(
+        gateway.store.reset_traffic,
+        gateway.env,
+        actor=actor_of(request.headers.get("x-llmship-actor")),
+        reason=reason,
+    )
+    await _changed(gateway)
+    return await get_traffic(request)
+
+
+@router.get("/flags", response_model=FlagList, summary="Every flag")
+async def list_flags(request: Request) -> FlagList:
+    """The environment's flags, by name."""
+    gateway = _gateway(request)
+    flags = await asyncio.to_thread(gateway.store.list_flags, gateway.env)
+    return FlagList(data=[FlagView.of(f) for f in flags])
+
+
+@router.put("/flags/{name}", response_model=FlagView, summary="Create or replace a flag")
+async def put_flag(name: str, body: FlagBody, request: Request) -> FlagView:
+    """The whole flag: `enabled`, `percent`, `conditions`, `release`."""
+    gateway = _gateway(request)
+    flag = await asyncio.to_thread(
+        admin.put_flag,
+        gateway.store,
+        gateway.env,
+        name,
+        body,
+        actor=actor_of(request.headers.get("x-llmship-actor")),
+    )
+    await _changed(gateway)
+    return FlagView.of(flag)
+
+
+@router.delete("/flags/{name}", response_model=Deleted, summary="Delete a flag")
+async def delete_flag(name: str, request: Request) -> Deleted:
+    """Remove flag `name` (404 if there is none)."""
+    gateway = _gateway(request)
+    await asyncio.to_thread(
+        gateway.store.delete_flag,
+        gateway.env,
+        name,
+        actor=actor_of(request.headers.get("x-llmship-actor")),
+    )
+    await _changed(gateway)
+    return Deleted(name=name)
+
+
+async def _toggle(name: str, request: Request) -> ToggleResponse:
+    gateway = _gateway(request)
+    flag = await asyncio.to_thread(
+        admin.toggle_flag,
+        gateway.store,
+        gateway.env,
+        name,
+        actor=actor_of(request.headers.get("x-llmship-actor")),
+    )
+    await _changed(gateway)
+    return ToggleResponse(status=flag.enabled, name=flag.name)
+
+
+@router.post("/toggle/{name}", response_model=ToggleResponse, summary="Flip a flag")
+async def toggle(name: str, request: Request) -> ToggleResponse:
+    """Flip the flag's `enabled` (the seed's toggle); a missing flag is created enabled.
+    `new-model` finds `new_model` and the other way round."""
+    return await _toggle(name, request)
+
+
+@router.get("/toggle/{name}", response_model=ToggleResponse, summary="Flip a flag (GET, for curl)")
+async def toggle_get(name: str, request: Request) -> ToggleResponse:
+    """The same as `POST /api/v1/toggle/{name}`, for the seed's curl-style usage."""
+    return await _toggle(name, request)

@@ -1,0 +1,177 @@
+"""The gateway's ASGI application."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import datetime, timezone
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from llmship import __version__
+from llmship.gateway import admin_router, api_router
+from llmship.gateway.feedback import NOT_FOUND_RETRY
+from llmship.gateway.metrics import GatewayMetrics
+from llmship.gateway.middleware import GatewayMiddleware
+from llmship.gateway.protocol import FeedbackRequest
+from llmship.gateway.proxy import Upstream
+from llmship.gateway.recorder import QueryRecorder
+from llmship.gateway.serving import GatewayService
+from llmship.gateway.shadow import ShadowMirror
+from llmship.gateway.state import GatewayState
+from llmship.gateway.store import GatewayStore
+from llmship.server.app import install_error_handlers
+from llmship.server.protocol import ChatCompletionRequest, CompletionRequest, PredictRequest
+from llmship.settings import Settings
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = """\
+The llmship gateway: one entry point in front of every live release of an
+environment. Requests are routed as the environment's traffic policy says
+(stable, weighted canary, blue-green preview, sticky A/B experiment, feature
+flags), forwarded unchanged to the release's model server, and mirrored to a
+shadow release when one is set. A failing candidate is retried on stable.
+Every response carries `X-Request-ID` (the query id, for `POST /feedback`),
+`X-Llmship-Version` (NAME@VERSION that answered) and `X-Llmship-Variant`.
+The admin API under `/api/v1/` needs `Authorization: Bearer <LLMSHIP_ADMIN_TOKEN>`.
+Errors use OpenAI's shape: `{"error": {"message", "type", "param", "code"}}`.
+"""
+
+
+FORWARDED_BODIES = (ChatCompletionRequest, CompletionRequest, PredictRequest, FeedbackRequest)
+"""Bodies the gateway reads raw; their schemas are added to the OpenAPI document."""
+
+
+def _utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Gateway:
+    """The parts of one gateway, wired together; ``app.state.gateway``."""
+
+    def __init__(
+        self,
+        store: GatewayStore,
+        settings: Settings,
+        *,
+        env: str | None = None,
+        rng: random.Random | None = None,
+        clock: Callable[[], datetime] = _utc_now,
+    ):
+        self.store = store
+        self.settings = settings
+        self.env = env or settings.env
+        self.created = int(time.time())
+        self.metrics = GatewayMetrics()
+        self.state = GatewayState(
+            store, self.env, self.metrics, endpoint_max_age=settings.endpoint_max_age
+        )
+        self.upstream = Upstream(
+            connect_timeout=settings.upstream_connect_timeout,
+            read_timeout=settings.upstream_timeout,
+            max_connections=settings.upstream_max_connections,
+        )
+        self.recorder = QueryRecorder(store)
+        self.feedback_retry = NOT_FOUND_RETRY
+        """Seconds before an unknown query id is looked up once more (0: not again)."""
+        self.shadow = ShadowMirror(
+            self.upstream,
+            self.recorder,
+            self.metrics,
+            env=self.env,
+            max_in_flight=settings.shadow_max_in_flight,
+            wait_for_primary=settings.upstream_timeout,
+            clock=clock,
+        )
+        self.service = GatewayService(
+            self.env,
+            self.state,
+            self.upstream,
+            self.shadow,
+            self.metrics,
+            rng=rng or random.Random(),
+            clock=clock,
+        )
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        """Read the registry, then refresh and write query records in the background."""
+        self.upstream.start()
+        await asyncio.to_thread(self.state.refresh)
+        tasks = [
+            asyncio.create_task(self.state.run(self.settings.policy_refresh_interval)),
+            asyncio.create_task(self.recorder.run()),
+        ]
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await self.shadow.aclose()
+            await self.recorder.flush_quietly()
+            await self.upstream.aclose()
+
+
+def create_app(
+    store: GatewayStore,
+    settings: Settings,
+    *,
+    env: str | None = None,
+    rng: random.Random | None = None,
+    clock: Callable[[], datetime] = _utc_now,
+) -> FastAPI:
+    """The gateway for ``env`` (default: the ``env`` setting) over ``store``.
+
+    ``rng`` makes routing deterministic in tests; ``clock`` stamps query records.
+    """
+    gateway = Gateway(store, settings, env=env, rng=rng, clock=clock)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        async with gateway.running():
+            yield
+
+    app = FastAPI(
+        title=f"llmship gateway: {gateway.env}",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.gateway = gateway
+    app.include_router(api_router.router)
+    app.include_router(admin_router.router)
+    install_error_handlers(app)
+    app.add_middleware(
+        GatewayMiddleware,
+        service=gateway.service,
+        metrics=gateway.metrics,
+        recorder=gateway.recorder,
+        env=gateway.env,
+    )
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title,
+                version=app.version,
+                description=app.description,
+                routes=app.routes,
+            )
+            schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+            for model in FORWARDED_BODIES:
+                body = model.model_json_schema(ref_template="#/components/schemas/{model}")
+                schemas.update(body.pop("$defs", {}))
+                schemas[model.__name__] = body
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app

@@ -1,0 +1,144 @@
+"""Prometheus metrics of the gateway, labelled by the ``version`` and ``variant`` that answered."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from llmship.routing import TrafficPolicy
+from llmship.server.metrics import LATENCY_BUCKETS, TPS_BUCKETS, TTFT_BUCKETS
+
+OVERHEAD_BUCKETS = (
+    0.0001,
+    0.00025,
+    0.0005,
+    0.00075,
+    0.001,
+    0.0015,
+    0.002,
+    0.003,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+)
+SIMILARITY_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
+
+
+class GatewayMetrics:
+    """The gateway's series, in their own registry (one per app)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None):
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "http_requests_total",
+            "HTTP requests answered by the gateway.",
+            ["method", "route", "status", "version", "variant"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "model_latency_seconds",
+            "End-to-end time of a proxied request at the gateway.",
+            ["route", "version", "variant"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.ttft = Histogram(
+            "llm_time_to_first_token_seconds",
+            "Time to the first byte of the model server's answer (streams); "
+            "the whole latency for non-streamed requests.",
+            ["route", "version", "variant"],
+            buckets=TTFT_BUCKETS,
+            registry=r,
+        )
+        self.tokens_per_second = Histogram(
+            "tokens_per_second",
+            "Completion tokens per second of each answer (from its usage), end to end.",
+            ["version", "variant"],
+            buckets=TPS_BUCKETS,
+            registry=r,
+        )
+        self.overhead = Histogram(
+            "llmship_gateway_overhead_seconds",
+            "Time the gateway adds: its total time minus the time waiting on the model server.",
+            ["route", "version", "variant"],
+            buckets=OVERHEAD_BUCKETS,
+            registry=r,
+        )
+        self.traffic_weight = Gauge(
+            "llmship_traffic_weight",
+            "Share of ordinary traffic (percent) the policy gives each variant.",
+            ["version", "variant"],
+            registry=r,
+        )
+        self.upstream_failures = Counter(
+            "llmship_upstream_failures",
+            "Model server failures seen by the gateway (before the first byte or mid-stream).",
+            ["version", "variant", "reason"],
+            registry=r,
+        )
+        self.shadow_similarity = Histogram(
+            "llmship_shadow_similarity",
+            "ROUGE-L F1 between a shadow release's answer and the answer the client got.",
+            ["version"],
+            buckets=SIMILARITY_BUCKETS,
+            registry=r,
+        )
+        self.shadow_requests = Counter(
+            "llmship_shadow_requests",
+            "Mirrored requests by outcome: ok, error, or dropped (too many in flight).",
+            ["version", "outcome"],
+            registry=r,
+        )
+        self.unkeyed = Counter(
+            "llmship_unkeyed_requests",
+            "Experiment requests without a user key (assigned at random, not sticky).",
+            ["experiment"],
+            registry=r,
+        )
+        self.policy_revision = Gauge(
+            "llmship_policy_revision",
+            "Revision of the traffic policy the gateway routes by.",
+            registry=r,
+        )
+        self.registry_up = Gauge(
+            "llmship_registry_up",
+            "1 when the gateway's last read of the registry succeeded, 0 otherwise.",
+            registry=r,
+        )
+        self._per_request: dict[tuple[str, str, str], _Children] = {}
+
+    def children(self, route: str, version: str, variant: str) -> _Children:
+        """The latency, TTFT and overhead histograms of one (route, version, variant)."""
+        key = (route, version, variant)
+        found = self._per_request.get(key)
+        if found is None:
+            found = _Children(
+                self.latency.labels(route=route, version=version, variant=variant),
+                self.ttft.labels(route=route, version=version, variant=variant),
+                self.overhead.labels(route=route, version=version, variant=variant),
+            )
+            self._per_request[key] = found
+        return found
+
+    def show_policy(self, policy: TrafficPolicy) -> None:
+        """Set the weight gauges and the revision from ``policy``."""
+        refs = {"stable": policy.stable, "canary": policy.canary}
+        if policy.experiment:
+            refs |= {v.name: v.ref for v in policy.experiment.variants}
+        self.traffic_weight.clear()
+        for variant, weight in policy.weights().items():
+            self.traffic_weight.labels(version=refs.get(variant) or "", variant=variant).set(weight)
+        self.policy_revision.set(policy.revision)
+
+
+class _Children:
+    """Labelled histograms of one (route, version, variant), looked up once."""
+
+    __slots__ = ("latency", "overhead", "ttft")
+
+    def __init__(self, latency: Histogram, ttft: Histogram, overhead: Histogram):
+        self.latency = latency
+        self.ttft = ttft
+        self.overhead = overhead

@@ -1,0 +1,190 @@
+"""Pure-ASGI middleware of the gateway: query ids, headers, metrics, query records, access log."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from datetime import datetime, timezone
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from llmship.errors import LlmshipError
+from llmship.gateway.metrics import GatewayMetrics
+from llmship.gateway.recorder import QueryRecorder
+from llmship.gateway.serving import ClientGone, GatewayContext, GatewayService
+from llmship.registry.records import QueryRecord
+from llmship.server.app import error_response
+from llmship.server.middleware import new_query_id
+
+access_log = logging.getLogger("llmship.gateway.access")
+
+MAX_QUERY_ID = 64
+"""Longest client-given X-Request-ID kept as the query id (the registry's column)."""
+MAX_USER_KEY = 255
+MAX_VARIANT = 64
+_ATTR = b"x-llmship-attr-"
+PROXIED = {
+    "/v1/chat/completions": ("/v1/chat/completions", True),
+    "/v1/completions": ("/v1/completions", True),
+    "/predict": ("/predict", False),
+}
+"""Routed paths: the route label and whether the body is an OpenAI request."""
+
+
+def query_id(raw: bytes | None) -> str:
+    """The client's X-Request-ID when it is a sane token of at most 64 characters, else
+    a fresh uuid4 hex."""
+    if raw is None or len(raw) > MAX_QUERY_ID:
+        return uuid.uuid4().hex
+    return new_query_id(raw.decode("latin-1"))
+
+
+class GatewayMiddleware:
+    """Reads the routing headers once, adds ``X-Request-ID``, ``X-Llmship-Version``,
+    ``X-Llmship-Variant`` and ``X-Llmship-Overhead-Ms``, observes the request metrics,
+    records proxied queries and writes one access-log line per proxied request."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        service: GatewayService,
+        metrics: GatewayMetrics,
+        recorder: QueryRecorder,
+        env: str,
+    ):
+        self.app = app
+        self.service = service
+        self.metrics = metrics
+        self.recorder = recorder
+        self.env = env
+        self._version_headers: dict[tuple[str, str], list[tuple[bytes, bytes]]] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        ctx = GatewayContext(query_id="", started=time.perf_counter())
+        raw_id = None
+        for key, value in scope["headers"]:
+            if key == b"x-request-id":
+                raw_id = value
+            elif key == b"x-user-id":
+                ctx.user_key = value.decode("latin-1").strip() or None
+            elif key == b"x-llmship-variant":
+                ctx.wants_preview = value.strip().lower() == b"preview"
+            elif key.startswith(_ATTR):
+                if ctx.attrs is None:
+                    ctx.attrs = {}
+                ctx.attrs[key[len(_ATTR) :].decode("latin-1")] = value.decode("latin-1").strip()
+        ctx.query_id = query_id(raw_id)
+        scope.setdefault("state", {})["llmship"] = ctx
+        status = 500
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", ()), *self._headers(ctx)]
+            await send(message)
+
+        routed = PROXIED.get(scope["path"]) if scope["method"] == "POST" else None
+        try:
+            if routed is None:
+                await self.app(scope, receive, send_wrapper)
+            else:
+                await self._proxy(scope, receive, send_wrapper, *routed)
+        except ClientGone:
+            status = 499
+        finally:
+            self._finish(scope, ctx, status)
+
+    async def _proxy(
+        self, scope: Scope, receive: Receive, send: Send, route: str, openai: bool
+    ) -> None:
+        """The hot path: a routed request goes straight to the service, without FastAPI's
+        routing; an unexpected error still reaches the app's 500 handler."""
+        try:
+            response = await self.service.proxy(scope, receive, route, openai=openai)
+        except LlmshipError as exc:
+            response = error_response(exc)
+        await response(scope, receive, send)
+
+    def _headers(self, ctx: GatewayContext) -> list[tuple[bytes, bytes]]:
+        headers = [(b"x-request-id", ctx.query_id.encode())]
+        if ctx.version:
+            key = (ctx.version, ctx.variant)
+            fixed = self._version_headers.get(key)
+            if fixed is None:
+                fixed = [
+                    (b"x-llmship-version", ctx.version.encode()),
+                    (b"x-llmship-variant", ctx.variant.encode()),
+                ]
+                self._version_headers[key] = fixed
+            headers += fixed
+        if ctx.proxied:
+            overhead = time.perf_counter() - ctx.started - ctx.upstream_wait
+            headers.append((b"x-llmship-overhead-ms", f"{overhead * 1000:.3f}".encode()))
+        return headers
+
+    def _finish(self, scope: Scope, ctx: GatewayContext, status: int) -> None:
+        route = ctx.route or _route(scope)
+        metrics = self.metrics
+        metrics.requests.labels(
+            method=scope.get("method", ""),
+            route=route,
+            status=str(status),
+            version=ctx.version,
+            variant=ctx.variant,
+        ).inc()
+        if not (ctx.proxied and ctx.version):
+            return
+        total = time.perf_counter() - ctx.started
+        overhead = max(total - ctx.upstream_wait, 0.0)
+        children = metrics.children(route, ctx.version, ctx.variant)
+        children.latency.observe(total)
+        children.ttft.observe(ctx.ttft if ctx.ttft is not None else total)
+        children.overhead.observe(overhead)
+        if ctx.completion_tokens and total > 0 and status == 200:
+            metrics.tokens_per_second.labels(version=ctx.version, variant=ctx.variant).observe(
+                ctx.completion_tokens / total
+            )
+        key = ctx.user_key
+        self.recorder.add(
+            QueryRecord(
+                query_id=ctx.query_id,
+                env=self.env,
+                ref=ctx.version,
+                variant=ctx.variant[:MAX_VARIANT],
+                route=route,
+                status=status,
+                at=ctx.at or datetime.now(timezone.utc),
+                user_key=key[:MAX_USER_KEY] if key else None,
+            )
+        )
+        if access_log.isEnabledFor(logging.INFO):
+            fields = [
+                f"id={ctx.query_id}",
+                f"version={ctx.version}",
+                f"variant={ctx.variant}",
+                f"route={route}",
+                f"status={status}",
+                f"latency_ms={total * 1000:.1f}",
+                f"overhead_ms={overhead * 1000:.2f}",
+            ]
+            if ctx.ttft is not None:
+                fields.append(f"ttft_ms={ctx.ttft * 1000:.1f}")
+            if ctx.retried_from:
+                fields.append(f"retried_from={ctx.retried_from}")
+            if ctx.stream_error:
+                fields.append(f"stream_error={ctx.stream_error}")
+            if ctx.disconnected:
+                fields.append("client_disconnected=true")
+            access_log.info(" ".join(fields))
+
+
+def _route(scope: Scope) -> str:
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    return path if isinstance(path, str) else "other"

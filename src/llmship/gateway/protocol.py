@@ -1,0 +1,189 @@
+"""Wire models of the gateway's own endpoints: feedback, flags, models and the admin API.
+
+The OpenAI endpoints and ``/predict`` are forwarded as raw bytes; their schemas
+are the model server's (``llmship.server.protocol``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from llmship.flags import Flag
+from llmship.routing import TrafficPolicy
+
+
+class _Body(BaseModel):
+    # A misspelt field is an error, not silently ignored.
+    model_config = ConfigDict(extra="forbid")
+
+
+# -- public ---------------------------------------------------------------------------
+
+
+class FeedbackRequest(_Body):
+    """`POST /feedback`: a rating, a thumbs, or both, on one answer."""
+
+    query_id: str = Field(
+        min_length=1,
+        max_length=128,
+        description="The answer's query id: its `X-Request-ID` header (or `query_id` of /predict).",
+    )
+    rating: int | None = Field(
+        None, ge=1, le=5, strict=True, description="A rating from 1 (bad) to 5 (good)."
+    )
+    thumbs: Literal["up", "down"] | None = Field(None, description="Thumbs `up` or `down`.")
+    comment: str | None = Field(
+        None, max_length=2000, description="Free text, at most 2000 characters."
+    )
+
+    @model_validator(mode="after")
+    def _something(self) -> FeedbackRequest:
+        if self.rating is None and self.thumbs is None:
+            raise ValueError("send `rating` (1 to 5) or `thumbs` (up or down), or both")
+        return self
+
+
+class FeedbackResponse(BaseModel):
+    status: Literal["ok"] = Field("ok", description="Always `ok`: the feedback is stored.")
+    query_id: str = Field(description="The query the feedback is about.")
+    version: str = Field(description="The release that gave the answer, NAME@VERSION.")
+
+
+class FlagState(BaseModel):
+    name: str = Field(description="The flag's name.")
+    on: bool = Field(description="Whether the flag is on for this caller (user key, attributes).")
+
+
+class GatewayModelCard(BaseModel):
+    id: str = Field(description="Release name: use it as `model`.")
+    object: Literal["model"] = Field("model", description="Always `model`.")
+    created: int = Field(description="Unix time the gateway started.")
+    owned_by: str = Field("llmship", description="Always `llmship`.")
+    version: str = Field(description="NAME@VERSION of this name's first release in the policy.")
+    versions: list[str] = Field(description="Every release of this name the policy routes to.")
+
+
+class GatewayModelList(BaseModel):
+    object: Literal["list"] = Field("list", description="Always `list`.")
+    data: list[GatewayModelCard] = Field(description="The releases of the traffic policy, by name.")
+
+
+# -- admin: flags ---------------------------------------------------------------------
+
+
+class FlagBody(_Body):
+    """`PUT /api/v1/flags/{name}`: the whole flag (fields left out take their defaults)."""
+
+    name: str | None = Field(None, description="Optional; must equal the name in the path.")
+    enabled: bool = Field(False, description="Master switch: off means off for everyone.")
+    percent: float = Field(
+        100.0, ge=0, le=100, description="Sticky share of user keys the flag is on for."
+    )
+    conditions: dict[str, str] = Field(
+        default_factory=dict,
+        description="Attributes a request must carry (`X-Llmship-Attr-<name>: value`).",
+    )
+    release: str | None = Field(
+        None, description="NAME@VERSION the requests it is on for are routed to."
+    )
+
+
+class FlagView(BaseModel):
+    name: str = Field(description="The flag's name.")
+    enabled: bool = Field(description="Master switch.")
+    percent: float = Field(description="Sticky share of user keys the flag is on for.")
+    conditions: dict[str, str] = Field(description="Attributes a request must carry.")
+    release: str | None = Field(description="Release its requests are routed to, if any.")
+
+    @classmethod
+    def of(cls, flag: Flag) -> FlagView:
+        return cls(**flag.to_dict())
+
+
+class FlagList(BaseModel):
+    data: list[FlagView] = Field(description="Every flag of the environment, by name.")
+
+
+class ToggleResponse(BaseModel):
+    status: bool = Field(description="The flag's new `enabled` value.")
+    name: str = Field(description="The flag that was flipped.")
+
+
+class Deleted(BaseModel):
+    status: Literal["deleted"] = Field("deleted", description="Always `deleted`.")
+    name: str = Field(description="What was deleted.")
+
+
+# -- admin: traffic -------------------------------------------------------------------
+
+
+class CanarySpec(_Body):
+    release: str = Field(description="NAME@VERSION of the canary.")
+    weight: float = Field(ge=0, le=100, description="Percent of ordinary traffic it gets.")
+
+
+class VariantSpec(_Body):
+    name: str = Field(description="Variant name (not stable, canary, preview or shadow).")
+    release: str = Field(description="NAME@VERSION this variant is served by.")
+    weight: float = Field(ge=0, le=100, description="Percent of users; the weights add up to 100.")
+
+
+class ExperimentSpec(_Body):
+    name: str = Field(min_length=1, description="Experiment name; salts the sticky hash.")
+    variants: list[VariantSpec] = Field(min_length=2, description="Two or more variants.")
+
+
+class ShadowSpec(_Body):
+    release: str = Field(description="NAME@VERSION that gets mirrored requests.")
+    percent: float = Field(ge=0, le=100, description="Percent of requests mirrored.")
+
+
+class TrafficUpdate(_Body):
+    """`PUT /api/v1/traffic`: the whole policy but `stable` (the `production` alias)."""
+
+    canary: CanarySpec | None = Field(None, description="A weighted canary, or none.")
+    preview: str | None = Field(
+        None, description="Blue-green preview: answers requests with `X-Llmship-Variant: preview`."
+    )
+    experiment: ExperimentSpec | None = Field(None, description="A sticky A/B experiment.")
+    shadow: ShadowSpec | None = Field(None, description="Mirror a share of requests here.")
+    reason: str = Field(min_length=1, description="Why: recorded with the change.")
+    expected_revision: int | None = Field(
+        None, description="Refuse (409) unless the stored revision is this one."
+    )
+
+    def policy(self, env: str) -> TrafficPolicy:
+        """The policy this update asks for (``stable`` is filled by the registry)."""
+        data: dict[str, Any] = self.model_dump(exclude={"reason", "expected_revision"})
+        return TrafficPolicy.from_dict({"env": env, **data})
+
+
+class PromoteRequest(_Body):
+    reason: str = Field(min_length=1, description="Why: recorded in the alias history.")
+
+
+class TrafficView(BaseModel):
+    """The policy of the environment, with where each release is served."""
+
+    env: str = Field(description="The environment.")
+    stable: str | None = Field(description="Where the `production` alias points.")
+    canary: CanarySpec | None = Field(description="The canary and its weight.")
+    preview: str | None = Field(description="The blue-green preview release.")
+    experiment: ExperimentSpec | None = Field(description="The A/B experiment.")
+    shadow: ShadowSpec | None = Field(description="The shadow release and its percent.")
+    revision: int = Field(description="Grows by one with every change.")
+    weights: dict[str, float] = Field(description="Percent of ordinary traffic per variant.")
+    endpoints: dict[str, str | None] = Field(
+        description="Each release of the policy and the URL of its live model server (or null)."
+    )
+
+    @classmethod
+    def of(cls, policy: TrafficPolicy, endpoints: dict[str, str]) -> TrafficView:
+        data = policy.to_dict()
+        return cls(
+            **data,
+            weights=policy.weights(),
+            endpoints={ref: endpoints.get(ref) for ref in policy.releases()},
+        )

@@ -1,0 +1,412 @@
+"""The gateway's request path: choose a release, forward the raw body, retry a failed
+candidate on stable, stream the answer back, mirror to the shadow."""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import anyio
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from llmship.errors import (
+    GenerationTimeoutError,
+    InvalidRequestError,
+    LlmshipError,
+    NotFoundError,
+    NotReadyError,
+    UpstreamError,
+)
+from llmship.gateway.metrics import GatewayMetrics
+from llmship.gateway.proxy import UPSTREAM_ERRORS, Upstream, UpstreamFailure, UpstreamReply
+from llmship.gateway.shadow import ShadowJob, ShadowMirror, SseText, answer_text
+from llmship.gateway.state import GatewayState, Snapshot
+from llmship.routing import NoReleaseError, Route, choose, mirror
+
+log = logging.getLogger(__name__)
+
+_COMPLETION_TOKENS = re.compile(rb'"completion_tokens"\s*:\s*(\d+)')
+_MAX_PARTIAL_EVENT = 1 << 20
+"""A server-sent event longer than this is passed on in pieces."""
+_DONE = b"data: [DONE]\n\n"
+
+
+@dataclass(slots=True)
+class GatewayContext:
+    """One request's facts, shared by the middleware and the handler (ASGI scope state)."""
+
+    query_id: str
+    started: float
+    user_key: str | None = None
+    """X-User-Id, else the OpenAI ``user`` field: the stickiness key."""
+    wants_preview: bool = False
+    attrs: dict[str, str] | None = None
+    """``X-Llmship-Attr-<name>: value`` headers, for flag targeting."""
+    route: str = ""
+    proxied: bool = False
+    version: str = ""
+    """The release that answered (NAME@VERSION)."""
+    variant: str = ""
+    at: datetime | None = None
+    upstream_wait: float = 0.0
+    """Seconds spent waiting on model servers."""
+    ttft: float | None = None
+    completion_tokens: int = 0
+    retried_from: str | None = None
+    stream_error: str | None = None
+    disconnected: bool = False
+
+
+class ClientGone(Exception):
+    """The client disconnected before the request body arrived."""
+
+
+async def read_body(receive: Receive) -> bytes:
+    """The whole request body, straight from ASGI messages."""
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def parse_object(body: bytes) -> dict[str, Any]:
+    """The request body as a JSON object, or a 400 that says what to fix."""
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        raise InvalidRequestError(
+            "the request body is not valid JSON; send a JSON object"
+        ) from None
+    if not isinstance(payload, dict):
+        raise InvalidRequestError(
+            f"the request body is a JSON {type(payload).__name__}; send a JSON object"
+        )
+    return payload
+
+
+class GatewayService:
+    """Routing and forwarding for one environment."""
+
+    def __init__(
+        self,
+        env: str,
+        state: GatewayState,
+        upstream: Upstream,
+        shadow: ShadowMirror,
+        metrics: GatewayMetrics,
+        *,
+        rng: random.Random,
+        clock: Callable[[], datetime],
+    ):
+        self.env = env
+        self.state = state
+        self.upstream = upstream
+        self.shadow = shadow
+        self.metrics = metrics
+        self.rng = rng
+        self.clock = clock
+
+    # -- choosing ------------------------------------------------------------------
+
+    def choose(self, snapshot: Snapshot, key: str | None, ctx: GatewayContext) -> Route:
+        """A flag that routes and is on for this caller wins (except over an explicit
+        preview request); otherwise the policy decides (preview, experiment, canary)."""
+        policy = snapshot.policy
+        if snapshot.routing_flags and not (ctx.wants_preview and policy.preview):
+            for flag in snapshot.routing_flags:
+                if flag.release and flag.is_on(key, ctx.attrs):
+                    return Route(f"flag-{flag.name}", flag.release, sticky=True)
+        try:
+            route = choose(policy, user_key=key, wants_preview=ctx.wants_preview, rng=self.rng)
+        except NoReleaseError as exc:
+            raise NotReadyError(
+                f"{exc}; point it at a release with `llmship alias set production NAME@VERSION`",
+                code="no_release",
+            ) from None
+        if not route.keyed and policy.experiment:
+            self.metrics.unkeyed.labels(experiment=policy.experiment.name).inc()
+        return route
+
+    # -- forwarding ----------------------------------------------------------------
+
+    async def proxy(self, scope: Scope, receive: Receive, route: str, *, openai: bool) -> Response:
+        """Forward one request and return the response that streams the answer back.
+
+        Raises :class:`ClientGone` when the client leaves before its body has arrived.
+        """
+        ctx: GatewayContext = scope["state"]["llmship"]
+        ctx.route = route
+        ctx.proxied = True
+        snapshot = self.state.snapshot
+        body = await read_body(receive)
+        payload = parse_object(body)
+        if snapshot is None:
+            raise NotReadyError(
+                "the gateway has not read the traffic policy from the registry yet; retry shortly",
+                code="no_policy",
+            )
+        user = payload.get("user")
+        if user is not None and not isinstance(user, str):
+            raise InvalidRequestError("`user` must be a string (an end-user id)", param="user")
+        if openai:
+            stream = payload.get("stream")
+            if stream is not None and not isinstance(stream, bool):
+                raise InvalidRequestError("`stream` must be true or false", param="stream")
+            model = payload.get("model")
+            if model is not None and (
+                not isinstance(model, str) or (model and model not in snapshot.model_names)
+            ):
+                names = sorted(n for n in snapshot.model_names if "@" not in n)
+                raise NotFoundError(
+                    f"the model {model!r} is not served here; use one of {names} or omit `model`",
+                    param="model",
+                    code="model_not_found",
+                )
+        key = ctx.user_key or user or None
+        ctx.user_key = key
+        ctx.at = self.clock()
+        choice = self.choose(snapshot, key, ctx)
+        job: ShadowJob | None = None
+        policy = snapshot.policy
+        if policy.shadow and policy.shadow_percent > 0:
+            shadow_ref = mirror(policy, self.rng)
+            if shadow_ref is not None:
+                job = self.shadow.start(
+                    shadow_ref, snapshot.endpoints.get(shadow_ref), route, payload, body, key
+                )
+        try:
+            reply, answered = await self._forward(snapshot, choice, route, payload, body, ctx)
+        except BaseException:
+            if job is not None:
+                job.primary_done(None)
+            raise
+        ctx.version, ctx.variant = answered.ref, answered.variant
+        return ProxyResponse(reply, ctx, self.metrics, job)
+
+    async def _forward(
+        self,
+        snapshot: Snapshot,
+        choice: Route,
+        route: str,
+        payload: dict[str, Any],
+        body: bytes,
+        ctx: GatewayContext,
+    ) -> tuple[UpstreamReply, Route]:
+        stable = snapshot.policy.stable
+        try:
+            return await self._attempt(snapshot, choice, route, payload, body, ctx), choice
+        except UpstreamFailure as failure:
+            self._count_failure(choice, failure.reason)
+            if choice.variant == "stable" or not stable:
+                raise self._error(choice, failure, ctx) from None
+            log.warning(
+                "query %s: %s (%s) failed before answering (%s); retrying on stable %s",
+                ctx.query_id,
+                choice.ref,
+                choice.variant,
+                failure.reason,
+                stable,
+            )
+            ctx.retried_from = choice.ref
+        fallback = Route("stable", stable)
+        try:
+            return await self._attempt(snapshot, fallback, route, payload, body, ctx), fallback
+        except UpstreamFailure as failure:
+            self._count_failure(fallback, failure.reason)
+            raise self._error(fallback, failure, ctx) from None
+
+    async def _attempt(
+        self,
+        snapshot: Snapshot,
+        choice: Route,
+        route: str,
+        payload: dict[str, Any],
+        body: bytes,
+        ctx: GatewayContext,
+    ) -> UpstreamReply:
+        url = snapshot.endpoints.get(choice.ref)
+        if url is None:
+            raise UpstreamFailure(
+                "no_endpoint", f"no live model server of {choice.ref} in env {self.env!r}"
+            )
+        model = payload.get("model")
+        if model and model != choice.ref:
+            name = choice.ref.partition("@")[0]
+            if model != name:  # the client named another release of the policy
+                body = json.dumps({**payload, "model": name}, ensure_ascii=False).encode()
+        try:
+            reply = await self.upstream.open(url, route, body, ctx.query_id)
+        except UpstreamFailure as failure:
+            ctx.upstream_wait += failure.waited
+            raise
+        ctx.upstream_wait += reply.waited
+        if reply.status >= 500 or reply.status == 429:  # the release failed, not the request
+            if choice.variant != "stable":
+                await reply.aclose()
+                raise UpstreamFailure(
+                    f"http_{reply.status}", f"{choice.ref} answered {reply.status}"
+                )
+            self._count_failure(choice, f"http_{reply.status}")
+        if reply.is_stream:
+            ctx.ttft = reply.first_at - ctx.started
+        return reply
+
+    def _count_failure(self, choice: Route, reason: str) -> None:
+        self.metrics.upstream_failures.labels(
+            version=choice.ref, variant=choice.variant, reason=reason
+        ).inc()
+
+    def _error(self, choice: Route, failure: UpstreamFailure, ctx: GatewayContext) -> LlmshipError:
+        ctx.version, ctx.variant = choice.ref, choice.variant
+        if failure.reason == "no_endpoint":
+            return NotReadyError(
+                f"no live model server of the stable release {choice.ref} in env {self.env!r}; "
+                f"start one with `llmship serve --release {choice.ref} --env {self.env}`",
+                code="no_endpoint",
+            )
+        if failure.reason == "timeout":
+            return GenerationTimeoutError(failure.message, code="upstream_timeout")
+        return UpstreamError(failure.message)
+
+
+class ProxyResponse(Response):
+    """Sends the model server's answer: a whole body at once, or a server-sent event
+    stream event by event as it arrives (a model server that dies mid-stream ends it
+    with an error event and ``data: [DONE]``)."""
+
+    def __init__(
+        self,
+        reply: UpstreamReply,
+        ctx: GatewayContext,
+        metrics: GatewayMetrics,
+        job: ShadowJob | None,
+    ):
+        # Response.__init__ is skipped on purpose: nothing of it is used.
+        self.reply = reply
+        self.ctx = ctx
+        self.metrics = metrics
+        self.job = job
+        self.status_code = reply.status
+        self.background = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        reply = self.reply
+        if reply.body is not None:
+            await self._whole(reply.body, send)
+            return
+        try:
+            async with anyio.create_task_group() as group:
+
+                async def watch_disconnect() -> None:
+                    while (await receive())["type"] != "http.disconnect":
+                        pass
+                    self.ctx.disconnected = True
+                    group.cancel_scope.cancel()
+
+                group.start_soon(watch_disconnect)
+                await self._stream(send)
+                group.cancel_scope.cancel()
+        finally:
+            if self.job is not None:
+                self.job.primary_done(None)  # no-op when the text was handed over
+            with anyio.CancelScope(shield=True):
+                await reply.aclose()
+
+    async def _whole(self, body: bytes, send: Send) -> None:
+        reply, ctx, job = self.reply, self.ctx, self.job
+        if reply.status == 200:
+            found = _COMPLETION_TOKENS.search(body)
+            if found:
+                ctx.completion_tokens = int(found.group(1))
+        if job is not None:
+            text = None
+            if reply.status == 200:
+                try:
+                    text = answer_text(ctx.route, json.loads(body))
+                except ValueError:
+                    text = None
+            job.primary_done(text)
+        headers = [*reply.headers, (b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": reply.status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    async def _stream(self, send: Send) -> None:
+        reply, ctx = self.reply, self.ctx
+        text = SseText() if self.job is not None else None
+        start = {"type": "http.response.start", "status": reply.status, "headers": reply.headers}
+        await send(start)
+        chunks = reply.chunks
+        chunk = reply.first
+        partial = usage = b""
+        error: str | None = None
+        while True:
+            if chunk:
+                out, partial = whole_events(partial, chunk)
+                if out:
+                    if b'"completion_tokens"' in out:
+                        usage = out
+                    if text is not None:
+                        text.feed(out)
+                    await send({"type": "http.response.body", "body": out, "more_body": True})
+            if chunks is None:
+                break
+            began = time.perf_counter()
+            try:
+                chunk = await chunks.__anext__()
+            except StopAsyncIteration:
+                break
+            except UPSTREAM_ERRORS as exc:
+                error = type(exc).__name__
+                break
+            finally:
+                ctx.upstream_wait += time.perf_counter() - began
+        if error is not None:
+            await self._broke_off(error, send)
+        elif partial:
+            await send({"type": "http.response.body", "body": partial, "more_body": True})
+        if usage:
+            found = list(_COMPLETION_TOKENS.finditer(usage))
+            if found:
+                ctx.completion_tokens = int(found[-1].group(1))
+        if self.job is not None and text is not None and error is None:
+            self.job.primary_done(text.text())
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def _broke_off(self, error: str, send: Send) -> None:
+        """End a stream whose model server broke off: an error event, then [DONE]."""
+        ctx = self.ctx
+        ctx.stream_error = error
+        self.metrics.upstream_failures.labels(
+            version=ctx.version, variant=ctx.variant, reason="mid_stream"
+        ).inc()
+        log.warning("query %s: %s broke off mid-stream (%s)", ctx.query_id, ctx.version, error)
+        failure = UpstreamError(
+            f"the model server of {ctx.version} broke off mid-stream ({error}); "
+            "the answer is incomplete"
+        )
+        event = b"data: " + json.dumps(failure.to_dict()).encode() + b"\n\n"
+        await send({"type": "http.response.body", "body": event + _DONE, "more_body": True})
+
+
+def whole_events(partial: bytes, chunk: bytes) -> tuple[bytes, bytes]:
+    """Split ``partial + chunk`` into whole server-sent events (to send now) and the
+    start of an unfinished one (kept until the rest arrives)."""
+    data = partial + chunk if partial else chunk
+    if data.endswith(b"\n\n"):
+        return data, b""
+    cut = data.rfind(b"\n\n") + 2
+    if cut == 1:  # no event is complete yet
+        return (data, b"") if len(data) >= _MAX_PARTIAL_EVENT else (b"", data)
+    return data[:cut], data[cut:]

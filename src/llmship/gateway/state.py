@@ -1,0 +1,150 @@
+"""The gateway's view of the registry: policy, endpoints and flags, refreshed in the background.
+
+Requests never touch the database: each one takes the current :class:`Snapshot`
+(immutable) and uses it from start to end, so a policy change (a promotion, a
+new weight) is atomic for every request. When the registry cannot be read, the
+last snapshot stays in use and one warning is logged per outage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from llmship.flags import Flag
+from llmship.gateway.metrics import GatewayMetrics
+from llmship.gateway.store import GatewayStore
+from llmship.registry.records import Endpoint
+from llmship.routing import TrafficPolicy
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Everything routing needs, read from the registry at one moment."""
+
+    policy: TrafficPolicy
+    endpoints: Mapping[str, str]
+    """``ref`` -> base URL of its newest live model server."""
+    flags: Mapping[str, Flag]
+    """Flags of the environment, by name."""
+    loaded_at: float
+    """``time.monotonic()`` when it was read."""
+    routing_flags: tuple[Flag, ...] = field(init=False)
+    """Enabled flags that route to a release, by name."""
+    model_names: frozenset[str] = field(init=False)
+    """Names and NAME@VERSION refs of the releases requests can go to: the policy's and
+    the routing flags' (valid ``model`` values)."""
+    needs_attrs: bool = field(init=False)
+    """Whether a routing flag has conditions (only then are attributes read)."""
+
+    def __post_init__(self) -> None:
+        routing = tuple(f for f in self.flags.values() if f.enabled and f.release)
+        object.__setattr__(self, "routing_flags", routing)
+        refs = self.policy.releases() + [f.release for f in routing if f.release]
+        names = {ref.partition("@")[0] for ref in refs}
+        object.__setattr__(self, "model_names", frozenset(names | set(refs)))
+        object.__setattr__(self, "needs_attrs", any(f.conditions for f in routing))
+
+    @property
+    def stable_url(self) -> str | None:
+        """The endpoint of the stable release, if one is live."""
+        stable = self.policy.stable
+        return self.endpoints.get(stable) if stable else None
+
+    def flag(self, name: str) -> Flag | None:
+        """The flag ``name``; ``new-model`` finds ``new_model`` and the other way round."""
+        found = self.flags.get(name)
+        if found is None:
+            found = self.flags.get(alternate_name(name))
+        return found
+
+
+def alternate_name(name: str) -> str:
+    """``new-model`` <-> ``new_model``: the seed's toggle spells the flag both ways."""
+    return name.replace("-", "_") if "-" in name else name.replace("_", "-")
+
+
+def newest_endpoints(endpoints: list[Endpoint]) -> dict[str, str]:
+    """``ref`` -> URL of the endpoint with the newest heartbeat."""
+    urls: dict[str, str] = {}
+    for endpoint in sorted(endpoints, key=lambda e: e.heartbeat_at, reverse=True):
+        urls.setdefault(endpoint.ref, endpoint.url.rstrip("/"))
+    return urls
+
+
+class GatewayState:
+    """Holds the current :class:`Snapshot` and refreshes it from the store."""
+
+    def __init__(
+        self,
+        store: GatewayStore,
+        env: str,
+        metrics: GatewayMetrics,
+        *,
+        endpoint_max_age: float,
+    ):
+        self.store = store
+        self.env = env
+        self.metrics = metrics
+        self.endpoint_max_age = endpoint_max_age
+        self.snapshot: Snapshot | None = None
+        """None until the registry has been read once."""
+        self.registry_up = False
+        self._outage = False
+        self._lock = threading.Lock()
+
+    def refresh(self) -> bool:
+        """Read policy, endpoints and flags (blocking: run it in a thread); False when the
+        registry could not be read, in which case the last snapshot stays."""
+        with self._lock:
+            try:
+                policy = self.store.get_traffic(self.env)
+                endpoints = self.store.list_endpoints(self.env, max_age_s=self.endpoint_max_age)
+                flags = self.store.list_flags(self.env)
+            except Exception as exc:  # a registry that is down raises many kinds of error
+                self.registry_up = False
+                self.metrics.registry_up.set(0)
+                if not self._outage:
+                    self._outage = True
+                    log.warning(
+                        "cannot read the registry (%s: %s); routing with the last known policy "
+                        "(revision %s) until it is back",
+                        type(exc).__name__,
+                        exc,
+                        self.snapshot.policy.revision if self.snapshot else "none",
+                    )
+                return False
+            if self._outage:
+                self._outage = False
+                log.info("the registry is reachable again")
+            previous = self.snapshot
+            self.snapshot = Snapshot(
+                policy=policy,
+                endpoints=newest_endpoints(endpoints),
+                flags={f.name: f for f in flags},
+                loaded_at=time.monotonic(),
+            )
+            self.registry_up = True
+            self.metrics.registry_up.set(1)
+            if previous is None or previous.policy != policy:
+                self.metrics.show_policy(policy)
+                if previous is not None:
+                    log.info(
+                        "traffic policy of %s: revision %d -> %d",
+                        self.env,
+                        previous.policy.revision,
+                        policy.revision,
+                    )
+            return True
+
+    async def run(self, interval: float) -> None:
+        """Refresh every ``interval`` seconds (in a worker thread) until cancelled."""
+        while True:
+            await asyncio.sleep(interval)
+            await asyncio.to_thread(self.refresh)

@@ -1,0 +1,59 @@
+"""What the gateway needs from the registry: a small interface with an in-memory fake.
+
+:class:`llmship.registry.Registry` implements it; tests use a fake. Every method
+blocks (database I/O), so the gateway calls them in a worker thread, never on
+the event loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from llmship.flags import Flag
+from llmship.registry.records import Endpoint, FeedbackRecord, QueryRecord
+from llmship.routing import TrafficPolicy
+
+
+class GatewayStore(Protocol):
+    """The registry methods the gateway calls (see the registry's docs for each)."""
+
+    def get_traffic(self, env: str) -> TrafficPolicy: ...
+
+    def set_traffic(
+        self,
+        env: str,
+        policy: TrafficPolicy,
+        *,
+        actor: str,
+        reason: str,
+        expected_revision: int | None = None,
+    ) -> TrafficPolicy: ...
+
+    def promote_preview(self, env: str, *, actor: str, reason: str) -> TrafficPolicy: ...
+
+    def reset_traffic(self, env: str, *, actor: str, reason: str) -> TrafficPolicy: ...
+
+    def list_endpoints(self, env: str, *, max_age_s: float | None = None) -> list[Endpoint]: ...
+
+    def record_queries(self, rows: Sequence[QueryRecord]) -> None: ...
+
+    def get_query(self, query_id: str) -> QueryRecord: ...
+
+    def add_feedback(
+        self,
+        query_id: str,
+        *,
+        rating: int | None = None,
+        thumbs: str | None = None,
+        comment: str | None = None,
+        actor: str | None = None,
+    ) -> list[FeedbackRecord]: ...
+
+    def set_flag(self, env: str, flag: Flag, *, actor: str) -> Flag: ...
+
+    def get_flag(self, env: str, name: str) -> Flag: ...
+
+    def list_flags(self, env: str) -> list[Flag]: ...
+
+    def delete_flag(self, env: str, name: str, *, actor: str) -> None: ...
