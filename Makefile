@@ -20,8 +20,8 @@ $(BIN)/llmship: pyproject.toml
 
 install: $(BIN)/llmship ## Create .venv and install llmship with the bundled model
 
-up: install ## Install, then serve the production release (the bundled model on first run)
-	$(BIN)/llmship serve
+up: install ## Install, then start the local stack: model servers and the gateway (bundled model on first run)
+	$(BIN)/llmship up
 
 system-deps: ## Install the Debian packages the tests use (PostgreSQL) when missing
 	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \

@@ -1,0 +1,192 @@
+"""The local stack: a model server per release the traffic policy needs, and the gateway.
+
+The supervisor reads the environment's traffic policy every second, starts and
+stops model servers as the policy changes, restarts any child that dies (with
+exponential backoff), and stops everything in order on Ctrl-C or SIGTERM.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import signal
+import socket
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
+
+import httpx
+from rich.console import Console
+
+from llmship.errors import LlmshipError
+from llmship.settings import Settings
+from llmship.supervisor.children import Child
+from llmship.supervisor.plan import ChildState, plan, record_exit, record_start
+
+log = logging.getLogger(__name__)
+
+GATEWAY = "gateway"
+SERVE_PREFIX = "serve:"
+TICK_SECONDS = 1.0
+
+
+def ensure_admin_token(cfg: Settings) -> tuple[str, Path | None]:
+    """The admin token: from settings, else the one kept in ``<home>/admin-token``
+    (generated on first start, readable by its owner only)."""
+    if cfg.admin_token:
+        return cfg.admin_token, None
+    path = cfg.home / "admin-token"
+    if path.is_file():
+        token = path.read_text().strip()
+        if token:
+            return token, path
+    cfg.home.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_urlsafe(32)
+    path.touch(mode=0o600)
+    path.write_text(token + "\n")
+    return token, path
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class Stack:
+    """Supervises the children of one environment."""
+
+    def __init__(
+        self,
+        cfg: Settings,
+        *,
+        gateway_port: int,
+        console: Console,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.cfg = cfg
+        self.gateway_port = gateway_port
+        self.console = console
+        self.clock = clock
+        self.logs = cfg.home / "logs"
+        self.children: dict[str, Child] = {}
+        self.states: dict[str, ChildState] = {}
+        self.ports: dict[str, int] = {}
+        self.needed: set[str] = {GATEWAY}
+        self._stopping = False
+        self.token, self.token_path = ensure_admin_token(cfg)
+
+    # -- what is needed ------------------------------------------------------------
+
+    def refresh_needed(self) -> None:
+        """Read the policy; keep the last answer while the registry is unreachable."""
+        from llmship.registry import Registry
+
+        try:
+            with Registry.open(self.cfg.registry_url, home=self.cfg.home) as registry:
+                releases = registry.get_traffic(self.cfg.env).releases()
+        except LlmshipError as exc:
+            log.warning("cannot read the traffic policy: %s", exc.message)
+            return
+        self.needed = {GATEWAY} | {SERVE_PREFIX + ref for ref in releases}
+
+    # -- children --------------------------------------------------------------------
+
+    def _child(self, name: str) -> Child:
+        env = {
+            "LLMSHIP_ENV": self.cfg.env,
+            "LLMSHIP_HOME": str(self.cfg.home.resolve()),
+            "LLMSHIP_ADMIN_TOKEN": self.token,
+        }
+        if self.cfg.database_url:
+            env["LLMSHIP_DATABASE_URL"] = self.cfg.database_url
+        if name == GATEWAY:
+            args = ["gateway", "--port", str(self.gateway_port), "--host", self.cfg.gateway_host]
+            return Child(name, args, self.logs / "gateway.log", env)
+        ref = name.removeprefix(SERVE_PREFIX)
+        port = self.ports.setdefault(name, free_port())
+        args = ["serve", "--release", ref, "--port", str(port), "--host", "127.0.0.1"]
+        return Child(name, args, self.logs / f"serve-{ref.replace('@', '-')}.log", env)
+
+    def _start(self, name: str) -> None:
+        child = self.children.get(name) or self._child(name)
+        self.children[name] = child
+        state = self.states.setdefault(name, ChildState(name))
+        child.start()
+        record_start(state, self.clock())
+        what = "gateway" if name == GATEWAY else f"model server {name.removeprefix(SERVE_PREFIX)}"
+        where = self.gateway_port if name == GATEWAY else self.ports[name]
+        again = f" (restart {state.failures})" if state.failures else ""
+        self.console.print(f"started {what} on port {where}, pid {child.pid}{again}")
+
+    def _stop(self, name: str) -> None:
+        child = self.children.get(name)
+        if child is None:
+            return
+        child.stop()
+        record_exit(self.states[name], self.clock(), expected=True)
+        self.console.print(f"stopped {name.removeprefix(SERVE_PREFIX)}: no longer in the policy")
+
+    def tick(self) -> None:
+        """One round: notice exits, read the policy, start and stop children."""
+        now = self.clock()
+        for name, child in self.children.items():
+            state = self.states[name]
+            code = child.exit_code()
+            if state.running and code is not None:
+                record_exit(state, now, expected=False)
+                self.console.print(
+                    f"[yellow]{name} exited with {code}[/]; restarting in a moment. "
+                    f"Last log lines:\n{child.tail()}",
+                    highlight=False,
+                )
+        self.refresh_needed()
+        actions = plan(self.needed, self.states, now)
+        for name in actions.stop:
+            self._stop(name)
+        for name in actions.start:
+            self._start(name)
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def wait_ready(self, timeout: float = 120.0) -> bool:
+        """Poll the gateway's /readyz while supervising; True once it answers 200."""
+        deadline = self.clock() + timeout
+        url = f"http://127.0.0.1:{self.gateway_port}/readyz"
+        while self.clock() < deadline and not self._stopping:
+            self.tick()
+            try:
+                if httpx.get(url, timeout=1.0).status_code == 200:
+                    return True
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        return False
+
+    def run(self) -> None:
+        """Supervise until Ctrl-C or SIGTERM, then stop every child."""
+
+        def on_signal(signum: int, frame: FrameType | None) -> None:
+            self._stopping = True
+
+        previous = signal.signal(signal.SIGTERM, on_signal)
+        try:
+            while not self._stopping:
+                self.tick()
+                time.sleep(TICK_SECONDS)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+            self.shutdown()
+
+    def shutdown(self) -> None:
+        """Stop the gateway first (no new requests), then the model servers."""
+        self._stopping = True
+        self.console.print("stopping the local stack ...")
+        order = sorted(self.children, key=lambda name: name != GATEWAY)
+        for name in order:
+            self.children[name].stop()
+        self.console.print("stopped")
