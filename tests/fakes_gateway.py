@@ -32,6 +32,16 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
+@dataclass(frozen=True)
+class FakeRollout:
+    """A running rollout as the alert webhook sees it (fake of ``RolloutRecord``)."""
+
+    id: int
+    env: str
+    name: str
+    candidate: str
+
+
 class FakeStore:
     """The registry methods the gateway uses, in memory (``GatewayStore``).
 
@@ -47,6 +57,9 @@ class FakeStore:
         self.queries: dict[str, QueryRecord] = {}
         self.feedback: dict[tuple[str, str], FeedbackRecord] = {}
         self.flags: dict[str, Flag] = {}
+        self.rollouts: list[FakeRollout] = []
+        self.aborts: list[tuple[int, str]] = []
+        self.abort_keys: set[str] = set()
         self.down = False
         self.calls: dict[str, int] = {}
         self.lock = threading.Lock()
@@ -172,6 +185,34 @@ class FakeStore:
             self.feedback[(query_id, kind)] = record
             out.append(record)
         return out
+
+    def list_feedback(
+        self, env: str, ref: str, *, since: datetime | None = None
+    ) -> list[FeedbackRecord]:
+        self._enter("list_feedback")
+        return [
+            f
+            for f in self.feedback.values()
+            if f.env == env and f.ref == ref and (since is None or f.at >= since)
+        ]
+
+    # -- rollouts (what the alert webhook needs) --------------------------------
+
+    def list_rollouts(
+        self, env: str | None = None, *, active_only: bool = False, limit: int = 50
+    ) -> list[FakeRollout]:
+        self._enter("list_rollouts")
+        return [r for r in self.rollouts if (env is None or r.env == env)][:limit]
+
+    def request_rollout_abort(
+        self, env: str, rollout_id: int, *, reason: str, dedupe_key: str
+    ) -> bool:
+        self._enter("request_rollout_abort")
+        if dedupe_key in self.abort_keys:
+            return False
+        self.abort_keys.add(dedupe_key)
+        self.aborts.append((rollout_id, reason))
+        return True
 
     # -- flags -----------------------------------------------------------------
 

@@ -972,3 +972,95 @@ def test_the_fastapi_routes_answer_like_the_hot_path(
         assert rig.client.post("/v1/completions", content=b"[").status_code == 400
         rig.flush()
         assert {q.route for q in rig.store.queries.values()} == {"/v1/chat/completions", "/predict"}
+
+
+# -- analysis statistics and the Alertmanager webhook ----------------------------------------
+
+
+def test_stats_per_release_count_failed_candidate_attempts(fakes: FakeModelServers) -> None:
+    with make_rig(fakes) as rig:
+        rig.set_policy(canary=CANARY, canary_weight=100)
+        rig.set_mode(CANARY, "500")
+        for _ in range(4):
+            assert rig.chat().status_code == 200
+        rig.flush()
+        query = next(iter(rig.store.queries))
+        assert (
+            rig.client.post("/feedback", json={"query_id": query, "rating": 4}).status_code == 200
+        )
+        canary = rig.client.get(
+            "/api/v1/stats", params={"ref": CANARY, "window": 60}, headers=ADMIN
+        )
+        stable = rig.client.get(
+            "/api/v1/stats", params={"ref": STABLE, "window": 60}, headers=ADMIN
+        )
+    assert canary.status_code == 200, canary.text
+    assert (canary.json()["requests"], canary.json()["errors"]) == (4, 4)
+    assert canary.json()["error_rate"] == 1.0
+    body = stable.json()
+    assert (body["requests"], body["errors"], body["error_rate"]) == (4, 0, 0.0)
+    assert len(body["latencies"]) == 4 and all(v > 0 for v in body["latencies"])
+    assert body["ratings"] == [4]
+
+
+def test_stats_without_traffic_are_empty_not_an_error(rig: Rig) -> None:
+    r = rig.client.get("/api/v1/stats", params={"ref": OTHER, "window": 5}, headers=ADMIN)
+    assert r.status_code == 200
+    assert r.json()["requests"] == 0 and r.json()["error_rate"] is None
+    assert rig.client.get("/api/v1/stats", params={"ref": OTHER}).status_code == 401
+    bad = rig.client.get("/api/v1/stats", params={"ref": OTHER, "window": -1}, headers=ADMIN)
+    assert bad.status_code == 400
+
+
+def alert_payload(status: str = "firing", **labels: str) -> dict[str, Any]:
+    alert = {
+        "status": status,
+        "labels": {"alertname": "LLMHighErrorRate", "action": "rollback", **labels},
+        "annotations": {"summary": "5xx above 5%"},
+        "startsAt": "2026-11-28T22:00:00Z",
+        "endsAt": "0001-01-01T00:00:00Z",
+        "generatorURL": "http://prometheus/graph",
+        "fingerprint": "a1b2c3d4",
+    }
+    return {
+        "version": "4",
+        "groupKey": '{}:{alertname="LLMHighErrorRate"}',
+        "truncatedAlerts": 0,
+        "status": status,
+        "receiver": "llmship",
+        "groupLabels": {},
+        "commonLabels": alert["labels"],
+        "commonAnnotations": alert["annotations"],
+        "externalURL": "http://alertmanager",
+        "alerts": [alert],
+    }
+
+
+def test_alertmanager_webhook_aborts_a_rollout_once(rig: Rig) -> None:
+    from fakes_gateway import FakeRollout
+
+    rig.store.rollouts = [FakeRollout(7, "dev", "chat-canary", CANARY)]
+    first = rig.client.post("/api/v1/alerts", json=alert_payload(version=CANARY), headers=ADMIN)
+    assert first.status_code == 200, first.text
+    assert first.json() == {"status": "ok", "aborted": ["chat-canary"], "repeated": 0}
+    again = rig.client.post("/api/v1/alerts", json=alert_payload(version=CANARY), headers=ADMIN)
+    assert again.json() == {"status": "ok", "aborted": [], "repeated": 1}
+    resolved = rig.client.post(
+        "/api/v1/alerts", json=alert_payload("resolved", version=CANARY), headers=ADMIN
+    )
+    assert resolved.json()["aborted"] == []
+    other = rig.client.post("/api/v1/alerts", json=alert_payload(version=OTHER), headers=ADMIN)
+    assert other.json()["aborted"] == []
+    assert [rollout_id for rollout_id, _ in rig.store.aborts] == [7]
+    assert "LLMHighErrorRate" in rig.store.aborts[0][1]
+
+
+@pytest.mark.parametrize(
+    "body", [b"{not json", b"[]", json.dumps({"version": "3", "alerts": []}).encode()]
+)
+def test_malformed_alert_payloads_are_400(rig: Rig, body: bytes) -> None:
+    r = rig.client.post(
+        "/api/v1/alerts", content=body, headers={**ADMIN, "Content-Type": "application/json"}
+    )
+    assert r.status_code == 400
+    assert r.json()["error"]["type"] == "invalid_request_error"

@@ -37,6 +37,9 @@ TABLES = {
     "flags",
     "gate_runs",
     "output_cache",
+    "rollouts",
+    "rollout_intents",
+    "analysis_measurements",
 }
 
 

@@ -66,6 +66,7 @@ def test_up_follows_the_policy_restarts_crashes_and_stops_cleanly(tmp_path: Path
     up = LlmshipProcess(["up", "--port", str(port)], tmp_path, env)
     try:
         wait_for(lambda: "ready" in up.output(), "the stack to be ready")
+        assert "started the rollout controller" in up.output()
         assert served_by(url) == "smollm2-chat@1.0.0"
         assert (home / "admin-token").stat().st_mode & 0o777 == 0o600
         # and the whole traffic goes to a canary, a model server for it starts
@@ -89,6 +90,7 @@ def test_up_follows_the_policy_restarts_crashes_and_stops_cleanly(tmp_path: Path
         up.stop()
     assert code == 0, up.output()
     assert "stopped" in up.output()
+    assert "controller exited" not in up.output()  # it ran the whole time
     with Registry.open(f"sqlite:///{home / 'registry.db'}") as registry:
         assert registry.list_endpoints("dev") == []  # every model server withdrew
     with pytest.raises(httpx.TransportError):

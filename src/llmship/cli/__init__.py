@@ -5,7 +5,20 @@ from __future__ import annotations
 import typer
 
 from llmship import __version__
-from llmship.cli import alias, models, serve
+from llmship.cli import (
+    alias,
+    controller,
+    feedback,
+    flags,
+    gateway,
+    loadtest,
+    models,
+    rollout,
+    serve,
+    traffic,
+    up,
+)
+from llmship.cli import eval as eval_cli
 
 app = typer.Typer(
     name="llmship",
@@ -33,7 +46,16 @@ def _root(
 
 app.add_typer(models.app, name="models")
 app.add_typer(alias.app, name="alias")
+app.add_typer(traffic.app, name="traffic")
+app.add_typer(feedback.app, name="feedback")
+app.add_typer(flags.app, name="flags")
+app.add_typer(eval_cli.app, name="eval")
+app.add_typer(rollout.app, name="rollout")
 serve.register(app)
+loadtest.register(app)
+gateway.register(app)
+controller.register(app)
+up.register(app)
 
 
 def main() -> None:

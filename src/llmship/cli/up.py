@@ -21,8 +21,8 @@ def register(app: typer.Typer) -> None:
             None, "--port", help="Gateway port (default: the gateway_port setting)."
         ),
     ) -> None:
-        """Start the local stack: a model server per release in the traffic policy and the
-        gateway; restart what crashes; stop everything on Ctrl-C.
+        """Start the local stack: a model server per release in the traffic policy, the
+        gateway and the rollout controller; restart what crashes; stop everything on Ctrl-C.
 
         On an empty registry the bundled SmolLM2 release becomes `production` first.
         """

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import math
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 
+from llmship.alerts import abort_requests, parse_webhook
+from llmship.errors import InvalidRequestError
 from llmship.gateway import admin
 from llmship.gateway.auth import actor_of, check_bearer
 from llmship.gateway.protocol import (
@@ -180,3 +185,61 @@ async def toggle(name: str, request: Request) -> ToggleResponse:
 async def toggle_get(name: str, request: Request) -> ToggleResponse:
     """The same as `POST /api/v1/toggle/{name}`, for the seed's curl-style usage."""
     return await _toggle(name, request)
+
+
+@router.get("/stats", summary="Per-release statistics over a window (for analysis)")
+async def stats(
+    request: Request,
+    ref: str = Query(description="The release, NAME@VERSION."),
+    window: float = Query(60.0, gt=0, le=3600, description="Window in seconds (at most 3600)."),
+    env: str | None = Query(None, description="Must be this gateway's env when given."),
+) -> dict[str, Any]:
+    """What `ref` did over the last `window` seconds at this gateway: requests, errors
+    (a failed attempt retried on stable counts against `ref`), latencies and TTFTs of
+    successful requests, tokens/s, shadow similarities, and the feedback its answers
+    got. The rollout controller's `builtin` analysis reads this."""
+    gateway = _gateway(request)
+    if env is not None and env != gateway.env:
+        raise InvalidRequestError(
+            f"this gateway serves env {gateway.env!r}, not {env!r}", param="env"
+        )
+    since = datetime.now(timezone.utc) - timedelta(seconds=window)
+    feedback = await asyncio.to_thread(gateway.store.list_feedback, gateway.env, ref, since=since)
+    ratings = [f.value for f in feedback if f.kind == "rating"]
+    thumbs = [f.value for f in feedback if f.kind == "thumbs"]
+    result = gateway.metrics.window.stats(
+        ref, window, ratings=ratings, thumbs_up=sum(thumbs), thumbs_down=len(thumbs) - sum(thumbs)
+    )
+    return {
+        k: (None if isinstance(v, float) and math.isnan(v) else v)
+        for k, v in result.to_dict().items()
+    }
+
+
+@router.post("/alerts", summary="Alertmanager webhook: abort rollouts on `action=rollback`")
+async def alerts(request: Request) -> dict[str, Any]:
+    """Alertmanager's webhook payload (version 4). A firing alert labelled
+    `action=rollback` whose labels name a running rollout (`rollout=NAME`) or its
+    candidate (`version`/`model_version`) aborts that rollout; the same alert
+    delivered again changes nothing; resolved alerts do nothing."""
+    gateway = _gateway(request)
+    try:
+        body = json.loads(await request.body())
+    except ValueError as exc:
+        raise InvalidRequestError("the request body is not valid JSON; send a JSON object") from exc
+    payload = parse_webhook(body)
+    rollouts = await asyncio.to_thread(gateway.store.list_rollouts, gateway.env, active_only=True)
+    aborted, repeated = [], 0
+    for wanted in abort_requests(payload, rollouts):
+        changed = await asyncio.to_thread(
+            gateway.store.request_rollout_abort,
+            gateway.env,
+            wanted.rollout_id,
+            reason=wanted.reason,
+            dedupe_key=wanted.dedupe_key,
+        )
+        if changed:
+            aborted.append(wanted.rollout)
+        else:
+            repeated += 1
+    return {"status": "ok", "aborted": aborted, "repeated": repeated}

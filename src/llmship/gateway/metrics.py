@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from llmship.gateway.window import WindowStats
 from llmship.routing import TrafficPolicy
 from llmship.server.metrics import LATENCY_BUCKETS, TPS_BUCKETS, TTFT_BUCKETS
 
@@ -30,6 +31,8 @@ class GatewayMetrics:
 
     def __init__(self, registry: CollectorRegistry | None = None):
         self.registry = registry or CollectorRegistry()
+        self.window = WindowStats()
+        """Recent outcomes per release, for analysis (not a Prometheus series)."""
         r = self.registry
         self.requests = Counter(
             "http_requests_total",

@@ -146,10 +146,17 @@ class GatewayMiddleware:
         children.latency.observe(total)
         children.ttft.observe(ctx.ttft if ctx.ttft is not None else total)
         children.overhead.observe(overhead)
+        rate = None
         if ctx.completion_tokens and total > 0 and status == 200:
-            metrics.tokens_per_second.labels(version=ctx.version, variant=ctx.variant).observe(
-                ctx.completion_tokens / total
-            )
+            rate = ctx.completion_tokens / total
+            metrics.tokens_per_second.labels(version=ctx.version, variant=ctx.variant).observe(rate)
+        metrics.window.request(
+            ctx.version,
+            error=status >= 500 or bool(ctx.stream_error),
+            latency=total,
+            ttft=ctx.ttft if ctx.ttft is not None else total,
+            tokens_per_second=rate,
+        )
         key = ctx.user_key
         self.recorder.add(
             QueryRecord(

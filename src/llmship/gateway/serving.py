@@ -267,6 +267,7 @@ class GatewayService:
         self.metrics.upstream_failures.labels(
             version=choice.ref, variant=choice.variant, reason=reason
         ).inc()
+        self.metrics.window.request(choice.ref, error=True)  # analysis sees it, clients don't
 
     def _error(self, choice: Route, failure: UpstreamFailure, ctx: GatewayContext) -> LlmshipError:
         ctx.version, ctx.variant = choice.ref, choice.variant

@@ -176,15 +176,18 @@ class ShadowMirror:
         outcome = "ok" if status == 200 and text is not None else "error"
         self.metrics.shadow_requests.labels(version=ref, outcome=outcome).inc()
         if outcome != "ok":
+            self.metrics.window.shadow(ref, error=True)
             return
         try:
             primary = await asyncio.wait_for(job._primary, self.wait_for_primary)
         except asyncio.TimeoutError:
-            return
+            primary = None
         if primary is None or text is None:
+            self.metrics.window.shadow(ref, error=False)
             return
         score = await asyncio.to_thread(rouge_l, text, primary)
         self.metrics.shadow_similarity.labels(version=ref).observe(score)
+        self.metrics.window.shadow(ref, error=False, similarity=score)
 
     async def aclose(self) -> None:
         """Cancel what is in flight."""

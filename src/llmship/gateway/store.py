@@ -8,10 +8,11 @@ the event loop.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Protocol
 
 from llmship.flags import Flag
-from llmship.registry.records import Endpoint, FeedbackRecord, QueryRecord
+from llmship.registry.records import Endpoint, FeedbackRecord, QueryRecord, RolloutRecord
 from llmship.routing import TrafficPolicy
 
 
@@ -57,3 +58,15 @@ class GatewayStore(Protocol):
     def list_flags(self, env: str) -> list[Flag]: ...
 
     def delete_flag(self, env: str, name: str, *, actor: str) -> None: ...
+
+    def list_feedback(
+        self, env: str, ref: str, *, since: datetime | None = None
+    ) -> list[FeedbackRecord]: ...
+
+    def list_rollouts(
+        self, env: str | None = None, *, active_only: bool = False, limit: int = 50
+    ) -> list[RolloutRecord]: ...
+
+    def request_rollout_abort(
+        self, env: str, rollout_id: int, *, reason: str, dedupe_key: str
+    ) -> bool: ...

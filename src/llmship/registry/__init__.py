@@ -17,8 +17,12 @@ from llmship.registry.records import (
     FeedbackRecord,
     FeedbackSummary,
     GateRun,
+    MeasurementRecord,
     QueryRecord,
     ReleaseRecord,
+    RolloutIntent,
+    RolloutRecord,
+    RolloutUpdate,
 )
 from llmship.registry.store import ALIAS_PATTERN, Registry
 
@@ -31,7 +35,11 @@ __all__ = [
     "FeedbackRecord",
     "FeedbackSummary",
     "GateRun",
+    "MeasurementRecord",
     "QueryRecord",
     "Registry",
     "ReleaseRecord",
+    "RolloutIntent",
+    "RolloutRecord",
+    "RolloutUpdate",
 ]

@@ -199,6 +199,29 @@ def summary(
     ]
 
 
+def listing(session: Session, env: str, ref: str, since: datetime | None) -> list[FeedbackRecord]:
+    """Every rating and thumbs of ``ref`` in ``env`` (since ``since``), oldest first."""
+    stmt = (
+        select(FeedbackRow)
+        .where(FeedbackRow.env == env, FeedbackRow.ref == ref)
+        .order_by(FeedbackRow.at)
+    )
+    if since is not None:
+        stmt = stmt.where(FeedbackRow.at >= since)
+    return [
+        FeedbackRecord(
+            query_id=row.query_id,
+            env=row.env,
+            ref=row.ref,
+            kind=row.kind,
+            value=row.value,
+            comment=row.comment,
+            at=row.at,
+        )
+        for row in session.scalars(stmt)
+    ]
+
+
 def normal_ref(ref: str) -> str:
     """``NAME@VERSION`` written as the registry writes it (no ``v`` before the version)."""
     parsed = parse_ref(ref)

@@ -228,6 +228,14 @@ class GatewayMethods(Store):
         with self._read() as session:
             return _feedback.summary(session, env, normal, since)
 
+    def list_feedback(
+        self, env: str, ref: str, *, since: datetime | None = None
+    ) -> list[FeedbackRecord]:
+        """Each rating and thumbs given to ``ref``'s answers in ``env``, oldest first."""
+        normal = _feedback.normal_ref(ref)
+        with self._read() as session:
+            return _feedback.listing(session, env, normal, since)
+
     # -- flags ---------------------------------------------------------------
 
     def set_flag(self, env: str, flag: Flag, *, actor: str) -> Flag:

@@ -160,3 +160,87 @@ class GateRun:
     """The whole JSON report."""
     created_at: datetime
     created_by: str
+
+
+@dataclass(frozen=True)
+class RolloutRecord:
+    """One rollout as stored: the fixed part, the state machine's state (``state``, plain
+    data) and the columns derived from it for lists and queries."""
+
+    id: int
+    env: str
+    name: str
+    strategy: str
+    """``canary``, ``blueGreen``, ``experiment`` or ``shadow``."""
+    spec: dict[str, Any]
+    """The rollout spec in its file shape (``RolloutSpec.to_dict()``)."""
+    candidate: str
+    """``NAME@VERSION`` rolled out."""
+    stable: str | None
+    """``NAME@VERSION`` of ``production`` when the rollout started."""
+    phase: str
+    """``Pending``, ``Progressing``, ``Paused``, ``Healthy`` or ``Aborted``."""
+    step_index: int
+    step_started_at: datetime | None
+    paused: bool
+    pause_reason: str | None
+    abort_reason: str | None
+    message: str
+    """The last transition, for people."""
+    state: dict[str, Any]
+    active: bool
+    """Not finished: the one rollout of its environment the controller runs."""
+    created_at: datetime
+    created_by: str
+    updated_at: datetime
+    revision: int
+    """Goes up by one with every save; a save names the revision it read."""
+
+
+@dataclass(frozen=True)
+class RolloutUpdate:
+    """What a save of a rollout writes (the state machine's state and its summary)."""
+
+    phase: str
+    step_index: int
+    step_started_at: datetime | None
+    paused: bool
+    pause_reason: str | None
+    abort_reason: str | None
+    message: str
+    state: dict[str, Any]
+    active: bool
+
+
+@dataclass(frozen=True)
+class RolloutIntent:
+    """Something asked of a rollout (``promote``, ``promoteFull``, ``pause``, ``resume``,
+    ``abort``, ``retry``), waiting for the controller until ``consumed_at``."""
+
+    id: int
+    rollout_id: int
+    kind: str
+    actor: str
+    reason: str
+    dedupe_key: str | None
+    created_at: datetime
+    consumed_at: datetime | None
+    outcome: str | None
+    """What became of it: ``applied``, or why it was refused."""
+
+
+@dataclass(frozen=True)
+class MeasurementRecord:
+    """One stored measurement of one metric of one analysis run of a rollout."""
+
+    id: int
+    rollout_id: int
+    run: str
+    metric: str
+    phase: str
+    value: Any
+    """The measured value (JSON: NaN is stored as null)."""
+    message: str
+    started_at: datetime | None
+    at: datetime
+    """When the measurement finished."""

@@ -229,3 +229,78 @@ class OutputCacheRow(Base):
     ref: Mapped[str] = mapped_column(String(REF_LENGTH))
     value: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class RolloutRow(Base):
+    """One rollout: its spec, candidate and stable release, and the state machine's
+    state (JSON). ``active_env`` is the environment while the rollout is not finished
+    and NULL after: its unique constraint keeps one active rollout per environment."""
+
+    __tablename__ = "rollouts"
+    __table_args__ = (
+        UniqueConstraint("active_env", name="uq_rollouts_active_env"),
+        Index("ix_rollouts_env", "env", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    env: Mapped[str] = mapped_column(String(32))
+    name: Mapped[str] = mapped_column(String(63))
+    strategy: Mapped[str] = mapped_column(String(16))
+    spec: Mapped[str] = mapped_column(Text)
+    candidate: Mapped[str] = mapped_column(String(REF_LENGTH))
+    stable: Mapped[str | None] = mapped_column(String(REF_LENGTH))
+    phase: Mapped[str] = mapped_column(String(16))
+    step_index: Mapped[int] = mapped_column(Integer)
+    step_started_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    paused: Mapped[bool] = mapped_column(Boolean)
+    pause_reason: Mapped[str | None] = mapped_column(Text)
+    abort_reason: Mapped[str | None] = mapped_column(Text)
+    message: Mapped[str] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(Text)
+    active_env: Mapped[str | None] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    created_by: Mapped[str] = mapped_column(String(255))
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    revision: Mapped[int] = mapped_column(Integer)
+
+
+class RolloutIntentRow(Base):
+    """What a person or an alert asked of a rollout (promote, pause, abort, ...), kept
+    until the controller applies it; ``dedupe_key`` makes a repeated alert a no-op."""
+
+    __tablename__ = "rollout_intents"
+    __table_args__ = (
+        UniqueConstraint("rollout_id", "dedupe_key", name="uq_rollout_intents_dedupe"),
+        Index("ix_rollout_intents_rollout", "rollout_id", "consumed_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    rollout_id: Mapped[int] = mapped_column(
+        ForeignKey("rollouts.id", name="fk_rollout_intents_rollout")
+    )
+    kind: Mapped[str] = mapped_column(String(16))
+    actor: Mapped[str] = mapped_column(String(255))
+    reason: Mapped[str] = mapped_column(Text)
+    dedupe_key: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    consumed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    outcome: Mapped[str | None] = mapped_column(Text)
+
+
+class AnalysisMeasurementRow(Base):
+    """One measurement of one metric of one analysis run of a rollout."""
+
+    __tablename__ = "analysis_measurements"
+    __table_args__ = (Index("ix_analysis_measurements_rollout_run", "rollout_id", "run"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    rollout_id: Mapped[int] = mapped_column(
+        ForeignKey("rollouts.id", name="fk_analysis_measurements_rollout")
+    )
+    run: Mapped[str] = mapped_column(String(64))
+    metric: Mapped[str] = mapped_column(String(63))
+    phase: Mapped[str] = mapped_column(String(16))
+    value: Mapped[str | None] = mapped_column(Text)
+    message: Mapped[str] = mapped_column(Text)
+    started_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    at: Mapped[datetime] = mapped_column(UtcDateTime)

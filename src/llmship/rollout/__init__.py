@@ -1,5 +1,17 @@
-"""Rollouts: how a candidate release replaces the stable one (specs in ``rollouts/*.yaml``)."""
+"""Rollouts: how a candidate release replaces the stable one.
 
+- ``spec.py``: rollout specs (``rollouts/*.yaml``);
+- ``state.py``, ``events.py``, ``machine.py`` and one module per strategy
+  (``canary.py``, ``bluegreen.py``, ``experiment.py``, ``shadow.py``): the pure
+  state machine, ``step(state, event, now) -> (state, actions)``;
+- ``controller.py`` (``Controller``): runs the machine against the registry and
+  the gateway's statistics (``stats_http.GatewayStats``), carrying out the
+  actions (``actions.py``); imported from there, since it needs the registry;
+- ``ops.py``: what ``llmship rollout`` does (start, intents, undo, status).
+"""
+
+from llmship.rollout.events import TransitionError
+from llmship.rollout.machine import check, describe, step
 from llmship.rollout.spec import (
     BackgroundAnalysis,
     BlueGreenStrategy,
@@ -16,8 +28,18 @@ from llmship.rollout.spec import (
     load_rollout,
     parse_rollout,
 )
+from llmship.rollout.state import (
+    Action,
+    AnalysisRun,
+    Note,
+    PauseReason,
+    RolloutPhase,
+    RolloutState,
+)
 
 __all__ = [
+    "Action",
+    "AnalysisRun",
     "BackgroundAnalysis",
     "BlueGreenStrategy",
     "CanaryStep",
@@ -25,11 +47,19 @@ __all__ = [
     "ExperimentDecision",
     "ExperimentStrategy",
     "ExperimentVariant",
+    "Note",
     "Pause",
+    "PauseReason",
+    "RolloutPhase",
     "RolloutSpec",
+    "RolloutState",
     "ShadowStrategy",
     "Strategy",
     "StrategyKind",
+    "TransitionError",
+    "check",
+    "describe",
     "load_rollout",
     "parse_rollout",
+    "step",
 ]

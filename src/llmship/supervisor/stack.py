@@ -1,4 +1,5 @@
-"""The local stack: a model server per release the traffic policy needs, and the gateway.
+"""The local stack: a model server per release the traffic policy needs, the gateway
+and the rollout controller.
 
 The supervisor reads the environment's traffic policy every second, starts and
 stops model servers as the policy changes, restarts any child that dies (with
@@ -27,6 +28,7 @@ from llmship.supervisor.plan import ChildState, plan, record_exit, record_start
 log = logging.getLogger(__name__)
 
 GATEWAY = "gateway"
+CONTROLLER = "controller"
 SERVE_PREFIX = "serve:"
 TICK_SECONDS = 1.0
 
@@ -74,7 +76,7 @@ class Stack:
         self.children: dict[str, Child] = {}
         self.states: dict[str, ChildState] = {}
         self.ports: dict[str, int] = {}
-        self.needed: set[str] = {GATEWAY}
+        self.needed: set[str] = {GATEWAY, CONTROLLER}
         self._stopping = False
         self.token, self.token_path = ensure_admin_token(cfg)
 
@@ -90,7 +92,7 @@ class Stack:
         except LlmshipError as exc:
             log.warning("cannot read the traffic policy: %s", exc.message)
             return
-        self.needed = {GATEWAY} | {SERVE_PREFIX + ref for ref in releases}
+        self.needed = {GATEWAY, CONTROLLER} | {SERVE_PREFIX + ref for ref in releases}
 
     # -- children --------------------------------------------------------------------
 
@@ -105,6 +107,10 @@ class Stack:
         if name == GATEWAY:
             args = ["gateway", "--port", str(self.gateway_port), "--host", self.cfg.gateway_host]
             return Child(name, args, self.logs / "gateway.log", env)
+        if name == CONTROLLER:
+            gateway_url = f"http://127.0.0.1:{self.gateway_port}"
+            args = ["controller", "--env", self.cfg.env, "--gateway-url", gateway_url]
+            return Child(name, args, self.logs / "controller.log", env)
         ref = name.removeprefix(SERVE_PREFIX)
         port = self.ports.setdefault(name, free_port())
         args = ["serve", "--release", ref, "--port", str(port), "--host", "127.0.0.1"]
@@ -116,9 +122,12 @@ class Stack:
         state = self.states.setdefault(name, ChildState(name))
         child.start()
         record_start(state, self.clock())
+        again = f" (restart {state.failures})" if state.failures else ""
+        if name == CONTROLLER:
+            self.console.print(f"started the rollout controller, pid {child.pid}{again}")
+            return
         what = "gateway" if name == GATEWAY else f"model server {name.removeprefix(SERVE_PREFIX)}"
         where = self.gateway_port if name == GATEWAY else self.ports[name]
-        again = f" (restart {state.failures})" if state.failures else ""
         self.console.print(f"started {what} on port {where}, pid {child.pid}{again}")
 
     def _stop(self, name: str) -> None:
@@ -183,10 +192,12 @@ class Stack:
             self.shutdown()
 
     def shutdown(self) -> None:
-        """Stop the gateway first (no new requests), then the model servers."""
+        """Stop the controller (no more traffic changes), then the gateway (no new
+        requests), then the model servers."""
         self._stopping = True
         self.console.print("stopping the local stack ...")
-        order = sorted(self.children, key=lambda name: name != GATEWAY)
+        rank = {CONTROLLER: 0, GATEWAY: 1}
+        order = sorted(self.children, key=lambda name: rank.get(name, 2))
         for name in order:
             self.children[name].stop()
         self.console.print("stopped")

@@ -1,0 +1,377 @@
+"""``llmship rollout``: start rollouts, watch them, and ask the controller to act.
+
+``start`` and ``undo`` act at once; ``promote``, ``pause``, ``resume``, ``abort``
+and ``retry`` are checked now and recorded as intents, which ``llmship
+controller`` applies on its next pass (within its interval).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Group
+from rich.live import Live
+from rich.markup import escape
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from llmship.cli._common import console, handle_errors, open_registry, settings
+from llmship.registry import Registry
+
+app = typer.Typer(
+    help="Progressive delivery: start a rollout (canary, blue-green, A/B, shadow), watch it, "
+    "promote, pause, resume, abort, retry, undo.",
+    no_args_is_help=True,
+)
+
+EnvOption = Annotated[
+    str | None,
+    typer.Option("--env", "-e", help="Environment of the rollout (default: LLMSHIP_ENV or dev)."),
+]
+TargetArgument = Annotated[
+    str | None,
+    typer.Argument(
+        metavar="[NAME|ID]",
+        help="The rollout: its id or name (default: the active rollout of the environment).",
+        show_default=False,
+    ),
+]
+ReasonOption = Annotated[
+    str, typer.Option("--reason", "-r", metavar="TEXT", help="Why (kept in the rollout's events).")
+]
+WATCH_REFRESH_S = 1.0
+
+
+class Format(str, Enum):
+    """Output formats."""
+
+    table = "table"
+    json = "json"
+
+
+FormatOption = Annotated[Format, typer.Option("--format", "-f", help="table or json.")]
+
+PHASE_STYLE = {
+    "Pending": "yellow",
+    "Progressing": "cyan",
+    "Paused": "yellow",
+    "Healthy": "green",
+    "Aborted": "red",
+}
+RUN_STYLE = {
+    "Successful": "green",
+    "Failed": "red",
+    "Error": "red",
+    "Inconclusive": "yellow",
+    "Running": "cyan",
+    "Pending": "dim",
+}
+
+
+@app.command("start")
+@handle_errors
+def start(
+    spec: Annotated[
+        Path, typer.Argument(help="Rollout spec file, e.g. rollouts/chat-canary.yaml.")
+    ],
+    candidate: Annotated[
+        str,
+        typer.Option("--candidate", "-c", metavar="NAME@VERSION", help="The release to roll out."),
+    ],
+    env: EnvOption = None,
+    reason: ReasonOption = "",
+) -> None:
+    """Start rolling CANDIDATE out in the environment with the strategy of SPEC.
+
+    Refused at once when the spec is invalid, the candidate is not registered or
+    already production, or another rollout runs in the environment. The
+    controller (`llmship controller`) runs it.
+    """
+    from llmship.rollout import load_rollout, ops
+
+    rollout_spec = load_rollout(spec)
+    cfg = settings(env=env)
+    with open_registry(cfg) as registry:
+        record = ops.start(
+            registry, rollout_spec, candidate, env=cfg.env, actor=cfg.actor, reason=reason
+        )
+    typer.echo(
+        f"rollout {record.name} (id {record.id}) of {record.candidate} in {record.env}: "
+        f"{record.strategy} from {record.stable}; `llmship controller --env {record.env}` runs it"
+    )
+
+
+def _intent(kind: str, target: str | None, env: str | None, reason: str) -> None:
+    from llmship.rollout import ops
+
+    cfg = settings(env=env)
+    with open_registry(cfg) as registry:
+        record, _ = ops.request(registry, cfg.env, target, kind, actor=cfg.actor, reason=reason)
+    what = {"promoteFull": "full promotion"}.get(kind, kind)
+    typer.echo(
+        f"{what} of rollout {record.name} (id {record.id}) requested; "
+        "the controller applies it on its next pass"
+    )
+
+
+@app.command("promote")
+@handle_errors
+def promote(
+    target: TargetArgument = None,
+    full: Annotated[
+        bool,
+        typer.Option("--full", help="Skip every remaining step and analysis: promote now."),
+    ] = False,
+    env: EnvOption = None,
+    reason: ReasonOption = "",
+) -> None:
+    """Go on past the current step (a pause, an analysis, an Inconclusive verdict), or
+    with --full promote the candidate now."""
+    _intent("promoteFull" if full else "promote", target, env, reason)
+
+
+@app.command("pause")
+@handle_errors
+def pause(target: TargetArgument = None, env: EnvOption = None, reason: ReasonOption = "") -> None:
+    """Hold the rollout where it is (weights stay; analysis goes on; timers stop)."""
+    _intent("pause", target, env, reason)
+
+
+@app.command("resume")
+@handle_errors
+def resume(target: TargetArgument = None, env: EnvOption = None, reason: ReasonOption = "") -> None:
+    """Lift a pause, and go on past what waits for a person: `pause: {}`, a blue-green
+    preview without automatic promotion, an Inconclusive analysis."""
+    _intent("resume", target, env, reason)
+
+
+@app.command("abort")
+@handle_errors
+def abort(target: TargetArgument = None, env: EnvOption = None, reason: ReasonOption = "") -> None:
+    """Put all traffic back on stable at once; the rollout ends Aborted."""
+    _intent("abort", target, env, reason)
+
+
+@app.command("retry")
+@handle_errors
+def retry(target: TargetArgument = None, env: EnvOption = None, reason: ReasonOption = "") -> None:
+    """Start an Aborted rollout again from its first step."""
+    _intent("retry", target, env, reason)
+
+
+@app.command("undo")
+@handle_errors
+def undo(
+    env: EnvOption = None,
+    reason: Annotated[
+        str,
+        typer.Option("--reason", "-r", metavar="TEXT", help="Why (kept in the alias history)."),
+    ] = "rolled back by hand",
+) -> None:
+    """Move production back to the release it pointed at before (its alias history);
+    refused while a rollout runs (abort that instead)."""
+    from llmship.rollout import ops
+
+    cfg = settings(env=env)
+    with open_registry(cfg) as registry:
+        move = ops.undo(registry, cfg.env, actor=cfg.actor, reason=reason)
+    typer.echo(f"production in {cfg.env}: {move.from_ref} -> {move.to_ref}")
+
+
+@app.command("list")
+@handle_errors
+def list_(
+    env: EnvOption = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", help="How many, newest first.")] = 20,
+    output: FormatOption = Format.table,
+) -> None:
+    """List the environment's rollouts, newest first."""
+    cfg = settings(env=env)
+    with open_registry(cfg) as registry:
+        records = registry.list_rollouts(cfg.env, limit=limit)
+    if output is Format.json:
+        rows = [
+            {
+                "id": r.id,
+                "name": r.name,
+                "strategy": r.strategy,
+                "candidate": r.candidate,
+                "stable": r.stable,
+                "phase": r.phase,
+                "active": r.active,
+                "message": r.message,
+                "created_at": r.created_at.isoformat(),
+                "created_by": r.created_by,
+            }
+            for r in records
+        ]
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    if not records:
+        typer.echo(f"no rollouts in {cfg.env} yet: llmship rollout start SPEC --candidate ...")
+        return
+    table = Table(title=f"rollouts in {cfg.env}", title_justify="left")
+    table.add_column("id", no_wrap=True)
+    table.add_column("name", no_wrap=True)
+    table.add_column("strategy")
+    table.add_column("stable -> candidate", overflow="fold")
+    table.add_column("phase", no_wrap=True)
+    table.add_column("started (UTC)")
+    for r in records:
+        style = PHASE_STYLE.get(r.phase, "")
+        table.add_row(
+            str(r.id),
+            r.name,
+            r.strategy,
+            f"{r.stable or '-'} -> {r.candidate}",
+            f"[{style}]{r.phase}[/]" if style else r.phase,
+            f"{r.created_at:%Y-%m-%d %H:%M:%S}",
+        )
+    console.print(table)
+
+
+@app.command("history")
+@handle_errors
+def history(
+    target: TargetArgument = None, env: EnvOption = None, output: FormatOption = Format.table
+) -> None:
+    """Every transition of a rollout, oldest first: when, who, what and why."""
+    cfg = settings(env=env)
+    with open_registry(cfg) as registry:
+        record = registry.find_rollout(cfg.env, target)
+        events = registry.rollout_events(record.id)
+    if output is Format.json:
+        rows = [
+            {"at": e.at.isoformat(), "actor": e.actor, "kind": e.kind, "message": e.message}
+            for e in events
+        ]
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    table = Table(
+        title=f"history of rollout {record.name} (id {record.id}) in {record.env}",
+        title_justify="left",
+    )
+    for column in ("at", "who", "what", "message"):
+        table.add_column(column, overflow="fold")
+    prefix = f"rollout {record.name} (id {record.id}): "
+    for e in events:
+        table.add_row(
+            f"{e.at:%Y-%m-%d %H:%M:%S}",
+            escape(e.actor),
+            e.kind.removeprefix("rollout."),
+            escape(e.message.removeprefix(prefix)),
+        )
+    console.print(table)
+
+
+@app.command("status")
+@handle_errors
+def status(
+    target: TargetArgument = None,
+    env: EnvOption = None,
+    watch: Annotated[
+        bool,
+        typer.Option("--watch", "-w", help="Keep the view live until the rollout ends (Ctrl-C)."),
+    ] = False,
+    output: FormatOption = Format.table,
+) -> None:
+    """Show a rollout: strategy, phase, step, weights, pauses, and its analysis runs
+    with their measurements."""
+    cfg = settings(env=env)
+    with open_registry(cfg) as registry:
+        if output is Format.json:
+            typer.echo(json.dumps(_status(registry, cfg.env, target), indent=2, default=str))
+            return
+        data = _status(registry, cfg.env, target)
+        if not watch:
+            console.print(_render(data))
+            return
+        target = str(data["id"])
+        try:
+            with Live(_render(data), console=console, refresh_per_second=4) as live:
+                while data["phase"] not in ("Healthy", "Aborted"):
+                    time.sleep(WATCH_REFRESH_S)
+                    data = _status(registry, cfg.env, target)
+                    live.update(_render(data))
+        except KeyboardInterrupt:
+            return
+
+
+def _status(registry: Registry, env: str, target: str | None) -> dict[str, Any]:
+    from llmship.rollout import ops
+
+    record = registry.find_rollout(env, target)
+    policy = registry.get_traffic(env)
+    measurements = registry.list_measurements(record.id)
+    return ops.status(record, policy, measurements)
+
+
+def _value(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return escape(json.dumps(value))[:40]
+
+
+def _render(data: dict[str, Any]) -> Group:
+    style = PHASE_STYLE.get(data["phase"], "")
+    head = Table.grid(padding=(0, 2))
+    head.add_column(style="bold")
+    head.add_column(overflow="fold")
+    head.add_row("strategy", data["strategy"])
+    head.add_row("phase", f"[{style}]{data['phase']}[/]" if style else data["phase"])
+    head.add_row("step", escape(data["step"]) + f" (attempt {data['attempt']})")
+    head.add_row("candidate", data["candidate"])
+    head.add_row("stable", data["stable"] or "-")
+    weights = data.get("weights") or {}
+    head.add_row("weights", ", ".join(f"{k} {v:g}%" for k, v in weights.items()) or "-")
+    traffic = data.get("traffic") or {}
+    if traffic.get("preview"):
+        head.add_row("preview", traffic["preview"])
+    if traffic.get("shadow"):
+        shadow = traffic["shadow"]
+        head.add_row("shadow", f"{shadow['release']} {shadow['percent']:g}% mirrored")
+    for key, label in (
+        ("pause_reason", "paused"),
+        ("blocked", "waiting"),
+        ("abort_reason", "aborted"),
+    ):
+        if data.get(key):
+            head.add_row(label, escape(str(data[key])))
+    head.add_row("last", escape(data["message"]))
+    parts: list[Any] = [
+        Panel(
+            head,
+            title=f"rollout {escape(data['name'])} (id {data['id']}) in {data['env']}",
+            title_align="left",
+        )
+    ]
+    if data["runs"]:
+        runs = Table(title="analysis", title_justify="left")
+        for column in ("run", "phase", "metric", "n", "last value", "last"):
+            runs.add_column(column, overflow="fold")
+        for run in data["runs"]:
+            run_style = RUN_STYLE.get(run["phase"], "")
+            phase = f"[{run_style}]{run['phase']}[/]" if run_style else run["phase"]
+            if not run["metrics"]:
+                runs.add_row(run["name"], phase, "-", "0", "-", escape(run["message"]))
+            for i, metric in enumerate(run["metrics"]):
+                last_style = RUN_STYLE.get(metric["last_phase"], "")
+                runs.add_row(
+                    run["name"] if i == 0 else "",
+                    phase if i == 0 else "",
+                    metric["metric"],
+                    str(metric["measurements"]),
+                    _value(metric["last_value"]),
+                    Text(metric["last_phase"], style=last_style)
+                    + Text(f" {metric['last_message']}"),
+                )
+        parts.append(runs)
+    return Group(*parts)

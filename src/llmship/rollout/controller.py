@@ -1,0 +1,484 @@
+"""The rollout controller: runs every active rollout of an environment.
+
+Each pass reconciles each rollout as a short script (after Argo Rollouts'
+``rolloutCanary``):
+
+1. **outbox**: carry out the actions a previous pass persisted but may not have
+   finished (it was killed, or the registry refused);
+2. **intents**: apply what people and alerts asked for (promote, pause, resume,
+   abort, retry), oldest first; one that does not apply is recorded as rejected;
+3. **analysis**: take every measurement that is due (``run_measurement`` with the
+   providers), store it, and turn a run's verdict into an event;
+4. **tick**: timers, the candidate's readiness (an endpoint in the registry) and
+   the progress deadline.
+
+Every transition is saved, with its actions as the outbox and one event per
+transition, *before* any action touches traffic; the saved actions are then
+carried out and cleared. A controller killed at any point and started again
+therefore resumes at the same step with the same weights: a step is neither
+skipped nor repeated, and every action is idempotent.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from typing import Any
+
+from llmship.analysis.compare import decide_experiment
+from llmship.analysis.models import AnalysisRef, Metric
+from llmship.analysis.phases import Measurement, Phase, assess_metric_reason, assess_run
+from llmship.analysis.phases import next_measurement_at as argo_next_measurement_at
+from llmship.analysis.providers import MeasureContext, Providers, run_measurement
+from llmship.analysis.stats import StatsSource
+from llmship.errors import ConflictError, LlmshipError
+from llmship.registry import MeasurementRecord, Registry, RolloutIntent, RolloutRecord
+from llmship.registry.records import RolloutUpdate
+from llmship.rollout.actions import execute
+from llmship.rollout.events import AnalysisResult, RolloutEvent, Tick, TransitionError, intent_event
+from llmship.rollout.machine import describe, step
+from llmship.rollout.state import AnalysisRun, RolloutPhase, RolloutState
+
+__all__ = [
+    "Controller",
+    "first_measurement_at",
+    "from_timestamp",
+    "state_of",
+    "update_of",
+]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_WINDOW_S = 60.0
+"""Look-back window of builtin metrics that give none."""
+
+
+def from_timestamp(seconds: float) -> datetime:
+    """A controller time (seconds) as a timezone-aware UTC datetime."""
+    return datetime.fromtimestamp(seconds, timezone.utc)
+
+
+def state_of(record: RolloutRecord) -> RolloutState:
+    """The state machine's view of a stored rollout."""
+    return RolloutState.from_dict(
+        record.state,
+        env=record.env,
+        name=record.name,
+        spec=record.spec,
+        candidate=record.candidate,
+        stable=record.stable,
+        rollout_id=record.id,
+    )
+
+
+def update_of(state: RolloutState) -> RolloutUpdate:
+    """What saving ``state`` writes: the state JSON and the columns derived from it."""
+    reasons = []
+    if state.pause_reason is not None:
+        reasons.append(f"{state.pause_reason.value}: {state.pause_message}")
+    if state.manual_pause:
+        reasons.append("paused by a person (`llmship rollout resume` resumes)")
+    started = state.step_started_at
+    return RolloutUpdate(
+        phase=state.phase.value,
+        step_index=state.step_index,
+        step_started_at=from_timestamp(started) if started is not None else None,
+        paused=state.paused,
+        pause_reason="; ".join(reasons) or None,
+        abort_reason=state.abort_reason,
+        message=state.message,
+        state=state.to_dict(),
+        # A finished rollout whose last actions are not all done yet still holds its
+        # environment, and the controller still reconciles it.
+        active=not state.phase.is_terminal or bool(state.pending),
+    )
+
+
+def first_measurement_at(
+    metric: Metric, measurements: Sequence[Measurement], *, started_at: float
+) -> float | None:
+    """When the controller takes ``metric``'s next measurement.
+
+    As :func:`llmship.analysis.next_measurement_at` (Argo's schedule), except for the
+    first measurement of a metric with an ``interval`` and no ``initialDelay``: it
+    comes one interval after the run starts, not at once, so that the window holds
+    requests the candidate answered under its new share of the traffic (a
+    measurement of nothing is Inconclusive and would pause every rollout).
+    """
+    if not measurements and metric.initial_delay is None and metric.interval is not None:
+        return started_at + metric.interval
+    return argo_next_measurement_at(metric, measurements, started_at=started_at)
+
+
+@dataclass
+class _Current:
+    """One rollout as this pass knows it: the stored record and the machine's state."""
+
+    record: RolloutRecord
+    state: RolloutState
+
+
+class Controller:
+    """Reconciles the active rollouts of one environment (or of all, ``env=None``).
+
+    ``clock`` (seconds, ``time.time`` by default) drives every timer; give the
+    registry a matching clock in tests. ``providers`` measure the analysis
+    metrics (``Providers(stats=GatewayStats(...))`` in production); ``stats``
+    alone builds them. ``endpoint_max_age`` is how fresh a candidate's endpoint
+    heartbeat must be for the candidate to count as ready (None: any endpoint).
+    """
+
+    def __init__(
+        self,
+        registry: Registry,
+        *,
+        env: str | None = None,
+        providers: Providers | None = None,
+        stats: StatsSource | None = None,
+        clock: Callable[[], float] = time.time,
+        actor: str = "controller",
+        endpoint_max_age: float | None = 30.0,
+        window_s: float = DEFAULT_WINDOW_S,
+    ):
+        self.registry = registry
+        self.env = env
+        self._providers = providers
+        self._stats = stats
+        self._own_providers = providers is None
+        self.clock = clock
+        self.actor = actor
+        self.endpoint_max_age = endpoint_max_age
+        self.window_s = window_s
+
+    @property
+    def providers(self) -> Providers:
+        """The metric providers (made on first use from ``stats`` when none were given)."""
+        if self._providers is None:
+            self._providers = Providers(stats=self._stats)
+        return self._providers
+
+    def close(self) -> None:
+        """Close the providers this controller made."""
+        if self._own_providers and self._providers is not None:
+            self._providers.close()
+
+    def __enter__(self) -> Controller:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- the loop ------------------------------------------------------------------------
+
+    def run(self, interval: float, stop: threading.Event | None = None) -> None:
+        """Reconcile every ``interval`` seconds until ``stop`` is set."""
+        stop = stop or threading.Event()
+        while not stop.is_set():
+            started = time.monotonic()
+            self.run_once()
+            stop.wait(max(0.0, interval - (time.monotonic() - started)))
+
+    def run_once(self) -> list[RolloutState]:
+        """One pass over every rollout that needs one; the states it left them in.
+
+        A failure with one rollout is logged and does not stop the others.
+        """
+        try:
+            records = self.registry.rollouts_to_reconcile(self.env)
+        except LlmshipError as exc:
+            log.warning("cannot list the rollouts: %s", exc.message)
+            return []
+        states = []
+        for record in records:
+            try:
+                states.append(self.reconcile(record.id))
+            except LlmshipError as exc:
+                log.warning("rollout %s (id %d): %s", record.name, record.id, exc.message)
+            except Exception:
+                log.exception("rollout %s (id %d): reconcile failed", record.name, record.id)
+        return states
+
+    def reconcile(self, rollout_id: int) -> RolloutState:
+        """One pass over one rollout (outbox, intents, analysis, tick); its new state."""
+        record = self.registry.get_rollout(rollout_id)
+        current = _Current(record, state_of(record))
+        failing = self._flush(current)
+        for intent in self.registry.pending_rollout_intents(rollout_id):
+            self._intent(current, intent)
+            failing = self._flush(current)
+        if current.state.phase.is_terminal:
+            return current.state
+        for result in self._analysis(current):
+            self._apply(current, result)
+            failing = self._flush(current)
+        if current.state.phase.is_terminal:
+            return current.state
+        self._apply(current, Tick(ready=self._ready(current.state), failing=failing))
+        self._flush(current)
+        return current.state
+
+    # -- transitions ---------------------------------------------------------------------
+
+    def _intent(self, current: _Current, intent: RolloutIntent) -> None:
+        try:
+            event = intent_event(intent.kind, actor=intent.actor, reason=intent.reason)
+            self._apply(current, event, intent=intent)
+        except ConflictError as exc:
+            if not isinstance(exc, TransitionError) and exc.param != "env":
+                raise  # someone saved the rollout meanwhile: the next pass reads it again
+            self._reject(current, intent, exc.message)
+        except ValueError as exc:
+            self._reject(current, intent, str(exc))
+
+    def _reject(self, current: _Current, intent: RolloutIntent, why: str) -> None:
+        """Record that ``intent`` does not apply (e.g. a retry while another rollout runs)."""
+        log.info(
+            "rollout %s: %s by %s not applied: %s",
+            current.state.name,
+            intent.kind,
+            intent.actor,
+            why,
+        )
+        self.registry.reject_rollout_intent(intent.id, why, actor=self.actor)
+
+    def _apply(
+        self, current: _Current, event: RolloutEvent, *, intent: RolloutIntent | None = None
+    ) -> None:
+        """Step the machine, then save the new state with its actions as the outbox."""
+        before = current.state
+        now = self.clock()
+        after, actions = step(before, event, now)
+        if after == before and not after.notes and not actions and intent is None:
+            return
+        aborted = after.phase is RolloutPhase.ABORTED and before.phase is not RolloutPhase.ABORTED
+        # An abort supersedes whatever was still to do: only its own actions remain.
+        pending = tuple(actions) if aborted else (*before.pending, *actions)
+        after = replace(after, pending=pending)
+        record = self.registry.save_rollout(
+            before.rollout_id,
+            update_of(after),
+            expected_revision=current.record.revision,
+            actor=self.actor,
+            notes=[(n.kind, n.message, n.actor) for n in after.notes],
+            consume_intent=intent.id if intent is not None else None,
+        )
+        current.record, current.state = record, after
+        for n in after.notes:
+            log.info(
+                "rollout %s (id %d) %s: %s [%s; weight %g%%; candidate %s; %s]",
+                after.name,
+                after.rollout_id,
+                after.env,
+                n.message,
+                describe(after),
+                after.weight,
+                after.candidate,
+                after.phase.value,
+            )
+
+    def _flush(self, current: _Current) -> str | None:
+        """Carry out the saved actions in order and clear them; why they failed, if so."""
+        pending = current.state.pending
+        if not pending:
+            return None
+        done = 0
+        failure = None
+        for action in pending:
+            try:
+                changed = execute(self.registry, current.state, action)
+            except LlmshipError as exc:
+                failure = f"{action.describe()} failed: {exc.message}"
+                break
+            if changed:
+                log.info(
+                    "rollout %s (id %d) %s: did %s",
+                    current.state.name,
+                    current.state.rollout_id,
+                    current.state.env,
+                    action.describe(),
+                )
+            done += 1
+        if failure is not None:
+            log.warning(
+                "rollout %s (id %d): %s", current.state.name, current.state.rollout_id, failure
+            )
+        if done:
+            state = replace(current.state, pending=pending[done:], notes=())
+            record = self.registry.save_rollout(
+                state.rollout_id,
+                update_of(state),
+                expected_revision=current.record.revision,
+                actor=self.actor,
+            )
+            current.record, current.state = record, state
+        return failure
+
+    def _ready(self, state: RolloutState) -> bool:
+        endpoints = self.registry.list_endpoints(state.env, max_age_s=self.endpoint_max_age)
+        return any(e.ref == state.candidate for e in endpoints)
+
+    # -- analysis --------------------------------------------------------------------------
+
+    def _analysis(self, current: _Current) -> list[AnalysisResult]:
+        """Take every due measurement of the live runs; the verdicts of runs now decided."""
+        state = current.state
+        live = state.live_runs()
+        if not live:
+            return []
+        stored: dict[tuple[str, str], list[Measurement]] = defaultdict(list)
+        for m in self.registry.list_measurements(state.rollout_id, runs=[r.name for r in live]):
+            stored[(m.run, m.metric)].append(_measurement(m))
+        refs: dict[str, AnalysisRef] = dict(state.spec.analysis_refs())
+        results = []
+        for run in live:
+            if run.role == "decision":
+                result = self._decision(state, run, stored)
+            else:
+                result = self._run(state, run, refs[run.ref], stored)
+            if result is not None:
+                results.append(result)
+        return results
+
+    def _run(
+        self,
+        state: RolloutState,
+        run: AnalysisRun,
+        ref: AnalysisRef,
+        stored: dict[tuple[str, str], list[Measurement]],
+    ) -> AnalysisResult | None:
+        spec = state.spec.resolve(ref)
+        context = MeasureContext(
+            env=state.env,
+            candidate=state.candidate,
+            stable=state.stable,
+            window_s=self.window_s,
+            args=spec.args,
+            clock=self.clock,
+        )
+        verdicts: list[tuple[Phase, str]] = []
+        for metric in spec.metrics:
+            measurements = stored[(run.name, metric.name)]
+            if run.terminating:
+                if not measurements and run.role == "shadow":
+                    verdicts.append(
+                        (Phase.INCONCLUSIVE, f"{metric.name}: no measurement was taken")
+                    )
+                    continue
+                phase, why = assess_metric_reason(measurements, metric, terminating=True)
+                verdicts.append((phase, f"{metric.name}: {why}"))
+                continue
+            phase, why = assess_metric_reason(measurements, metric)
+            if not phase.completed:
+                due = first_measurement_at(metric, measurements, started_at=run.started_at)
+                if due is not None and due <= self.clock():
+                    taken = run_measurement(metric, context, self.providers)
+                    self._store(state, run, metric.name, taken)
+                    measurements.append(taken)
+                    phase, why = assess_metric_reason(measurements, metric)
+            verdicts.append((phase, f"{metric.name}: {why}"))
+        return _verdict(run, verdicts)
+
+    def _decision(
+        self,
+        state: RolloutState,
+        run: AnalysisRun,
+        stored: dict[tuple[str, str], list[Measurement]],
+    ) -> AnalysisResult | None:
+        experiment = state.spec.strategy.experiment
+        if experiment is None:  # pragma: no cover - decisions are only started by experiments
+            return None
+        decision = experiment.decision
+        metric = _decision_metric(decision.metric)
+        measurements = stored[(run.name, metric.name)]
+        phase, why = assess_metric_reason(measurements, metric)
+        if not phase.completed:
+            due = argo_next_measurement_at(metric, measurements, started_at=run.started_at)
+            if due is not None and due <= self.clock():
+                started = self.clock()
+                try:
+                    source = self.providers.stats
+                    if source is None or state.stable is None:
+                        raise LlmshipError(
+                            "the decision needs the gateway's statistics and a stable release"
+                        )
+                    window = experiment.duration
+                    taken = decide_experiment(
+                        decision.metric,
+                        source.stats(state.env, state.candidate, window),
+                        source.stats(state.env, state.stable, window),
+                        higher_is_better=decision.effective_higher_is_better,
+                        alpha=decision.alpha,
+                        min_samples=decision.min_samples,
+                    )
+                except Exception as exc:
+                    message = (
+                        exc.message
+                        if isinstance(exc, LlmshipError)
+                        else f"{type(exc).__name__}: {exc}"
+                    )
+                    taken = Measurement(None, Phase.ERROR, message)
+                taken = replace(taken, started_at=started, finished_at=self.clock())
+                self._store(state, run, metric.name, taken)
+                measurements.append(taken)
+                phase, why = assess_metric_reason(measurements, metric)
+        if not phase.completed:
+            return None
+        last = measurements[-1].message if measurements else why
+        return AnalysisResult(
+            run.name, phase, last if phase is not Phase.ERROR else f"{why}: {last}"
+        )
+
+    def _store(
+        self, state: RolloutState, run: AnalysisRun, metric: str, taken: Measurement
+    ) -> None:
+        started = taken.started_at
+        finished = taken.finished_at if taken.finished_at is not None else self.clock()
+        self.registry.record_measurement(
+            state.rollout_id,
+            run.name,
+            metric,
+            phase=(taken.phase or Phase.ERROR).value,
+            value=taken.value,
+            message=taken.message,
+            started_at=from_timestamp(started) if started is not None else None,
+            at=from_timestamp(finished),
+        )
+
+
+def _measurement(record: MeasurementRecord) -> Measurement:
+    return Measurement(
+        record.value,
+        Phase(record.phase),
+        record.message,
+        record.started_at.timestamp() if record.started_at is not None else None,
+        record.at.timestamp(),
+    )
+
+
+def _verdict(run: AnalysisRun, verdicts: list[tuple[Phase, str]]) -> AnalysisResult | None:
+    phase = assess_run(p for p, _ in verdicts)
+    if not phase.completed:
+        return None
+    reasons = [why for p, why in verdicts if p is phase] or [why for _, why in verdicts]
+    return AnalysisResult(run.name, phase, "; ".join(reasons))
+
+
+_DECISION_METRICS: dict[str, Metric] = {}
+
+
+def _decision_metric(name: str) -> Metric:
+    """The experiment's decision as a metric: one measurement, Argo's default limits."""
+    metric = _DECISION_METRICS.get(name)
+    if metric is None:
+        data: dict[str, Any] = {
+            "name": name.replace("_", "-"),
+            "provider": {"builtin": {"metric": name}},
+        }
+        metric = Metric.model_validate(data)
+        _DECISION_METRICS[name] = metric
+    return metric

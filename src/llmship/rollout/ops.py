@@ -1,0 +1,211 @@
+"""What ``llmship rollout`` does, as functions over the registry.
+
+Starting a rollout and ``undo`` act directly (nothing else has to happen at
+once). Promote, pause, resume, abort and retry are *intents*: checked against
+the rollout's state now (so a command that cannot apply fails at once), then
+recorded for the controller, which applies them in order on its next pass.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from typing import Any
+
+from llmship.errors import ConflictError, InvalidRequestError, NotFoundError
+from llmship.registry import AliasMove, MeasurementRecord, Registry, RolloutIntent, RolloutRecord
+from llmship.release.spec import parse_ref
+from llmship.rollout.actions import PRODUCTION
+from llmship.rollout.controller import state_of, update_of
+from llmship.rollout.events import Retry, TransitionError, intent_event
+from llmship.rollout.machine import check, describe, step
+from llmship.rollout.spec import RolloutSpec
+from llmship.rollout.state import RolloutState
+from llmship.routing.policy import TrafficPolicy
+
+__all__ = ["request", "start", "status", "undo"]
+
+
+def start(
+    registry: Registry,
+    spec: RolloutSpec,
+    candidate: str,
+    *,
+    env: str,
+    actor: str,
+    reason: str = "",
+) -> RolloutRecord:
+    """Record a rollout of ``candidate`` (``NAME@VERSION``) from ``env``'s production release.
+
+    Refused at once: a candidate that is not registered or already production, an
+    environment without a production release, another unfinished rollout there.
+    """
+    if parse_ref(candidate) is None:
+        raise InvalidRequestError(
+            f"--candidate {candidate!r}: give the release as NAME@VERSION, e.g. chat@1.1.0",
+            param="candidate",
+        )
+    name, version = parse_ref(candidate) or ("", "")
+    release = registry.get(name, version)
+    production = registry.get_alias(env, PRODUCTION)
+    if production is None:
+        raise InvalidRequestError(
+            f"{env} has no production release: a rollout moves production from a stable "
+            f"release to a candidate; set one first with "
+            f"`llmship alias set production NAME@VERSION --env {env} --reason ...`",
+            param="env",
+        )
+    if production.ref == release.ref:
+        raise ConflictError(f"{release.ref} is already the production release of {env}")
+    active = registry.active_rollout(env)
+    if active is not None:
+        raise ConflictError(
+            f"rollout {active.name} (id {active.id}) of {active.candidate} is {active.phase} in "
+            f"{env}: one rollout runs at a time; promote or abort it first",
+            param="env",
+        )
+    state = RolloutState(
+        env=env, name=spec.name, spec=spec, candidate=release.ref, stable=production.ref
+    )
+    return registry.create_rollout(
+        env,
+        name=spec.name,
+        strategy=spec.strategy.kind,
+        spec=spec.to_dict(),
+        candidate=release.ref,
+        stable=production.ref,
+        update=update_of(state),
+        actor=actor,
+        reason=reason,
+    )
+
+
+def request(
+    registry: Registry,
+    env: str,
+    target: str | None,
+    kind: str,
+    *,
+    actor: str,
+    reason: str = "",
+) -> tuple[RolloutRecord, RolloutIntent]:
+    """Check that ``kind`` applies to the rollout ``target`` names (as it will be once the
+    intents already waiting are applied), and record it for the controller;
+    TransitionError (409) when it does not apply."""
+    record = registry.find_rollout(env, target)
+    event = intent_event(kind, actor=actor, reason=reason)
+    check(_expected(registry, record), event)
+    if isinstance(event, Retry):
+        active = registry.active_rollout(env)
+        if active is not None and active.id != record.id:
+            raise ConflictError(
+                f"rollout {active.name} (id {active.id}) is {active.phase} in {env}: "
+                "one rollout runs at a time",
+                param="env",
+            )
+    intent = registry.add_rollout_intent(record.id, kind, actor=actor, reason=reason)
+    if intent is None:  # pragma: no cover - only intents with a dedupe key are dropped
+        raise ConflictError(f"{kind} was already requested")
+    return record, intent
+
+
+def _expected(registry: Registry, record: RolloutRecord) -> RolloutState:
+    """The rollout's state after the intents waiting for the controller (those that apply)."""
+    state = state_of(record)
+    now = time.time()
+    for intent in registry.pending_rollout_intents(record.id):
+        try:
+            state, _ = step(state, intent_event(intent.kind, actor=intent.actor), now)
+        except TransitionError:
+            continue
+    return state
+
+
+def undo(registry: Registry, env: str, *, actor: str, reason: str) -> AliasMove:
+    """Move ``production`` back to where it pointed before its last move.
+
+    Refused while a rollout runs in ``env`` (abort it: that puts all traffic back on
+    stable) and when production has no earlier release.
+    """
+    active = registry.active_rollout(env)
+    if active is not None:
+        raise ConflictError(
+            f"rollout {active.name} (id {active.id}) is {active.phase} in {env}: abort it "
+            f"instead (`llmship rollout abort --env {env}`), which puts all traffic on stable",
+            param="env",
+        )
+    history = registry.alias_history(env, PRODUCTION)
+    if not history:
+        raise NotFoundError(f"{env} has no production release to roll back", param="env")
+    previous = history[-1].from_ref
+    if previous is None:
+        raise InvalidRequestError(
+            f"production in {env} has no earlier release than {history[-1].to_ref}",
+            param="env",
+        )
+    return registry.set_alias(
+        env, PRODUCTION, previous, actor=actor, reason=f"rollout undo: {reason}"
+    )
+
+
+def status(
+    record: RolloutRecord,
+    policy: TrafficPolicy | None = None,
+    measurements: list[MeasurementRecord] | None = None,
+) -> dict[str, Any]:
+    """Plain data for ``rollout status``: where the rollout is, its weights, its analysis."""
+    state = state_of(record)
+    by_metric: dict[tuple[str, str], list[MeasurementRecord]] = defaultdict(list)
+    for m in measurements or []:
+        by_metric[(m.run, m.metric)].append(m)
+    runs = []
+    for run in state.runs:
+        metrics = []
+        for (run_name, metric), taken in by_metric.items():
+            if run_name != run.name:
+                continue
+            last = taken[-1]
+            metrics.append(
+                {
+                    "metric": metric,
+                    "measurements": len(taken),
+                    "phases": [m.phase for m in taken],
+                    "last_value": last.value,
+                    "last_phase": last.phase,
+                    "last_message": last.message,
+                    "at": last.at.isoformat(),
+                }
+            )
+        runs.append(
+            {
+                "name": run.name,
+                "role": run.role,
+                "phase": run.phase.value,
+                "message": run.message,
+                "metrics": metrics,
+            }
+        )
+    return {
+        "id": record.id,
+        "name": record.name,
+        "env": record.env,
+        "strategy": record.strategy,
+        "candidate": record.candidate,
+        "stable": record.stable,
+        "phase": record.phase,
+        "step": describe(state),
+        "step_index": state.step_index,
+        "attempt": state.attempt,
+        "weight": state.weight,
+        "paused": record.paused,
+        "pause_reason": record.pause_reason,
+        "abort_reason": record.abort_reason,
+        "blocked": state.blocked_reason or None,
+        "message": record.message,
+        "traffic": policy.to_dict() if policy is not None else None,
+        "weights": policy.weights() if policy is not None else None,
+        "runs": runs,
+        "created_at": record.created_at.isoformat(),
+        "created_by": record.created_by,
+        "updated_at": record.updated_at.isoformat(),
+    }

@@ -1,0 +1,261 @@
+"""`llmship rollout` and `llmship controller` through the real command line."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, Protocol
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from llmship.cli import app
+from llmship.registry import Registry
+from llmship.release.spec import parse_spec
+
+SPEC = {
+    "name": "cli-canary",
+    "strategy": {
+        "canary": {
+            "steps": [
+                {"setWeight": 20},
+                {"pause": {}},
+                {"setWeight": 60},
+                {"pause": {}},
+                {"setWeight": 80},
+                {"pause": {}},
+            ]
+        }
+    },
+}
+
+
+class Result(Protocol):
+    @property
+    def output(self) -> str: ...
+
+    @property
+    def exit_code(self) -> int: ...
+
+
+Run = Callable[..., Result]
+
+
+@pytest.fixture
+def registry(tmp_path: Path) -> Iterator[Registry]:
+    """chat@1.0.0 (production in dev), 1.1.0 with a live model server, and 2.0.0."""
+    reg = Registry.open(f"sqlite:///{tmp_path / 'state' / 'registry.db'}")
+    for version in ("1.0.0", "1.1.0", "2.0.0"):
+        spec = parse_spec(
+            {
+                "name": "chat",
+                "version": version,
+                "backend": "openai",
+                "model": {"base_url": "http://127.0.0.1:9/v1", "id": "tiny"},
+            }
+        )
+        reg.register(spec, actor="ci")
+    reg.set_alias("dev", "production", "chat@1.0.0", actor="ci", reason="launch")
+    reg.register_endpoint("dev", "chat@1.1.0", "http://127.0.0.1:8101", pid=1)
+    try:
+        yield reg
+    finally:
+        reg.close()
+
+
+@pytest.fixture
+def spec_file(tmp_path: Path) -> Path:
+    path = tmp_path / "rollouts" / "cli-canary.yaml"
+    path.parent.mkdir()
+    path.write_text(yaml.safe_dump(SPEC))
+    return path
+
+
+@pytest.fixture
+def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, registry: Registry) -> Run:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("LLMSHIP_HOME", str(tmp_path / "state"))
+    monkeypatch.setenv("LLMSHIP_ACTOR", "tester")
+    monkeypatch.setenv("LLMSHIP_GATEWAY_PORT", "9")  # nothing listens: no statistics
+    for name in ("LLMSHIP_DATABASE_URL", "LLMSHIP_ENV", "LLMSHIP_CONFIG", "LLMSHIP_ADMIN_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    runner = CliRunner()
+
+    def _run(*args: str, code: int = 0) -> Result:
+        result = runner.invoke(app, list(args))
+        assert result.exit_code == code, result.output
+        return result
+
+    return _run
+
+
+def error(run: Run, *args: str) -> str:
+    """The one red line a failing command prints (exit status 2)."""
+    result = run(*args, code=2)
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1, result.output
+    assert lines[0].startswith("error: "), result.output
+    return lines[0].removeprefix("error: ")
+
+
+def status(run: Run, *args: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(run("rollout", "status", *args, "--format", "json").output)
+    return data
+
+
+def test_start_then_the_controller_runs_it(run: Run, spec_file: Path, registry: Registry) -> None:
+    out = run("rollout", "start", str(spec_file), "--candidate", "chat@1.1.0", "-r", "JIRA-7")
+    assert "rollout cli-canary (id 1) of chat@1.1.0 in dev: canary from chat@1.0.0" in out.output
+    assert status(run)["phase"] == "Pending"
+    run("controller", "--once")
+    data = status(run)
+    assert (data["phase"], data["step"], data["weight"]) == (
+        "Paused",
+        "step 2/6: pause until promoted",
+        20.0,
+    )
+    assert data["weights"] == {"stable": 80.0, "canary": 20.0}
+    assert registry.get_traffic("dev").canary_weight == 20.0
+    table = run("rollout", "status").output
+    for text in ("canary", "Paused", "stable 80%, canary 20%", "chat@1.1.0", "CanaryPauseStep"):
+        assert text in table
+
+
+def test_promote_pause_resume_abort_retry_are_applied_by_the_controller(
+    run: Run, spec_file: Path, registry: Registry
+) -> None:
+    run("rollout", "start", str(spec_file), "--candidate", "chat@1.1.0")
+    run("controller", "--once")
+    out = run("rollout", "promote", "cli-canary", "--reason", "dashboards look fine")
+    assert "promote of rollout cli-canary (id 1) requested" in out.output
+    run("controller", "--once")
+    assert registry.get_traffic("dev").canary_weight == 60.0
+    run("rollout", "pause", "1", "-r", "lunch")
+    assert "is already paused" in error(run, "rollout", "pause")  # the first is still waiting
+    run("controller", "--once")
+    run("rollout", "resume")
+    run("controller", "--once")
+    # one resume lifts the person's pause and ends the `pause: {}` step it was in
+    assert (status(run)["phase"], registry.get_traffic("dev").canary_weight) == ("Paused", 80.0)
+    run("rollout", "abort", "--reason", "bad answers")
+    run("controller", "--once")
+    data = status(run)
+    assert (data["phase"], data["abort_reason"]) == ("Aborted", "bad answers")
+    assert registry.get_traffic("dev").canary is None
+    assert "Aborted: nothing to promote" not in error(run, "rollout", "resume")
+    run("rollout", "retry")
+    run("controller", "--once")
+    assert status(run)["phase"] == "Paused"
+    assert status(run)["attempt"] == 2
+    run("rollout", "promote", "--full")
+    run("controller", "--once")
+    assert status(run)["phase"] == "Healthy"
+    assert registry.get_alias("dev", "production").ref == "chat@1.1.0"  # type: ignore[union-attr]
+    history = run("rollout", "history", "--format", "json").output
+    kinds = [e["kind"] for e in json.loads(history)]
+    for kind in ("rollout.created", "rollout.started", "rollout.aborted", "rollout.retried"):
+        assert kind in kinds
+    assert kinds[-1] == "rollout.promoted"
+    assert "promoted chat@1.1.0" in run("rollout", "history").output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--candidate", "chat@9.9.9"], "no release chat@9.9.9; known versions of chat"),
+        (["--candidate", "chat"], "give the release as NAME@VERSION"),
+        (["--candidate", "chat@1.0.0"], "chat@1.0.0 is already the production release of dev"),
+        (["--candidate", "chat@1.1.0", "--env", "prod"], "prod has no production release"),
+    ],
+)
+def test_start_refuses_at_once(run: Run, spec_file: Path, args: list[str], message: str) -> None:
+    assert message in error(run, "rollout", "start", str(spec_file), *args)
+
+
+def test_start_refuses_an_invalid_spec(run: Run, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        yaml.safe_dump(
+            {"name": "x", "strategy": {"canary": {"steps": [{"pause": {"seconds": 3}}]}}}
+        )
+    )
+    message = error(run, "rollout", "start", str(bad), "--candidate", "chat@1.1.0")
+    assert (
+        "strategy.canary.steps[0].pause.seconds: unknown field; allowed here: duration" in message
+    )
+    missing = error(run, "rollout", "start", "nope.yaml", "--candidate", "chat@1.1.0")
+    assert "cannot read the file" in missing
+
+
+def test_one_rollout_at_a_time(run: Run, spec_file: Path) -> None:
+    run("rollout", "start", str(spec_file), "--candidate", "chat@1.1.0")
+    message = error(run, "rollout", "start", str(spec_file), "--candidate", "chat@2.0.0")
+    assert "rollout cli-canary (id 1) of chat@1.1.0 is Pending in dev: one rollout runs" in message
+
+
+def test_commands_that_do_not_apply_say_why(run: Run, spec_file: Path) -> None:
+    assert "no rollout in dev yet" in error(run, "rollout", "promote")
+    run("rollout", "start", str(spec_file), "--candidate", "chat@1.1.0")
+    assert "is not paused" in error(run, "rollout", "resume")
+    assert "only an Aborted rollout can be retried" in error(run, "rollout", "retry")
+    assert "no rollout named 'other' in dev" in error(run, "rollout", "abort", "other")
+    assert "no rollout with id 42 in dev" in error(run, "rollout", "status", "42")
+
+
+def test_list_and_history(run: Run, spec_file: Path) -> None:
+    assert "no rollouts in dev yet" in run("rollout", "list").output
+    run("rollout", "start", str(spec_file), "--candidate", "chat@1.1.0")
+    run("controller", "--once")
+    rows = json.loads(run("rollout", "list", "--format", "json").output)
+    assert [(r["id"], r["name"], r["phase"], r["active"]) for r in rows] == [
+        (1, "cli-canary", "Paused", True)
+    ]
+    table = run("rollout", "list", "--limit", "5").output
+    assert "cli-canary" in table and "Paused" in table
+    history = run("rollout", "history", "1").output
+    assert "setWeight 20" in history
+
+
+def test_undo_moves_production_back(run: Run, spec_file: Path, registry: Registry) -> None:
+    run("rollout", "start", str(spec_file), "--candidate", "chat@1.1.0")
+    assert "abort it instead" in error(run, "rollout", "undo")
+    run("rollout", "promote", "--full")
+    run("controller", "--once")
+    out = run("rollout", "undo", "--reason", "users complain")
+    assert "production in dev: chat@1.1.0 -> chat@1.0.0" in out.output
+    move = registry.alias_history("dev", "production")[-1]
+    assert (move.actor, move.reason) == ("tester", "rollout undo: users complain")
+    again = run("rollout", "undo")  # undo of an undo goes forward again, as in Argo
+    assert "production in dev: chat@1.0.0 -> chat@1.1.0" in again.output
+
+
+def test_undo_without_an_earlier_release(run: Run) -> None:
+    assert "production in dev has no earlier release than chat@1.0.0" in error(
+        run, "rollout", "undo"
+    )
+    assert "staging has no production release" in error(run, "rollout", "undo", "--env", "staging")
+
+
+def test_status_watch_ends_with_the_rollout(run: Run, spec_file: Path) -> None:
+    run("rollout", "start", str(spec_file), "--candidate", "chat@1.1.0")
+    run("rollout", "abort")
+    run("controller", "--once")
+    out = run("rollout", "status", "--watch").output
+    assert "Aborted" in out
+
+
+def test_controller_options(run: Run) -> None:
+    assert "--interval" in error(run, "controller", "--interval", "soon")
+    assert "longer than 0s" in error(run, "controller", "--interval", "0s")
+    run("controller", "--once")  # nothing to do
+
+
+@pytest.mark.parametrize(
+    "command",
+    ["start", "status", "promote", "pause", "resume", "abort", "retry", "undo", "list", "history"],
+)
+def test_every_rollout_command_has_help(run: Run, command: str) -> None:
+    out = run("rollout", command, "--help").output
+    assert "--env" in out or (command == "start" and "--candidate" in out)
