@@ -257,6 +257,8 @@ def test_slow_generation_times_out_with_504() -> None:
         while backend.cancelled < 1:
             assert time.monotonic() < deadline, "the generation was not stopped"
             time.sleep(0.01)
+        stopped = 'llm_generations_stopped_total{version="demo-chat@1.2.0"} 1.0'
+        assert stopped in c.get("/metrics").text
 
 
 # -- bad input ---------------------------------------------------------------------

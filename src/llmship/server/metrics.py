@@ -71,6 +71,12 @@ class ServerMetrics:
             registry=r,
         )
         self.in_flight.labels(version=version).set(0)
+        self.stopped = Counter(
+            "llm_generations_stopped",
+            "Generations stopped before their end: the client went away or the request timed out.",
+            ["version"],
+            registry=r,
+        )
         gpu = GpuCollector.detect(version)
         if gpu is not None:
             r.register(gpu)

@@ -219,6 +219,8 @@ class ModelService:
                 # Free the slot before awaiting anything: a cancelled task may be
                 # cancelled again at its next await.
                 self.scheduler.release(time.perf_counter() - began)
+                if ctx.finish_reason is None:
+                    self.metrics.stopped.labels(version=self.version).inc()
                 await stream.aclose()
         finally:
             gauge.dec()
