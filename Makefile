@@ -34,8 +34,8 @@ test-deps: install system-deps ## Install what the tests need (CPU torch first, 
 	$(BIN)/pip install --quiet --progress-bar off -e '.[test,semantic]'
 
 lint: test-deps ## ruff and mypy
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks examples
+	$(BIN)/ruff format --check src tests benchmarks examples
 	$(BIN)/mypy
 
 test: test-deps lint ## Install test dependencies and run the whole suite

@@ -155,19 +155,25 @@ def test_full_queue_and_disconnect_cancel(server: ModelServer) -> None:
         busy = httpx.post(f"{server.url}/predict", json={"prompt": "hi", "max_new_tokens": 5})
         assert busy.status_code == 429
         assert int(busy.headers["retry-after"]) >= 1
+
     # the stream is closed after one chunk: the generation must stop, not run ~480 tokens
     # (which takes well over 8 s on one thread of these machines, even unloaded)
-    started = time.monotonic()
-    deadline = started + 10
-    while True:
-        r = httpx.post(
-            f"{server.url}/predict", json={"prompt": "hi", "max_new_tokens": 5}, timeout=30
-        )
-        if r.status_code == 200:
-            break
-        assert r.status_code == 429 and time.monotonic() < deadline, r.text
-        time.sleep(0.05)
-    assert time.monotonic() - started < 8, "the abandoned generation kept the model busy"
+    def ask() -> float:
+        """Seconds until a short /predict is answered (a busy model says 429 meanwhile)."""
+        started = time.monotonic()
+        while True:
+            r = httpx.post(
+                f"{server.url}/predict", json={"prompt": "hi", "max_new_tokens": 5}, timeout=60
+            )
+            if r.status_code == 200:
+                return time.monotonic() - started
+            assert r.status_code == 429 and time.monotonic() - started < 60, r.text
+            time.sleep(0.05)
+
+    after_disconnect = ask()
+    model_free = ask()  # the same request on an idle model: the machine's speed right now
+    # the rest of the abandoned generation (~12 s on an idle core) would show here
+    assert after_disconnect < model_free + 4, "the abandoned generation kept the model busy"
     metrics = httpx.get(f"{server.url}/metrics").text
     assert 'llm_generations_stopped_total{version="smollm2-chat@1.0.0"} 1.0' in metrics
     assert 'llm_requests_in_flight{version="smollm2-chat@1.0.0"} 0.0' in metrics

@@ -14,6 +14,7 @@ and exits non-zero.
     ├── PermissionDeniedError        403 permission_error (a wrong token)
     ├── NotFoundError                404 (unknown release, alias, model)
     ├── ConflictError                409 (registering a changed version, ...)
+    │   └── GateError                409 (code gates_missing: promotion without passing gates)
     ├── QueueFullError               429 rate_limit_error (carries Retry-After)
     ├── NotReadyError                503 (model not loaded yet)
     ├── UpstreamError                502 (an OpenAI-compatible upstream failed)
@@ -116,6 +117,12 @@ class ConflictError(LlmshipError):
     status_code = 409
     error_type = "invalid_request_error"
     default_code = "conflict"
+
+
+class GateError(ConflictError):
+    """A release lacks the passing gate runs ``llmship.yaml`` requires for production."""
+
+    default_code = "gates_missing"
 
 
 class QueueFullError(LlmshipError):

@@ -31,6 +31,8 @@ class Format(str, Enum):
     json = "json"
 
 
+PRODUCTION = "production"
+
 FormatOption = Annotated[Format, typer.Option("--format", "-f", help="table or json.")]
 
 
@@ -43,15 +45,33 @@ def set_(
         str, typer.Option("--reason", "-r", help="Why the alias moves (kept in its history).")
     ],
     env: EnvOption = None,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Move production even without the passing gates llmship.yaml requires "
+            "(recorded as a gate.forced event; the reason is kept as '[forced] ...').",
+        ),
+    ] = False,
 ) -> None:
     """Point ALIAS at a release; the move (from, to, who, why) is recorded.
 
     To roll back, set the alias to the release it pointed at before
-    (`llmship alias history ALIAS` shows it).
+    (`llmship alias history ALIAS` shows it). When llmship.yaml requires gates
+    for the environment (`gates: require:`), production only takes a release
+    whose eval and load-test runs passed, unless --force.
     """
+    from llmship.release.guard import check_promotion
+
     cfg = settings(env=env)
     with open_registry(cfg) as registry:
         before = registry.get_alias(cfg.env, alias)
+        if alias == PRODUCTION:
+            ref = registry.resolve(ref, env=cfg.env).ref  # the release checked is the one set
+            if before is None or before.ref != ref:
+                reason = check_promotion(
+                    registry, cfg.env, ref, force=force, reason=reason, actor=cfg.actor
+                )
         move = registry.set_alias(cfg.env, alias, ref, actor=cfg.actor, reason=reason)
     if before is not None and before.ref == move.to_ref:
         typer.echo(f"{alias} in {cfg.env} already points at {move.to_ref}; nothing changed")

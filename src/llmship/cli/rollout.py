@@ -86,12 +86,21 @@ def start(
     ],
     env: EnvOption = None,
     reason: ReasonOption = "",
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Start even when the candidate lacks the passing gates llmship.yaml "
+            "requires (needs --reason; recorded as a gate.forced event).",
+        ),
+    ] = False,
 ) -> None:
     """Start rolling CANDIDATE out in the environment with the strategy of SPEC.
 
     Refused at once when the spec is invalid, the candidate is not registered or
-    already production, or another rollout runs in the environment. The
-    controller (`llmship controller`) runs it.
+    already production, another rollout runs in the environment, or llmship.yaml
+    requires gates (`gates: require:`) the candidate has not passed (unless
+    --force --reason). The controller (`llmship controller`) runs it.
     """
     from llmship.rollout import load_rollout, ops
 
@@ -99,7 +108,13 @@ def start(
     cfg = settings(env=env)
     with open_registry(cfg) as registry:
         record = ops.start(
-            registry, rollout_spec, candidate, env=cfg.env, actor=cfg.actor, reason=reason
+            registry,
+            rollout_spec,
+            candidate,
+            env=cfg.env,
+            actor=cfg.actor,
+            reason=reason,
+            force=force,
         )
     typer.echo(
         f"rollout {record.name} (id {record.id}) of {record.candidate} in {record.env}: "

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from llmship.cli._common import console, handle_errors, open_registry, settings
 from llmship.errors import InvalidRequestError
+from llmship.release.guard import check_promotion
 from llmship.routing.policy import Experiment, TrafficPolicy, Variant
 
 app = typer.Typer(
@@ -289,6 +290,14 @@ def set_(
         bool,
         typer.Option("--reset", help="Clear canary, preview, experiment and shadow first."),
     ] = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="With --promote-preview: promote even without the passing gates "
+            "llmship.yaml requires (recorded as a gate.forced event).",
+        ),
+    ] = False,
     env: EnvOption = None,
 ) -> None:
     """Change the traffic policy; the options apply on top of the current policy.
@@ -318,6 +327,11 @@ def set_(
     cfg = settings(env=env)
     with open_registry(cfg) as registry:
         if promote_preview:
+            preview_ref = registry.get_traffic(cfg.env).preview
+            if preview_ref is not None:  # without one, promote_preview says what to do
+                reason = check_promotion(
+                    registry, cfg.env, preview_ref, force=force, reason=reason, actor=cfg.actor
+                )
             policy = registry.promote_preview(cfg.env, actor=cfg.actor, reason=reason)
         else:
             policy = registry.get_traffic(cfg.env)

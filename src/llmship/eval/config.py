@@ -15,6 +15,14 @@ Without a ``gates: eval:`` section, :func:`default_gate` applies: ``pass_rate``
 (the share of cases that pass their assertions) must not regress significantly,
 nor by more than 0.1; a dataset without assertions gates ``chrf`` the same way
 (more than 0.05). No absolute minimums; every other metric is reported only.
+
+``gates: require:`` names the gates a release must have passed before it takes
+an environment's ``production`` alias (see :mod:`llmship.release.guard`)::
+
+    gates:
+      require:
+        prod: [eval, loadtest]
+        staging: [eval]
 """
 
 from __future__ import annotations
@@ -32,7 +40,19 @@ from llmship.errors import SpecError
 from llmship.eval.gate import EvalGateConfig, MetricGate
 from llmship.settings import CONFIG_ENV, DEFAULT_CONFIG
 
-__all__ = ["DEFAULT_GATE", "GateConfig", "config_path", "default_gate", "load_gate", "read_gates"]
+__all__ = [
+    "DEFAULT_GATE",
+    "GATE_KINDS",
+    "GateConfig",
+    "config_path",
+    "default_gate",
+    "load_gate",
+    "load_requirements",
+    "read_gates",
+]
+
+GATE_KINDS = ("eval", "loadtest")
+"""The gates ``gates: require:`` may name."""
 
 DEFAULT_GATE: Mapping[str, Mapping[str, float]] = {
     "pass_rate": {"max_regression": 0.1},
@@ -79,7 +99,7 @@ def read_gates(path: Path | None = None) -> dict[str, Any]:
         raise SpecError(f"{path}: the configuration must be a mapping of setting: value")
     gates = data.get("gates") or {}
     if not isinstance(gates, dict):
-        raise SpecError(f"{path}: gates: must be a mapping (eval:, loadtest:)")
+        raise SpecError(f"{path}: gates: must be a mapping (eval:, loadtest:, require:)")
     return gates
 
 
@@ -96,6 +116,31 @@ def load_gate(path: Path | None = None) -> GateConfig:
     except ValidationError as exc:
         raise SpecError(f"{file}: {_describe(exc)}") from exc
     return GateConfig(gate=gate, source=str(file), configured=True)
+
+
+def load_requirements(path: Path | None = None) -> dict[str, tuple[str, ...]]:
+    """``gates: require:`` of ``llmship.yaml``: environment -> the gates a release must
+    have passed to become its production release (empty when nothing is required).
+
+    SpecError names the file and the bad entry (an unknown gate, a non-list).
+    """
+    file = path or config_path()
+    section = read_gates(path).get("require")
+    if section is None:
+        return {}
+    if not isinstance(section, dict):
+        raise SpecError(f"{file}: gates.require: must be a mapping of env: [eval, loadtest]")
+    required: dict[str, tuple[str, ...]] = {}
+    for env, given in section.items():
+        where = f"{file}: gates.require.{env}"
+        kinds = [given] if isinstance(given, str) else [] if given is None else given
+        if not isinstance(kinds, list):
+            raise SpecError(f"{where}: must be a list of gates, e.g. [eval, loadtest]")
+        for kind in kinds:
+            if kind not in GATE_KINDS:
+                raise SpecError(f"{where}: unknown gate {kind!r}; use {' or '.join(GATE_KINDS)}")
+        required[str(env)] = tuple(dict.fromkeys(kinds))
+    return required
 
 
 def default_gate(measured: Collection[str], *, alpha: float = 0.05) -> EvalGateConfig:

@@ -94,11 +94,15 @@ async def put_traffic(body: TrafficUpdate, request: Request) -> TrafficView:
 
 @router.post("/traffic/promote-preview", response_model=TrafficView, summary="Blue-green switch")
 async def promote_preview(body: PromoteRequest, request: Request) -> TrafficView:
-    """Point `production` at the preview and clear the preview, in one transaction."""
+    """Point `production` at the preview and clear the preview, in one transaction.
+    409 (`gates_missing`) when `llmship.yaml` requires gates the preview has not passed,
+    unless `force` (recorded as a `gate.forced` event)."""
     gateway = _gateway(request)
     await asyncio.to_thread(
-        gateway.store.promote_preview,
+        admin.promote_preview,
+        gateway.store,
         gateway.env,
+        force=body.force,
         actor=actor_of(request.headers.get("x-llmship-actor")),
         reason=body.reason,
     )

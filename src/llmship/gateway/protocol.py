@@ -162,6 +162,11 @@ class TrafficUpdate(_Body):
 
 class PromoteRequest(_Body):
     reason: str = Field(min_length=1, description="Why: recorded in the alias history.")
+    force: bool = Field(
+        False,
+        description="Promote even without the passing gates `llmship.yaml` requires "
+        "(recorded as a `gate.forced` event; the reason becomes `[forced] ...`).",
+    )
 
 
 class TrafficView(BaseModel):

@@ -14,6 +14,7 @@ from typing import Any
 
 from llmship.errors import ConflictError, InvalidRequestError, NotFoundError
 from llmship.registry import AliasMove, MeasurementRecord, Registry, RolloutIntent, RolloutRecord
+from llmship.release.guard import check_promotion
 from llmship.release.spec import parse_ref
 from llmship.rollout.actions import PRODUCTION
 from llmship.rollout.controller import state_of, update_of
@@ -34,11 +35,15 @@ def start(
     env: str,
     actor: str,
     reason: str = "",
+    force: bool = False,
 ) -> RolloutRecord:
     """Record a rollout of ``candidate`` (``NAME@VERSION``) from ``env``'s production release.
 
     Refused at once: a candidate that is not registered or already production, an
-    environment without a production release, another unfinished rollout there.
+    environment without a production release, another unfinished rollout there, a
+    candidate without the passing gates ``llmship.yaml`` requires for ``env``
+    (GateError, unless ``force`` with a ``reason``: see :mod:`llmship.release.guard`).
+    The controller's promotion at the end is not checked again.
     """
     if parse_ref(candidate) is None:
         raise InvalidRequestError(
@@ -64,6 +69,7 @@ def start(
             f"{env}: one rollout runs at a time; promote or abort it first",
             param="env",
         )
+    reason = check_promotion(registry, env, release.ref, force=force, reason=reason, actor=actor)
     state = RolloutState(
         env=env, name=spec.name, spec=spec, candidate=release.ref, stable=production.ref
     )

@@ -1,0 +1,536 @@
+"""The rollout controller as a real process: `llmship controller` drives a real gateway in
+front of a real SmolLM2 model server (stable) and candidates served by `llmship serve`
+with the `openai` backend, pointed at a tiny local upstream the test controls (good, or
+answering 500), under steady client load."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from _procs import GatewayProcess, LlmshipProcess, ModelServer
+from llmship.registry import Registry, RolloutRecord
+from llmship.release.bundled import bundled_spec
+from llmship.release.spec import ReleaseSpec, parse_spec
+
+pytestmark = pytest.mark.slow
+
+TOKEN = "rollout-process-token"
+ADMIN = {"Authorization": f"Bearer {TOKEN}"}
+ENV = "dev"
+STABLE, GOOD, BAD = "smollm2-chat@1.0.0", "smollm2-chat@2.0.0", "smollm2-chat@3.0.0"
+PROC_ENV = {"LLMSHIP_ADMIN_TOKEN": TOKEN, "LLMSHIP_ENDPOINT_MAX_AGE": "3600"}
+
+
+# -- a fake OpenAI-compatible upstream -----------------------------------------------------
+
+
+class FakeUpstream:
+    """An OpenAI-compatible server on a free port: `/v1/models`, and streamed
+    completions that answer "ok", or 500 while ``failing`` is set."""
+
+    def __init__(self) -> None:
+        self.failing = False
+        self.hits = 0
+        self.failures: list[float] = []
+        """``time.monotonic()`` of each 500 it answered."""
+        self.last_hit = 0.0
+        upstream = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def _send(self, status: int, body: bytes, content_type: str) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self) -> None:
+                models = {"object": "list", "data": [{"id": "fake", "object": "model"}]}
+                self._send(200, json.dumps(models).encode(), "application/json")
+
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                upstream.hits += 1
+                upstream.last_hit = time.monotonic()
+                if upstream.failing:
+                    upstream.failures.append(upstream.last_hit)
+                    error = {"error": {"message": "injected failure", "type": "server_error"}}
+                    self._send(500, json.dumps(error).encode(), "application/json")
+                    return
+                chunk = "chat.completion.chunk" in self.path or "chat" in self.path
+                text = {"delta": {"content": "ok"}} if chunk else {"text": "ok"}
+                events = [
+                    {"choices": [{"index": 0, **text, "finish_reason": None}]},
+                    {
+                        "choices": [{"index": 0, "finish_reason": "stop", **text}],
+                        "usage": {"prompt_tokens": 3, "completion_tokens": 2},
+                    },
+                ]
+                body = "".join(f"data: {json.dumps(e)}\n\n" for e in events) + "data: [DONE]\n\n"
+                self._send(200, body.encode(), "text/event-stream")
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def real_release(version: str) -> ReleaseSpec:
+    """The bundled SmolLM2 release with test-friendly settings (1 thread, small context)."""
+    data = bundled_spec().to_dict()
+    data["version"] = version
+    data["runtime"] |= {"n_threads": 1, "n_ctx": 512}
+    data["params"] |= {"temperature": 0.0, "max_tokens": 4}
+    return parse_spec(data)
+
+
+def fake_release(version: str, upstream: FakeUpstream) -> ReleaseSpec:
+    return parse_spec(
+        {
+            "name": "smollm2-chat",
+            "version": version,
+            "backend": "openai",
+            "model": {"base_url": upstream.url, "id": "fake"},
+            "runtime": {"max_concurrency": 8, "timeout_s": 10},
+        }
+    )
+
+
+# -- client load ---------------------------------------------------------------------------
+
+
+@dataclass
+class Load:
+    """Clients sending `/predict` to the gateway in a loop, each answer recorded."""
+
+    url: str
+    clients: int = 3
+    answers: list[tuple[float, int, str]] = field(default_factory=list)
+    """(monotonic time sent, status, x-llmship-version) of every request."""
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _threads: list[threading.Thread] = field(default_factory=list)
+
+    def _client(self) -> None:
+        with httpx.Client(timeout=60) as http:
+            while not self._stop.is_set():
+                sent = time.monotonic()
+                try:
+                    r = http.post(f"{self.url}/predict", json={"prompt": "Hi", "max_new_tokens": 2})
+                    answer = (r.status_code, r.headers.get("x-llmship-version", ""))
+                except httpx.HTTPError as exc:
+                    answer = (0, type(exc).__name__)
+                self.answers.append((sent, *answer))
+
+    def __enter__(self) -> Load:
+        self._threads = [threading.Thread(target=self._client) for _ in range(self.clients)]
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=60)
+
+    def errors(self) -> list[tuple[float, int, str]]:
+        return [a for a in self.answers if a[1] != 200]
+
+    def versions(self, since: float = 0.0) -> set[str]:
+        return {a[2] for a in self.answers if a[0] >= since}
+
+
+# -- the stack -----------------------------------------------------------------------------
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+@dataclass
+class Stack:
+    workdir: Path
+    registry: Registry
+    gateway: GatewayProcess
+    controller: LlmshipProcess
+    good: FakeUpstream
+    bad: FakeUpstream
+
+    def start_controller(self) -> None:
+        args = ["controller", "--env", ENV, "--interval", "200ms"]
+        self.controller = LlmshipProcess(
+            [*args, "--gateway-url", self.gateway.url], self.workdir, PROC_ENV
+        )
+
+    def llmship(self, *args: str) -> str:
+        """Run a CLI command to its end; its output."""
+        cmd = LlmshipProcess(list(args), self.workdir, PROC_ENV)
+        try:
+            assert cmd.wait(timeout=60) == 0, cmd.output()
+        finally:
+            cmd.stop()
+        return cmd.output()
+
+    def start_rollout(self, tmp_path: Path, spec: dict[str, Any], candidate: str) -> int:
+        path = tmp_path / f"{spec['name']}.yaml"
+        path.write_text(yaml.safe_dump(spec))
+        self.llmship("rollout", "start", str(path), "--candidate", candidate, "--env", ENV)
+        return self.registry.find_rollout(ENV, spec["name"]).id
+
+    def rollout(self, rollout_id: int) -> RolloutRecord:
+        return self.registry.get_rollout(rollout_id)
+
+    def wait_phase(self, rollout_id: int, *phases: str, timeout: float = 60) -> RolloutRecord:
+        def reached() -> bool:
+            self.assert_controller_alive()
+            return self.rollout(rollout_id).phase in phases
+
+        wait_until(reached, f"phase {phases}", timeout)
+        return self.rollout(rollout_id)
+
+    def assert_controller_alive(self) -> None:
+        if self.controller.proc.poll() is not None:
+            raise AssertionError(f"the controller exited:\n{self.controller.output()}")
+
+    def traffic(self) -> dict[str, Any]:
+        r = httpx.get(f"{self.gateway.url}/api/v1/traffic", headers=ADMIN, timeout=10)
+        assert r.status_code == 200, r.text
+        data: dict[str, Any] = r.json()
+        return data
+
+    def canary_weight(self) -> float:
+        canary = self.traffic().get("canary")
+        return float(canary["weight"]) if canary else 0.0
+
+    def events(self, rollout_id: int, kind: str | None = None) -> list[str]:
+        return [
+            e.message
+            for e in self.registry.rollout_events(rollout_id)
+            if kind is None or e.kind == kind
+        ]
+
+    def weights_set(self, since_event: int) -> list[float]:
+        """The canary weights the `traffic.changed` events after ``since_event`` set, in
+        order; a change that keeps the weight (a promotion adding the preview) is not one."""
+        out: list[float] = []
+        for e in reversed(self.registry.events(limit=1000, kind="traffic.changed")):
+            canary = e.data.get("canary")
+            weight = float(canary["weight"]) if canary else 0.0
+            if e.id > since_event and (not out or out[-1] != weight):
+                out.append(weight)
+        return out
+
+    def last_event_id(self) -> int:
+        events = self.registry.events(limit=1)
+        return events[0].id if events else 0
+
+    def production(self) -> str | None:
+        target = self.registry.get_alias(ENV, "production")
+        return target.ref if target is not None else None
+
+    def reset_production(self) -> None:
+        """Back to the starting point: production on STABLE, the gateway following."""
+        if self.production() != STABLE:
+            self.registry.set_alias(ENV, "production", STABLE, actor="test", reason="reset")
+        wait_until(lambda: self.traffic()["stable"] == STABLE, "stable back on 1.0.0")
+        wait_until(
+            lambda: httpx.get(f"{self.gateway.url}/readyz").json().get("stable") == STABLE,
+            "the gateway to follow",
+        )
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """A gateway, a controller, and model servers for STABLE (real), GOOD and BAD (fake
+    upstreams) of env dev, all started at once."""
+    workdir = tmp_path_factory.mktemp("rollout")
+    home = workdir / ".llmship"
+    registry = Registry.open(f"sqlite:///{home / 'registry.db'}", home=home)
+    good, bad = FakeUpstream(), FakeUpstream()
+    bad.failing = True
+    registry.register(real_release("1.0.0"), actor="test")
+    registry.register(fake_release("2.0.0", good), actor="test")
+    registry.register(fake_release("3.0.0", bad), actor="test")
+    registry.set_alias(ENV, "production", STABLE, actor="test", reason="first")
+    servers = [
+        ModelServer(workdir, "--release", ref, "--env", ENV, env=PROC_ENV)
+        for ref in (STABLE, GOOD, BAD)
+    ]
+    gateway = GatewayProcess(workdir, env=PROC_ENV)
+    stack = Stack(workdir, registry, gateway, gateway, good, bad)
+    stack.start_controller()
+    try:
+        for server in servers:
+            server.wait_ready(timeout=120)
+        r = httpx.post(
+            f"{servers[0].url}/predict", json={"prompt": "Hi", "max_new_tokens": 2}, timeout=120
+        )
+        assert r.status_code == 200, r.text  # the model's first answer is slow
+        gateway.wait_ready()
+        yield stack
+    finally:
+        for proc in (stack.controller, gateway, *servers):
+            proc.stop()
+        registry.close()
+        good.close()
+        bad.close()
+
+
+@pytest.fixture
+def fresh(stack: Stack) -> Iterator[Stack]:
+    stack.reset_production()
+    stack.good.failing = False
+    yield stack
+    active = stack.registry.active_rollout(ENV)
+    if active is not None:  # a failed test must not hold the environment
+        stack.registry.add_rollout_intent(active.id, "abort", actor="test", reason="cleanup")
+        stack.wait_phase(active.id, "Aborted", "Healthy")
+    stack.reset_production()
+
+
+def error_rate_template(**metric: Any) -> dict[str, Any]:
+    return {
+        "name": "errors",
+        "metrics": [
+            {
+                "name": "error-rate",
+                "interval": "1s",
+                "initialDelay": "1s",
+                "inconclusiveLimit": 30,
+                "successCondition": "result <= 0.05",
+                "provider": {"builtin": {"metric": "error_rate", "window": "5s"}},
+                **metric,
+            }
+        ],
+    }
+
+
+# -- the scenarios -------------------------------------------------------------------------
+
+
+def test_a_good_canary_goes_20_40_100_under_load_and_is_promoted(
+    fresh: Stack, tmp_path: Path
+) -> None:
+    stack = fresh
+    since = stack.last_event_id()
+    # Given a canary 20 -> 40 -> 100 with short pauses and a background error-rate analysis
+    spec = {
+        "name": "good-canary",
+        "strategy": {
+            "canary": {
+                "steps": [
+                    {"setWeight": 20},
+                    {"pause": {"duration": "3s"}},
+                    {"setWeight": 40},
+                    {"pause": {"duration": "3s"}},
+                    {"setWeight": 100},
+                ],
+                "analysis": {"templates": [{"templateName": "errors"}]},
+            }
+        },
+        "analysisTemplates": [error_rate_template()],
+    }
+    # When it runs under steady client load
+    with Load(stack.gateway.url) as load:
+        rollout_id = stack.start_rollout(tmp_path, spec, GOOD)
+        record = stack.wait_phase(rollout_id, "Healthy", "Aborted", "Paused", timeout=60)
+        while record.phase == "Paused" and record.pause_reason and "pause" in record.message:
+            record = stack.wait_phase(rollout_id, "Healthy", "Aborted", timeout=60)
+        wait_until(
+            lambda: httpx.get(f"{stack.gateway.url}/readyz").json().get("stable") == GOOD,
+            "the gateway to follow",
+        )
+        promoted_at = time.monotonic()
+        time.sleep(1.0)
+    # Then it is promoted, the weights went 20, 40, 100 in order and no client saw an error
+    record = stack.rollout(rollout_id)
+    assert record.phase == "Healthy", (record.message, stack.events(rollout_id))
+    assert stack.production() == GOOD
+    assert load.errors() == []
+    assert GOOD in load.versions() and STABLE in load.versions()
+    assert load.versions(since=promoted_at) == {GOOD}
+    weights = [w for w in stack.weights_set(since) if w]
+    assert weights == [20.0, 40.0, 100.0], weights
+    measurements = stack.registry.list_measurements(rollout_id)
+    assert measurements and all(m.phase in {"Successful", "Inconclusive"} for m in measurements)
+    assert any(m.phase == "Successful" for m in measurements)
+    # and the alias history shows the move, by the controller, for the rollout
+    move = stack.registry.alias_history(ENV, "production")[-1]
+    assert (move.from_ref, move.to_ref, move.actor) == (STABLE, GOOD, "controller")
+    assert "good-canary" in move.reason
+
+
+def test_an_erroring_candidate_is_aborted_and_no_client_sees_an_error(
+    fresh: Stack, tmp_path: Path
+) -> None:
+    stack = fresh
+    # Given a candidate whose upstream answers 500 to every request
+    spec = {
+        "name": "bad-canary",
+        "strategy": {
+            "canary": {
+                "steps": [{"setWeight": 30}, {"pause": {"duration": "60s"}}, {"setWeight": 100}],
+                "analysis": {"templates": [{"templateName": "errors"}]},
+            }
+        },
+        "analysisTemplates": [error_rate_template()],
+    }
+    before = stack.bad.hits
+    # When it is rolled out under steady client load
+    with Load(stack.gateway.url) as load:
+        rollout_id = stack.start_rollout(tmp_path, spec, BAD)
+        record = stack.wait_phase(rollout_id, "Aborted", "Healthy", timeout=60)
+        wait_until(lambda: stack.canary_weight() == 0, "the canary to be gone")
+        aborted_at = time.monotonic()
+        time.sleep(1.5)
+        hits_after_abort = stack.bad.hits
+        time.sleep(1.5)
+    # Then the analysis aborted it, all traffic is back on stable
+    assert record.phase == "Aborted", (record.message, stack.events(rollout_id))
+    assert "error-rate" in (record.abort_reason or ""), record.abort_reason
+    assert stack.bad.hits > before  # the candidate did get traffic
+    assert stack.bad.hits == hits_after_abort  # and gets none any more
+    assert stack.production() == STABLE
+    assert load.versions(since=aborted_at + 1.0) == {STABLE}
+    failed = [m for m in stack.registry.list_measurements(rollout_id) if m.phase == "Failed"]
+    assert failed and failed[0].value > 0.05
+    # and during the whole rollout no client saw an error: the gateway retried on stable
+    assert load.errors() == []
+    assert len(load.answers) > 5
+
+
+def alert_payload(labels: dict[str, str], status: str = "firing") -> dict[str, Any]:
+    alert = {
+        "status": status,
+        "labels": {"alertname": "LlmHighErrorRate", "action": "rollback", **labels},
+        "annotations": {"summary": "error rate above 5%"},
+        "startsAt": "2024-05-01T12:00:00Z",
+        "endsAt": "0001-01-01T00:00:00Z",
+        "generatorURL": "http://prometheus/graph",
+        "fingerprint": "c0ffee0123456789",
+    }
+    return {
+        "version": "4",
+        "groupKey": '{}:{action="rollback"}',
+        "truncatedAlerts": 0,
+        "status": status,
+        "receiver": "llmship",
+        "groupLabels": {"action": "rollback"},
+        "commonLabels": alert["labels"],
+        "commonAnnotations": alert["annotations"],
+        "externalURL": "http://alertmanager:9093",
+        "alerts": [alert],
+    }
+
+
+def test_an_alertmanager_alert_aborts_a_running_rollout_once(fresh: Stack, tmp_path: Path) -> None:
+    stack = fresh
+    # Given a canary that holds 20% of the traffic until a person promotes it
+    spec = {
+        "name": "alerted-canary",
+        "strategy": {"canary": {"steps": [{"setWeight": 20}, {"pause": {}}]}},
+    }
+    rollout_id = stack.start_rollout(tmp_path, spec, GOOD)
+    wait_until(lambda: stack.rollout(rollout_id).step_index == 1, "the pause step")
+    wait_until(lambda: stack.canary_weight() == 20, "the canary at 20%")
+    alerts = f"{stack.gateway.url}/api/v1/alerts"
+    # When a resolved alert arrives, nothing happens
+    resolved = httpx.post(alerts, json=alert_payload({"version": GOOD}, "resolved"), headers=ADMIN)
+    assert resolved.status_code == 200, resolved.text
+    assert resolved.json()["aborted"] == []
+    # When Alertmanager delivers a firing rollback alert naming the candidate
+    r = httpx.post(alerts, json=alert_payload({"version": GOOD}), headers=ADMIN)
+    assert r.status_code == 200, r.text
+    assert r.json()["aborted"] == ["alerted-canary"]
+    # and delivers it again at once (the controller may not have applied it yet)
+    again = httpx.post(alerts, json=alert_payload({"version": GOOD}), headers=ADMIN)
+    assert again.status_code == 200, again.text
+    assert again.json()["aborted"] == []
+    # Then the rollout is aborted once, by alertmanager, with the alert as the reason
+    record = stack.wait_phase(rollout_id, "Aborted", "Healthy")
+    assert record.phase == "Aborted"
+    assert "LlmHighErrorRate" in (record.abort_reason or ""), record.abort_reason
+    wait_until(lambda: stack.canary_weight() == 0, "all traffic back on stable")
+    intents = stack.registry.list_rollout_intents(rollout_id)
+    assert [(i.kind, i.actor, i.outcome) for i in intents] == [("abort", "alertmanager", "applied")]
+    events = stack.events(rollout_id)
+    assert len(stack.events(rollout_id, "rollout.aborted")) == 1
+    # When the same alert is delivered once more, after the abort
+    late = httpx.post(alerts, json=alert_payload({"version": GOOD}), headers=ADMIN)
+    # Then it changes nothing
+    assert late.status_code == 200, late.text
+    assert late.json()["aborted"] == []
+    time.sleep(1.0)  # five controller passes
+    assert stack.registry.list_rollout_intents(rollout_id) == intents
+    assert stack.events(rollout_id) == events
+    assert stack.rollout(rollout_id).phase == "Aborted"
+    # and a malformed payload is refused
+    assert httpx.post(alerts, json={"version": "4"}, headers=ADMIN).status_code == 400
+
+
+def test_a_controller_killed_at_every_step_resumes_without_skipping_or_repeating(
+    fresh: Stack, tmp_path: Path
+) -> None:
+    stack = fresh
+    since = stack.last_event_id()
+    # Given a canary of five weights with short pauses
+    steps: list[dict[str, Any]] = []
+    for weight in (10, 25, 50, 75):
+        steps += [{"setWeight": weight}, {"pause": {"duration": "2s"}}]
+    steps.append({"setWeight": 100})
+    spec = {"name": "killed-canary", "strategy": {"canary": {"steps": steps}}}
+    rollout_id = stack.start_rollout(tmp_path, spec, GOOD)
+    # When the controller is SIGKILLed as soon as it reaches each new step, and restarted
+    seen: list[tuple[int, float]] = []
+    deadline = time.monotonic() + 90
+    while stack.rollout(rollout_id).phase not in {"Healthy", "Aborted"}:
+        assert time.monotonic() < deadline, stack.events(rollout_id)
+        record = stack.rollout(rollout_id)
+        running = record.phase in {"Progressing", "Paused"}
+        if running and (not seen or record.step_index != seen[-1][0]):
+            os.kill(stack.controller.proc.pid, signal.SIGKILL)
+            stack.controller.proc.wait(timeout=10)
+            stack.controller.stop()
+            killed = stack.rollout(rollout_id)
+            seen.append((killed.step_index, float(killed.state.get("weight", 0.0))))
+            # Then, while it is dead, the stored state holds still
+            time.sleep(0.5)
+            assert stack.rollout(rollout_id).step_index == killed.step_index
+            stack.start_controller()
+        time.sleep(0.05)
+    # Then the rollout finished, each step began exactly once and in order
+    record = stack.rollout(rollout_id)
+    assert record.phase == "Healthy", (record.message, stack.events(rollout_id))
+    assert len(seen) >= 3, seen
+    assert [i for i, _ in seen] == sorted({i for i, _ in seen}), seen
+    step_events = stack.events(rollout_id, "rollout.step")
+    numbers = [int(re.findall(r"\bstep (\d+)/", m)[0]) for m in step_events]
+    assert numbers == list(range(1, len(steps) + 1)), step_events
+    # and every weight was set once, in order (a repeated action changes nothing)
+    weights = [w for w in stack.weights_set(since) if w]
+    assert weights == [10.0, 25.0, 50.0, 75.0, 100.0], weights
+    assert stack.production() == GOOD
