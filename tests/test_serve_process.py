@@ -139,6 +139,12 @@ def test_bad_input_through_the_openai_client(client: openai.OpenAI, server: Mode
     assert r.json()["error"]["type"] == "invalid_request_error"
 
 
+def stopped_count(metrics: str) -> float:
+    """``llm_generations_stopped_total`` of the served release."""
+    prefix = 'llm_generations_stopped_total{version="smollm2-chat@1.0.0"} '
+    return float(next(line for line in metrics.splitlines() if line.startswith(prefix)).split()[-1])
+
+
 def test_full_queue_and_disconnect_cancel(server: ModelServer) -> None:
     """With queue_size 0 a second request is refused while one generates; a client
     that disconnects mid-stream frees the model at once."""
@@ -147,6 +153,7 @@ def test_full_queue_and_disconnect_cancel(server: ModelServer) -> None:
         "max_tokens": 480,
         "stream": True,
     }
+    stopped_before = stopped_count(httpx.get(f"{server.url}/metrics").text)
     with httpx.stream(
         "POST", f"{server.url}/v1/chat/completions", json=body, timeout=60
     ) as response:
@@ -175,7 +182,7 @@ def test_full_queue_and_disconnect_cancel(server: ModelServer) -> None:
     # the rest of the abandoned generation (~12 s on an idle core) would show here
     assert after_disconnect < model_free + 4, "the abandoned generation kept the model busy"
     metrics = httpx.get(f"{server.url}/metrics").text
-    assert 'llm_generations_stopped_total{version="smollm2-chat@1.0.0"} 1.0' in metrics
+    assert stopped_count(metrics) == stopped_before + 1
     assert 'llm_requests_in_flight{version="smollm2-chat@1.0.0"} 0.0' in metrics
 
 

@@ -77,6 +77,7 @@ class ServerMetrics:
             ["version"],
             registry=r,
         )
+        self.stopped.labels(version=version)
         gpu = GpuCollector.detect(version)
         if gpu is not None:
             r.register(gpu)

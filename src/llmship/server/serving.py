@@ -215,12 +215,13 @@ class ModelService:
                         ctx.extra["prompt"] = json.dumps(_prompt_text(request), ensure_ascii=False)
                         ctx.extra["response"] = json.dumps("".join(ctx.text), ensure_ascii=False)
                     yield chunk
+            except (asyncio.CancelledError, GeneratorExit, GenerationTimeoutError):
+                self.metrics.stopped.labels(version=self.version).inc()  # client gone, or too slow
+                raise
             finally:
                 # Free the slot before awaiting anything: a cancelled task may be
                 # cancelled again at its next await.
                 self.scheduler.release(time.perf_counter() - began)
-                if ctx.finish_reason is None:
-                    self.metrics.stopped.labels(version=self.version).inc()
                 await stream.aclose()
         finally:
             gauge.dec()
