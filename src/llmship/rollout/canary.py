@@ -26,6 +26,7 @@ from llmship.rollout.transitions import (
     note,
     pause_for,
     promote_actions,
+    promote_now,
     start_run,
     stop_runs,
     waited,
@@ -168,13 +169,7 @@ class Canary:
         steps = _strategy(state).steps
         if full or state.step_index >= len(steps):
             why = reason or f"promoted in full by {actor}"
-            return finish(
-                state,
-                now,
-                actor=actor,
-                reason=why,
-                actions=promote_actions(state, actor=actor, reason=f"rollout {state.name}: {why}"),
-            )
+            return promote_now(state, now, actor=actor, why=why)
         index = state.step_index
         state, actions = stop_runs(state, now, f"step skipped by {actor}", roles=("step",))
         state, more = self._restart_inconclusive_background(state, now)

@@ -19,10 +19,9 @@ from llmship.rollout.transitions import (
     Result,
     abort,
     enter_step,
-    finish,
     note,
     pause_for,
-    promote_actions,
+    promote_now,
     start_run,
     stop_runs,
 )
@@ -78,15 +77,7 @@ class Experiment:
             if decision is None or decision.phase is not Phase.SUCCESSFUL:
                 break
             why = f"won the experiment: {decision.message}"
-            state, done = finish(
-                state,
-                now,
-                actor="controller",
-                reason=why,
-                actions=promote_actions(
-                    state, actor="controller", reason=f"rollout {state.name} {why}"
-                ),
-            )
+            state, done = promote_now(state, now, actor="controller", why=why)
             return state, actions + done
         return state, actions
 
@@ -125,24 +116,12 @@ class Experiment:
         self, state: RolloutState, now: float, *, actor: str, reason: str, full: bool
     ) -> Result:
         why = reason or f"promoted by {actor}"
-        return finish(
-            state,
-            now,
-            actor=actor,
-            reason=why,
-            actions=promote_actions(state, actor=actor, reason=f"rollout {state.name}: {why}"),
-        )
+        return promote_now(state, now, actor=actor, why=why)
 
     def resume(self, state: RolloutState, now: float, *, actor: str) -> Result:
         if state.step_index == DECIDING:
             why = f"Inconclusive decision: the candidate taken by {actor}"
-            return finish(
-                state,
-                now,
-                actor=actor,
-                reason=why,
-                actions=promote_actions(state, actor=actor, reason=f"rollout {state.name}: {why}"),
-            )
+            return promote_now(state, now, actor=actor, why=why)
         state = replace(state, pause_reason=None, pause_message="")
         guard = _latest(state, "guard")
         if guard is not None and guard.phase is Phase.INCONCLUSIVE:

@@ -20,10 +20,9 @@ from llmship.rollout.transitions import (
     Result,
     abort,
     enter_step,
-    finish,
     note,
     pause_for,
-    promote_actions,
+    promote_now,
     start_run,
 )
 
@@ -91,15 +90,7 @@ class Shadow:
             if run is None or run.phase is not Phase.SUCCESSFUL:
                 break
             why = f"shadow analysis run {run.name} Successful"
-            state, done = finish(
-                state,
-                now,
-                actor="controller",
-                reason=why,
-                actions=promote_actions(
-                    state, actor="controller", reason=f"rollout {state.name}: {why}"
-                ),
-            )
+            state, done = promote_now(state, now, actor="controller", why=why)
             return state, actions + done
         return state, actions
 
@@ -116,24 +107,12 @@ class Shadow:
         self, state: RolloutState, now: float, *, actor: str, reason: str, full: bool
     ) -> Result:
         why = reason or f"promoted by {actor}"
-        return finish(
-            state,
-            now,
-            actor=actor,
-            reason=why,
-            actions=promote_actions(state, actor=actor, reason=f"rollout {state.name}: {why}"),
-        )
+        return promote_now(state, now, actor=actor, why=why)
 
     def resume(self, state: RolloutState, now: float, *, actor: str) -> Result:
         if state.step_index == VERDICT:
             why = f"Inconclusive shadow analysis accepted by {actor}"
-            return finish(
-                state,
-                now,
-                actor=actor,
-                reason=why,
-                actions=promote_actions(state, actor=actor, reason=f"rollout {state.name}: {why}"),
-            )
+            return promote_now(state, now, actor=actor, why=why)
         state = replace(state, pause_reason=None, pause_message="")
         run = _latest(state)
         if run is not None and run.phase is Phase.INCONCLUSIVE:

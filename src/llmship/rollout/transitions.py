@@ -29,6 +29,8 @@ __all__ = [
     "finish",
     "note",
     "pause_for",
+    "promote_actions",
+    "promote_now",
     "settle",
     "start_run",
     "stop_runs",
@@ -167,6 +169,17 @@ def promote_actions(state: RolloutState, *, actor: str, reason: str) -> list[Act
         Action("promoteAlias", actor=actor, reason=reason),
         Action("clearTraffic", actor=actor, reason=reason),
     ]
+
+
+def promote_now(state: RolloutState, now: float, *, actor: str, why: str) -> Result:
+    """The rollout ends Healthy by promoting the candidate, ``why`` recorded with it."""
+    return finish(
+        state,
+        now,
+        actor=actor,
+        reason=why,
+        actions=promote_actions(state, actor=actor, reason=f"rollout {state.name}: {why}"),
+    )
 
 
 def finish(
