@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sys
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
@@ -196,7 +197,7 @@ class ModelService:
             try:
                 while True:
                     try:
-                        chunk = await asyncio.wait_for(stream.__anext__(), _remaining(deadline))
+                        chunk = await _next_before(stream, deadline)
                     except StopAsyncIteration:
                         break
                     except asyncio.TimeoutError:
@@ -266,6 +267,18 @@ def _prompt_text(request: GenerationRequest) -> str:
 
 def _remaining(deadline: float) -> float:
     return max(deadline - time.perf_counter(), 0.0)
+
+
+async def _next_before(stream: AsyncIterator[Chunk], deadline: float) -> Chunk:
+    """The next chunk, or asyncio.TimeoutError at ``deadline``.
+
+    Called once per token: on Python 3.11+ ``asyncio.timeout`` arms one timer,
+    where ``wait_for`` would also wrap the step in a new Task.
+    """
+    if sys.version_info >= (3, 11):
+        async with asyncio.timeout(_remaining(deadline)):
+            return await stream.__anext__()
+    return await asyncio.wait_for(stream.__anext__(), _remaining(deadline))
 
 
 # -- OpenAI response shapes -----------------------------------------------------
@@ -355,10 +368,16 @@ async def sse_stream(
             data["usage"] = _usage(ctx.prompt_tokens, ctx.completion_tokens)
         return data
 
+    # Most events differ only in their text: render the rest once per stream,
+    # around a placeholder that JSON always escapes the same way.
+    head, tail = _sse(event(Chunk(text="\x00"))).split(b'"\\u0000"', 1)
     try:
         yield _sse(event(first, role=True))
         async for chunk in chunks:
-            yield _sse(event(chunk))
+            if chunk.text and not chunk.finish_reason:
+                yield head + json.dumps(chunk.text, ensure_ascii=False).encode() + tail
+            else:
+                yield _sse(event(chunk))
         if include_usage:
             yield _sse(
                 base | {"choices": [], "usage": _usage(ctx.prompt_tokens, ctx.completion_tokens)}
