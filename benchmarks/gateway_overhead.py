@@ -29,19 +29,28 @@ Everything runs in one go, as real processes on free local ports:
 
     Where the gateway's time goes: with ``py-spy`` on ``PATH`` (or ``--py-spy``),
     py-spy samples the gateway during a separate concurrency-16 block after the
-    measurements, and the script prints the CPU samples by package (leaf frame) and
-    the llmship functions by inclusive share.
+    measurements, and the script prints the CPU samples by thread, by package of the
+    running frame, the top running functions and llmship's functions, inclusive.
 
 (b) **The real model.** ``llmship serve --release`` with the bundled SmolLM2 release
-    (temperature 0, a fixed seed, ``--max-tokens``) and a gateway of env ``model``
-    in front of it; one stream at a time, requests alternating direct / gateway
-    (AB, BA, ...) over prompts x repetitions. Output tokens/s (usage completion
-    tokens over the request time) and TTFT (to the first non-empty content delta)
-    per pair; verdicts on the median over pairs (targets: tokens/s ratio >= 0.97,
-    added TTFT <= 2 ms).
+    (temperature 0, a fixed seed) and a gateway of env ``model`` in front of it; one
+    stream at a time, both sides on every prompt, each pair at most two requests
+    apart and never the same prompt twice in a row (llama-cpp-python would reuse the
+    previous prompt's KV cache), the order flipped each repetition:
+
+    * ``--reps`` x 4 pairs of ``--max-tokens`` streams: output tokens/s (usage
+      completion tokens over the request time), gateway / direct per pair (target:
+      median >= 0.97);
+    * ``--ttft-pairs`` pairs of short requests (4 tokens): TTFT (to the first non-empty
+      content delta), gateway - direct per pair (target: median <= 2 ms). Short
+      requests give many pairs in little time: on a shared machine one TTFT varies
+      by several ms, so the median needs dozens of pairs.
+
+    The gateway's own account is printed too: its ``X-Llmship-Overhead-Ms`` header
+    (its time before the first byte) and the mean of ``llmship_gateway_overhead_seconds``.
 
     .venv/bin/python benchmarks/gateway_overhead.py [--rounds 8] [--seconds 2]
-        [--requests 400] [--reps 3] [--max-tokens 128] [--threads N]
+        [--requests 400] [--reps 3] [--max-tokens 128] [--ttft-pairs 48] [--threads N]
         [--litellm-python PATH | --no-litellm] [--py-spy PATH | --no-profile]
         [--skip-model] [--json results.json]
 
@@ -89,6 +98,7 @@ PROMPTS = (
     "Describe how a bicycle works, from the pedals to the wheels.",
 )
 WARMUP_PROMPT = "Say hello and introduce yourself in two sentences."
+TTFT_MAX_TOKENS = 4  # the TTFT pairs: short requests, many pairs
 READY_TIMEOUT_S = 180.0
 
 
@@ -573,6 +583,10 @@ class Stream:
     total_s: float
     tokens: int
     text: str
+    overhead_header_ms: float | None = None
+    """The gateway's X-Llmship-Overhead-Ms: its own time before the first byte."""
+    kind: str = "stream"
+    """``stream`` (``--max-tokens``, for tokens/s) or ``ttft`` (2 tokens, for TTFT)."""
 
     @property
     def tokens_per_s(self) -> float:
@@ -847,6 +861,7 @@ def stream_once(client: Any, url: str, prompt: str, max_tokens: int, seed: int) 
     parts: list[str] = []
     usage: dict[str, int] | None = None
     with client.stream("POST", url, json=body) as response:
+        overhead = response.headers.get("x-llmship-overhead-ms")
         if response.status_code != 200:
             response.read()
             raise BenchmarkError(f"{url}: HTTP {response.status_code}: {response.text}")
@@ -869,22 +884,39 @@ def stream_once(client: Any, url: str, prompt: str, max_tokens: int, seed: int) 
             usage = event.get("usage") or usage
     if first is None or end is None or usage is None:
         raise BenchmarkError(f"{url}: incomplete stream for prompt {prompt!r}")
-    return Stream("", 0, 0, first - began, end - began, usage["completion_tokens"], "".join(parts))
+    tokens = usage["completion_tokens"]
+    stream = Stream("", 0, 0, first - began, end - began, tokens, "".join(parts))
+    stream.overhead_header_ms = float(overhead) if overhead is not None else None
+    return stream
 
 
 @dataclass
 class ModelSummary:
-    pairs: int
+    pairs: int  # of --max-tokens streams (tokens/s)
+    ttft_pairs: int  # of short requests (TTFT)
     tokens_per_s: dict[str, float]
     ttft_ms: dict[str, float]
     tokens_ratio: float  # gateway / direct tokens/s, median over pairs
     tokens_ratio_p10: float
     tokens_ratio_p90: float
-    added_ttft_ms: float  # gateway - direct TTFT, median over pairs
+    added_ttft_ms: float  # gateway - direct TTFT, median over the short pairs
     added_ttft_p10_ms: float
     added_ttft_p90_ms: float
+    added_ttft_long_ms: float  # the same over the long streams' pairs
     text_mismatches: int
     n_threads: int
+    overhead_header_ms: float  # median X-Llmship-Overhead-Ms: gateway time before 1st byte
+    overhead_metric_ms: float  # mean llmship_gateway_overhead_seconds: whole streams
+
+
+def gateway_overhead_metric(client: Any, gateway_url: str) -> float:
+    """Mean of ``llmship_gateway_overhead_seconds`` over every request so far, in ms."""
+    total = {"_sum": 0.0, "_count": 0.0}
+    for line in client.get(f"{gateway_url}/metrics").text.splitlines():
+        for suffix in total:
+            if line.startswith(f"llmship_gateway_overhead_seconds{suffix}{{"):
+                total[suffix] += float(line.rpartition(" ")[2])
+    return total["_sum"] / total["_count"] * 1000 if total["_count"] else math.nan
 
 
 def bench_model(args: argparse.Namespace, workdir: Path) -> tuple[ModelSummary, list[Stream]]:
@@ -920,39 +952,59 @@ def bench_model(args: argparse.Namespace, workdir: Path) -> tuple[ModelSummary, 
         gateway, gateway_url = start_gateway(workdir, home, "model", args.log_level)
         procs.append(gateway)
         print(f"model server {direct_url} ({ref}, n_threads={args.threads}), gateway {gateway_url}")
+        print(f"  tokens/s: {args.reps} x {len(PROMPTS)} pairs of {args.max_tokens}-token streams")
         path = "/v1/chat/completions"
         sides = {"direct": direct_url + path, "gateway": gateway_url + path}
-        streams: list[Stream] = []
         with httpx.Client(timeout=300) as client:
-            for url in sides.values():  # warm-up: model pages, caches, connections
-                for _ in range(2):
-                    stream_once(client, url, WARMUP_PROMPT, args.max_tokens, args.seed)
-            done: dict[tuple[int, int], dict[str, Stream]] = {}
-            total = args.reps * len(PROMPTS)
-            for rep in range(args.reps):
-                first, second = list(sides) if rep % 2 == 0 else list(sides)[::-1]
-                for side, p in request_order(first, second, len(PROMPTS)):
-                    for proc in procs:
-                        proc.check()
-                    s = stream_once(client, sides[side], PROMPTS[p], args.max_tokens, args.seed)
-                    s.side, s.prompt, s.rep = side, p, rep
-                    streams.append(s)
-                    pair = done.setdefault((p, rep), {})
-                    pair[side] = s
-                    if len(pair) < 2:
-                        continue
-                    d, g = pair["direct"], pair["gateway"]
-                    print(
-                        f"  [{len(streams) // 2}/{total}] prompt {p} rep {rep}: "
-                        f"direct {d.tokens_per_s:6.1f} tok/s ttft {d.ttft_s * 1000:6.1f} ms | "
-                        f"gateway {g.tokens_per_s:6.1f} tok/s ttft {g.ttft_s * 1000:6.1f} ms"
-                        + ("" if d.text == g.text else "  (texts differ)"),
-                        flush=True,
-                    )
+            streams = measure_model(client, sides, procs, args)
+            metric_ms = gateway_overhead_metric(client, gateway_url)
     finally:
         for proc in reversed(procs):
             proc.stop()
-    return summarize_model(streams, args.threads), streams
+    return summarize_model(streams, args.threads, metric_ms), streams
+
+
+def measure_model(
+    client: Any, sides: dict[str, str], procs: list[Proc], args: argparse.Namespace
+) -> list[Stream]:
+    """Long streams (tokens/s) in pairs, then short requests (TTFT) in pairs."""
+    streams: list[Stream] = []
+    for url in sides.values():  # warm-up: model pages, caches, connections
+        for _ in range(2):
+            stream_once(client, url, WARMUP_PROMPT, args.max_tokens, args.seed)
+    done: dict[tuple[int, int], dict[str, Stream]] = {}
+    total = args.reps * len(PROMPTS)
+    for rep in range(args.reps):
+        first, second = list(sides) if rep % 2 == 0 else list(sides)[::-1]
+        for side, p in request_order(first, second, len(PROMPTS)):
+            for proc in procs:
+                proc.check()
+            s = stream_once(client, sides[side], PROMPTS[p], args.max_tokens, args.seed)
+            s.side, s.prompt, s.rep = side, p, rep
+            streams.append(s)
+            pair = done.setdefault((p, rep), {})
+            pair[side] = s
+            if len(pair) < 2:
+                continue
+            d, g = pair["direct"], pair["gateway"]
+            print(
+                f"  [{sum(len(x) == 2 for x in done.values())}/{total}] prompt {p} rep {rep}: "
+                f"direct {d.tokens_per_s:6.1f} tok/s ttft {d.ttft_s * 1000:6.1f} ms | "
+                f"gateway {g.tokens_per_s:6.1f} tok/s ttft {g.ttft_s * 1000:6.1f} ms"
+                + ("" if d.text == g.text else "  (texts differ)"),
+                flush=True,
+            )
+    rounds = math.ceil(args.ttft_pairs / len(PROMPTS))
+    print(f"  TTFT: {rounds * len(PROMPTS)} pairs of short requests ...", flush=True)
+    for rep in range(rounds):
+        first, second = list(sides) if rep % 2 == 0 else list(sides)[::-1]
+        for side, p in request_order(first, second, len(PROMPTS)):
+            for proc in procs:
+                proc.check()
+            s = stream_once(client, sides[side], PROMPTS[p], TTFT_MAX_TOKENS, args.seed)
+            s.side, s.prompt, s.rep, s.kind = side, p, rep, "ttft"
+            streams.append(s)
+    return streams
 
 
 def request_order(first: str, second: str, prompts: int) -> list[tuple[str, int]]:
@@ -970,27 +1022,42 @@ def request_order(first: str, second: str, prompts: int) -> list[tuple[str, int]
     return [*order, (second, prompts - 1)]
 
 
-def summarize_model(streams: list[Stream], n_threads: int) -> ModelSummary:
-    direct = {(s.prompt, s.rep): s for s in streams if s.side == "direct"}
-    pairs = [(direct[(s.prompt, s.rep)], s) for s in streams if s.side == "gateway"]
-    ratios = [g.tokens_per_s / d.tokens_per_s for d, g in pairs]
-    added = [(g.ttft_s - d.ttft_s) * 1000 for d, g in pairs]
+def _pairs(streams: list[Stream], kind: str) -> list[tuple[Stream, Stream]]:
+    """(direct, gateway) streams of the same prompt and repetition."""
+    mine = [s for s in streams if s.kind == kind]
+    direct = {(s.prompt, s.rep): s for s in mine if s.side == "direct"}
+    return [(direct[(s.prompt, s.rep)], s) for s in mine if s.side == "gateway"]
 
-    def side(name: str, fn: Any) -> float:
-        return median([fn(s) for s in streams if s.side == name])
+
+def summarize_model(streams: list[Stream], n_threads: int, metric_ms: float) -> ModelSummary:
+    pairs = _pairs(streams, "stream")
+    short = _pairs(streams, "ttft")
+    ratios = [g.tokens_per_s / d.tokens_per_s for d, g in pairs]
+    added = [(g.ttft_s - d.ttft_s) * 1000 for d, g in short or pairs]
+    long_added = [(g.ttft_s - d.ttft_s) * 1000 for d, g in pairs]
+
+    def side(name: str, fn: Any, kind: str = "stream") -> float:
+        return median([fn(s) for s in streams if s.side == name and s.kind == kind])
 
     return ModelSummary(
         pairs=len(pairs),
+        ttft_pairs=len(short),
         tokens_per_s={n: side(n, lambda s: s.tokens_per_s) for n in ("direct", "gateway")},
-        ttft_ms={n: side(n, lambda s: s.ttft_s * 1000) for n in ("direct", "gateway")},
+        ttft_ms={
+            n: side(n, lambda s: s.ttft_s * 1000, "ttft" if short else "stream")
+            for n in ("direct", "gateway")
+        },
         tokens_ratio=median(ratios),
         tokens_ratio_p10=percentile(ratios, 0.1),
         tokens_ratio_p90=percentile(ratios, 0.9),
         added_ttft_ms=median(added),
         added_ttft_p10_ms=percentile(added, 0.1),
         added_ttft_p90_ms=percentile(added, 0.9),
+        added_ttft_long_ms=median(long_added),
         text_mismatches=sum(d.text != g.text for d, g in pairs),
         n_threads=n_threads,
+        overhead_header_ms=median([g.overhead_header_ms or math.nan for _, g in short or pairs]),
+        overhead_metric_ms=metric_ms,
     )
 
 
@@ -1055,7 +1122,8 @@ def report(instant: InstantSummary | None, model: ModelSummary | None) -> dict[s
         print()
         print(
             f"(b) real model (SmolLM2, n_threads={model.n_threads}), "
-            f"streaming, medians over {model.pairs} pairs"
+            f"streaming, medians over {model.pairs} pairs for tokens/s and "
+            f"{model.ttft_pairs} pairs for TTFT"
         )
         for name in ("direct", "gateway"):
             print(
@@ -1074,7 +1142,13 @@ def report(instant: InstantSummary | None, model: ModelSummary | None) -> dict[s
         print(
             f"added TTFT: {model.added_ttft_ms:+.2f} ms "
             f"(p10 {model.added_ttft_p10_ms:+.2f}, p90 {model.added_ttft_p90_ms:+.2f}; "
-            f"target <= {TARGET_ADDED_TTFT_MS:g} ms): {verdict(ok)}"
+            f"target <= {TARGET_ADDED_TTFT_MS:g} ms): {verdict(ok)}; "
+            f"over the long streams' pairs {model.added_ttft_long_ms:+.2f} ms"
+        )
+        print(
+            f"the gateway's own time (its X-Llmship-Overhead-Ms before the first byte, median): "
+            f"{model.overhead_header_ms:.2f} ms; per whole stream "
+            f"(llmship_gateway_overhead_seconds, mean): {model.overhead_metric_ms:.2f} ms"
         )
         if model.text_mismatches:
             print(f"warning: {model.text_mismatches} of {model.pairs} pairs generated other texts")
@@ -1122,6 +1196,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="model: n_threads (default os.cpu_count(), the server's default)",
     )
     parser.add_argument("--seed", type=int, default=1234, help="model: sampling seed")
+    parser.add_argument(
+        "--ttft-pairs", type=int, default=48, help="model: pairs of short requests for TTFT"
+    )
     parser.add_argument(
         "--log-level",
         default="INFO",
