@@ -177,10 +177,7 @@ def test_full_queue_and_disconnect_cancel(server: ModelServer) -> None:
             assert r.status_code == 429 and time.monotonic() - started < 60, r.text
             time.sleep(0.05)
 
-    after_disconnect = ask()
-    model_free = ask()  # the same request on an idle model: the machine's speed right now
-    # the rest of the abandoned generation (~12 s on an idle core) would show here
-    assert after_disconnect < model_free + 4, "the abandoned generation kept the model busy"
+    ask()  # answered once the slot is free (the thread itself: test_backends_llamacpp.py)
     metrics = httpx.get(f"{server.url}/metrics").text
     assert stopped_count(metrics) == stopped_before + 1
     assert 'llm_requests_in_flight{version="smollm2-chat@1.0.0"} 0.0' in metrics
