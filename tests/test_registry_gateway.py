@@ -504,21 +504,26 @@ def test_bad_query_rows_are_refused(registry: Registry) -> None:
     assert _count(registry, QueryRow) == 0
 
 
-def test_record_queries_is_one_insert_per_batch(
-    registry: Registry, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_record_queries_is_one_insert_per_batch(registry: Registry) -> None:
+    from sqlalchemy import event
+
     from llmship.registry import _feedback
 
-    statements: list[object] = []
-    original = _feedback.q.insert
+    inserts: list[str] = []
 
-    def _spy(session: Any, table: Any) -> Any:
-        statements.append(table)
-        return original(session, table)
+    def _count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.lstrip().upper().startswith("INSERT INTO QUERIES"):
+            inserts.append(statement)
 
-    monkeypatch.setattr(_feedback.q, "insert", _spy)
-    registry.record_queries([query(f"q{i}") for i in range(_feedback.BATCH_ROWS + 1)])
-    assert len(statements) == 2
+    engine = registry._engine
+    event.listen(engine, "before_cursor_execute", _count)
+    try:
+        registry.record_queries([query(f"q{i}") for i in range(_feedback.BATCH_ROWS + 1)])
+    finally:
+        event.remove(engine, "before_cursor_execute", _count)
+    assert len(inserts) == 2
+    assert registry.get_query(f"q{_feedback.BATCH_ROWS}").query_id == f"q{_feedback.BATCH_ROWS}"
+    registry.record_queries([query("q0")])  # already recorded: skipped, not an error
 
 
 # -- feedback ---------------------------------------------------------------------

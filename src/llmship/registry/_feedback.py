@@ -41,7 +41,13 @@ def check_query(row: QueryRecord) -> None:
 
 
 def insert_queries(session: Session, rows: Sequence[QueryRecord]) -> None:
-    """Insert ``rows`` a batch at a time; a query_id already recorded is skipped."""
+    """Insert ``rows`` a batch at a time; a query_id already recorded is skipped.
+
+    One statement, compiled once, is executed over each batch's rows (a DBAPI
+    ``executemany``): compiling a fresh multi-row VALUES clause per batch cost the
+    gateway a third of its CPU under load.
+    """
+    stmt = q.insert(session, QueryRow).on_conflict_do_nothing(index_elements=["query_id"])
     for start in range(0, len(rows), BATCH_ROWS):
         values = [
             {
@@ -56,8 +62,7 @@ def insert_queries(session: Session, rows: Sequence[QueryRecord]) -> None:
             }
             for r in rows[start : start + BATCH_ROWS]
         ]
-        stmt = q.insert(session, QueryRow).values(values)
-        session.execute(stmt.on_conflict_do_nothing(index_elements=["query_id"]))
+        session.execute(stmt, values)
 
 
 def to_query(row: QueryRow) -> QueryRecord:
