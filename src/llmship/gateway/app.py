@@ -26,7 +26,7 @@ from llmship.gateway.serving import GatewayService
 from llmship.gateway.shadow import ShadowMirror
 from llmship.gateway.state import GatewayState
 from llmship.gateway.store import GatewayStore
-from llmship.server.app import install_error_handlers
+from llmship.http import install_error_handlers
 from llmship.server.protocol import ChatCompletionRequest, CompletionRequest, PredictRequest
 from llmship.settings import Settings
 

@@ -13,9 +13,8 @@ from llmship.errors import LlmshipError
 from llmship.gateway.metrics import GatewayMetrics
 from llmship.gateway.recorder import QueryRecorder
 from llmship.gateway.serving import ClientGone, GatewayContext, GatewayService
+from llmship.http import error_response, new_query_id
 from llmship.registry.records import QueryRecord
-from llmship.server.app import error_response
-from llmship.server.middleware import new_query_id
 
 access_log = logging.getLogger("llmship.gateway.access")
 

@@ -3,26 +3,16 @@
 from __future__ import annotations
 
 import logging
-import re
 import time
-import uuid
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from llmship.http import new_query_id
 from llmship.server.metrics import ServerMetrics
 from llmship.server.serving import RequestContext
 
 access_log = logging.getLogger("llmship.access")
-
-_CLIENT_ID = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
-
-
-def new_query_id(client_value: str | None = None) -> str:
-    """The client's X-Request-ID when it is a sane token, else a fresh uuid4 hex."""
-    if client_value and _CLIENT_ID.match(client_value):
-        return client_value
-    return uuid.uuid4().hex
 
 
 class RequestMiddleware:
