@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from llmship._request_metrics import request_series
 from llmship.gateway.window import WindowStats
 from llmship.routing import TrafficPolicy
-from llmship.server.metrics import LATENCY_BUCKETS, TPS_BUCKETS, TTFT_BUCKETS
 
 OVERHEAD_BUCKETS = (
     0.0001,
@@ -34,33 +34,16 @@ class GatewayMetrics:
         self.window = WindowStats()
         """Recent outcomes per release, for analysis (not a Prometheus series)."""
         r = self.registry
-        self.requests = Counter(
-            "http_requests_total",
-            "HTTP requests answered by the gateway.",
-            ["method", "route", "status", "version", "variant"],
-            registry=r,
-        )
-        self.latency = Histogram(
-            "model_latency_seconds",
-            "End-to-end time of a proxied request at the gateway.",
-            ["route", "version", "variant"],
-            buckets=LATENCY_BUCKETS,
-            registry=r,
-        )
-        self.ttft = Histogram(
-            "llm_time_to_first_token_seconds",
-            "Time to the first byte of the model server's answer (streams); "
+        self.requests, self.latency, self.ttft, self.tokens_per_second = request_series(
+            r,
+            extra_labels=("variant",),
+            requests_help="HTTP requests answered by the gateway.",
+            latency_help="End-to-end time of a proxied request at the gateway.",
+            ttft_help="Time to the first byte of the model server's answer (streams); "
             "the whole latency for non-streamed requests.",
-            ["route", "version", "variant"],
-            buckets=TTFT_BUCKETS,
-            registry=r,
-        )
-        self.tokens_per_second = Histogram(
-            "tokens_per_second",
-            "Completion tokens per second of each answer (from its usage), end to end.",
-            ["version", "variant"],
-            buckets=TPS_BUCKETS,
-            registry=r,
+            tokens_per_second_help=(
+                "Completion tokens per second of each answer (from its usage), end to end."
+            ),
         )
         self.overhead = Histogram(
             "llmship_gateway_overhead_seconds",

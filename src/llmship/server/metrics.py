@@ -9,11 +9,19 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from llmship._request_metrics import LATENCY_BUCKETS, TPS_BUCKETS, TTFT_BUCKETS, request_series
+
+__all__ = [
+    "LATENCY_BUCKETS",
+    "QUEUE_BUCKETS",
+    "TPS_BUCKETS",
+    "TTFT_BUCKETS",
+    "GpuCollector",
+    "ServerMetrics",
+]
+
 log = logging.getLogger(__name__)
 
-LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 60.0, 120.0)
-TTFT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
-TPS_BUCKETS = (1.0, 2.0, 5.0, 10.0, 20.0, 40.0, 60.0, 80.0, 100.0, 150.0, 200.0, 400.0, 1000.0)
 QUEUE_BUCKETS = (0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
@@ -24,32 +32,14 @@ class ServerMetrics:
         self.version = version
         self.registry = registry or CollectorRegistry()
         r = self.registry
-        self.requests = Counter(
-            "http_requests_total",
-            "HTTP requests answered.",
-            ["method", "route", "status", "version"],
-            registry=r,
-        )
-        self.latency = Histogram(
-            "model_latency_seconds",
-            "End-to-end time of a generation request, queue included.",
-            ["route", "version"],
-            buckets=LATENCY_BUCKETS,
-            registry=r,
-        )
-        self.ttft = Histogram(
-            "llm_time_to_first_token_seconds",
-            "Time from the request's arrival to its first generated text.",
-            ["route", "version"],
-            buckets=TTFT_BUCKETS,
-            registry=r,
-        )
-        self.tokens_per_second = Histogram(
-            "tokens_per_second",
-            "Output tokens per second of each request (completion tokens / end-to-end time).",
-            ["version"],
-            buckets=TPS_BUCKETS,
-            registry=r,
+        self.requests, self.latency, self.ttft, self.tokens_per_second = request_series(
+            r,
+            requests_help="HTTP requests answered.",
+            latency_help="End-to-end time of a generation request, queue included.",
+            ttft_help="Time from the request's arrival to its first generated text.",
+            tokens_per_second_help=(
+                "Output tokens per second of each request (completion tokens / end-to-end time)."
+            ),
         )
         self.prompt_tokens = Counter(
             "llm_prompt_tokens", "Prompt tokens processed.", ["version"], registry=r
