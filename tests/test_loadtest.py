@@ -593,6 +593,14 @@ def test_junit_report_has_one_case_per_slo() -> None:
     assert root.get("tests") == "3" and root.get("failures") == "1"
 
 
+def test_junit_report_needs_no_eval_package(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The JUnit writer is llmship.junit: rendering never loads eval (nltk, sacrebleu)."""
+    for name in ("llmship.eval", "llmship.eval.reports"):
+        monkeypatch.setitem(sys.modules, name, None)  # importing it now fails
+    root = ET.fromstring(render_junit(_report({"ttft_p95": 0.5})))
+    assert root.get("tests") == "2" and root.get("failures") == "0"
+
+
 def test_html_report_is_self_contained() -> None:
     page = render_html(_report({"ttft_p95": 0.5}))
     assert page.startswith("<!DOCTYPE html>") and page.count("<svg") == 2

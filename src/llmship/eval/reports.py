@@ -1,10 +1,11 @@
 """Reports that CI systems and people read: JUnit XML, Markdown, HTML and JSON.
 
-The JUnit writer is generic (test suites of test cases with failure messages)
-and shared with ``llmship loadtest``; so are :func:`markdown_table`,
-:func:`html_page` and :func:`write_json`. The ``eval_*`` functions render an
-eval report — the JSON dict :func:`llmship.eval.runner.run_eval` builds and the
-registry stores — so a stored run renders exactly like a fresh one.
+The JUnit writer is generic (test suites of test cases with failure messages);
+it lives in :mod:`llmship.junit`, which ``llmship loadtest`` uses without loading
+the eval package, and is re-exported here. :func:`markdown_table`,
+:func:`html_page` and :func:`write_json` are generic too. The ``eval_*`` functions
+render an eval report — the JSON dict :func:`llmship.eval.runner.run_eval` builds
+and the registry stores — so a stored run renders exactly like a fresh one.
 """
 
 from __future__ import annotations
@@ -14,11 +15,11 @@ import html
 import json
 import math
 import re
-import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from llmship.junit import JUnitCase, JUnitSuite, junit_xml, xml_text
 
 __all__ = [
     "JUnitCase",
@@ -39,116 +40,12 @@ __all__ = [
     "write_text",
 ]
 
-# -- generic: JUnit XML -----------------------------------------------------------------
-
-_XML_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
-
-
-@dataclass(frozen=True)
-class JUnitCase:
-    """One test case: passed, failed (``failure``), in error (``error``) or skipped."""
-
-    name: str
-    classname: str
-    time_s: float = 0.0
-    failure: str | None = None
-    """The failure message (one line); the case failed when set."""
-    details: str | None = None
-    """Longer text inside the failure, error or ``system-out`` element."""
-    error: str | None = None
-    """Set when the case could not run at all (not a failed check)."""
-    skipped: str | None = None
-
-
-@dataclass(frozen=True)
-class JUnitSuite:
-    """A named group of test cases, with optional properties (seed, dataset, ...)."""
-
-    name: str
-    cases: Sequence[JUnitCase]
-    properties: Mapping[str, str] = field(default_factory=dict)
-    timestamp: str | None = None
-    """ISO 8601, when the suite ran."""
-
-    @property
-    def failures(self) -> int:
-        return sum(1 for c in self.cases if c.failure is not None and c.error is None)
-
-    @property
-    def errors(self) -> int:
-        return sum(1 for c in self.cases if c.error is not None)
-
-    @property
-    def skipped(self) -> int:
-        return sum(
-            1 for c in self.cases if c.skipped is not None and c.failure is None and c.error is None
-        )
-
-    @property
-    def time_s(self) -> float:
-        return sum(c.time_s for c in self.cases)
-
-
-def _xml_text(text: str) -> str:
-    """``text`` without the characters XML 1.0 cannot hold (model output may have them)."""
-    return _XML_ILLEGAL.sub("\ufffd", text)
-
-
-def junit_xml(suites: Sequence[JUnitSuite], *, name: str = "llmship") -> str:
-    """JUnit XML (the de-facto schema Jenkins, GitLab and GitHub reporters read)."""
-    root = ET.Element(
-        "testsuites",
-        name=_xml_text(name),
-        tests=str(sum(len(s.cases) for s in suites)),
-        failures=str(sum(s.failures for s in suites)),
-        errors=str(sum(s.errors for s in suites)),
-        skipped=str(sum(s.skipped for s in suites)),
-        time=f"{sum(s.time_s for s in suites):.3f}",
-    )
-    for suite in suites:
-        attrs = {
-            "name": _xml_text(suite.name),
-            "tests": str(len(suite.cases)),
-            "failures": str(suite.failures),
-            "errors": str(suite.errors),
-            "skipped": str(suite.skipped),
-            "time": f"{suite.time_s:.3f}",
-        }
-        if suite.timestamp:
-            attrs["timestamp"] = suite.timestamp
-        node = ET.SubElement(root, "testsuite", attrs)
-        if suite.properties:
-            props = ET.SubElement(node, "properties")
-            for key, value in suite.properties.items():
-                ET.SubElement(props, "property", name=_xml_text(key), value=_xml_text(value))
-        for case in suite.cases:
-            element = ET.SubElement(
-                node,
-                "testcase",
-                name=_xml_text(case.name),
-                classname=_xml_text(case.classname),
-                time=f"{case.time_s:.3f}",
-            )
-            if case.error is not None:
-                child = ET.SubElement(element, "error", message=_xml_text(case.error))
-                child.text = _xml_text(case.details or case.error)
-            elif case.failure is not None:
-                child = ET.SubElement(element, "failure", message=_xml_text(case.failure))
-                child.text = _xml_text(case.details or case.failure)
-            elif case.skipped is not None:
-                ET.SubElement(element, "skipped", message=_xml_text(case.skipped))
-            elif case.details:
-                ET.SubElement(element, "system-out").text = _xml_text(case.details)
-    ET.indent(root)
-    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+# -- generic: JUnit files, Markdown, HTML, JSON ------------------------------------------
 
 
 def write_junit(path: str | Path, suites: Sequence[JUnitSuite], *, name: str = "llmship") -> None:
     """Write :func:`junit_xml` to ``path`` (its directory is created)."""
     write_text(path, junit_xml(suites, name=name))
-
-
-# -- generic: files, Markdown, HTML, JSON -------------------------------------------------
 
 
 def write_text(path: str | Path, text: str) -> None:
@@ -236,7 +133,7 @@ def inline_diff(before: str, after: str) -> str:
     Words are compared (each CJK character is a word); everything is escaped, and
     control characters HTML cannot show become U+FFFD.
     """
-    a, b = _DIFF_TOKEN.findall(_xml_text(before)), _DIFF_TOKEN.findall(_xml_text(after))
+    a, b = _DIFF_TOKEN.findall(xml_text(before)), _DIFF_TOKEN.findall(xml_text(after))
     out: list[str] = []
     matcher = difflib.SequenceMatcher(a=a, b=b, autojunk=False)
     for op, i1, i2, j1, j2 in matcher.get_opcodes():
@@ -460,7 +357,7 @@ def eval_markdown(report: Mapping[str, Any]) -> str:
 
 
 def _e(value: Any) -> str:
-    return html.escape(_xml_text("" if value is None else str(value)))
+    return html.escape(xml_text("" if value is None else str(value)))
 
 
 def _side_html(label: str, side: Mapping[str, Any]) -> str:

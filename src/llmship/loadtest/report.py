@@ -15,6 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from llmship import __version__
+from llmship.junit import JUnitCase, JUnitSuite, junit_xml
 from llmship.loadtest.plan import LoadPlan
 from llmship.loadtest.runner import GeneratorResult
 from llmship.loadtest.slo import SloVerdict, fmt
@@ -241,8 +242,6 @@ def junit_cases(report: dict[str, Any]) -> list[dict[str, Any]]:
 
 def render_junit(report: dict[str, Any]) -> str:
     """JUnit XML: one testsuite, one testcase per SLO plus the ``requests`` check."""
-    from llmship.eval.reports import JUnitCase, JUnitSuite, junit_xml
-
     detail = "\n".join(f"{name}: {value}" for name, value in headline_rows(report))
     cases = [
         JUnitCase(
