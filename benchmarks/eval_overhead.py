@@ -53,27 +53,32 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import datetime as dt
 import json
 import math
 import os
-import platform
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import asdict, dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from _common import (
+    BenchmarkError,
+    Proc,
+    environment,
+    exit_on_sigterm,
+    free_port,
+    median,
+    percentile,
+    start_upstream,
+    verdict,
+)
+
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATASET = ROOT / "evals" / "smoke.jsonl"
-UPSTREAM_SCRIPT = Path(__file__).resolve().with_name("gateway_overhead.py")
 
 TARGET_EVAL_OVERHEAD = 0.10  # runner time / raw backend time - 1, below
 TARGET_GENERATOR_SHARE = 0.25  # share of one core against the real model, below
@@ -81,29 +86,6 @@ TARGET_GENERATOR_HEADROOM = 10.0  # generator's max req/s per core / model req/s
 
 CANDIDATE_SYSTEM = "You are a helpful assistant."
 BASELINE_SYSTEM = "You are a helpful assistant. Answer briefly."
-READY_TIMEOUT_S = 180.0
-
-
-class BenchmarkError(Exception):
-    """Something broke; the figures would be meaningless."""
-
-
-# -- statistics -------------------------------------------------------------------
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """Linear-interpolated percentile, ``q`` in [0, 1]; nan for no values."""
-    data = sorted(v for v in values if not math.isnan(v))
-    if not data:
-        return math.nan
-    k = (len(data) - 1) * q
-    lo = math.floor(k)
-    hi = min(lo + 1, len(data) - 1)
-    return data[lo] + (data[hi] - data[lo]) * (k - lo)
-
-
-def median(values: Sequence[float]) -> float:
-    return percentile(values, 0.5)
 
 
 # -- 1. eval runner vs the raw backend ----------------------------------------------
@@ -437,58 +419,6 @@ def summarize_eval(runs: list[EvalRun], cases: int) -> EvalSummary:
 # -- 2. the load generator's CPU ------------------------------------------------------
 
 
-class Proc:
-    """A child process with its output in a log file."""
-
-    def __init__(self, name: str, command: Sequence[str], log_path: Path, env: dict[str, str]):
-        self.name = name
-        self.log_path = log_path
-        self._log = log_path.open("wb")
-        self.proc = subprocess.Popen(
-            list(command),
-            stdout=subprocess.PIPE,
-            stderr=self._log,
-            stdin=subprocess.DEVNULL,
-            env={**os.environ, "PYTHONUNBUFFERED": "1", **env},
-        )
-
-    def tail(self) -> str:
-        self._log.flush()
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-30:])
-
-    def wait_http(self, url: str, timeout: float = READY_TIMEOUT_S) -> None:
-        import httpx
-
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise BenchmarkError(f"{self.name} exited; its log:\n{self.tail()}")
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(url, timeout=2.0).status_code == 200:
-                    return
-            time.sleep(0.2)
-        raise BenchmarkError(f"{self.name} not ready after {timeout:g}s; its log:\n{self.tail()}")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=15)
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
-        self._log.close()
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @dataclass
 class LoadtestRun:
     target: str  # "instant upstream" or "model server"
@@ -543,19 +473,8 @@ def bench_loadtest(args: argparse.Namespace, workdir: Path) -> list[LoadtestRun]
 
     (workdir / "home").mkdir(parents=True, exist_ok=True)
     runs = []
-    upstream = Proc(
-        "instant upstream",
-        [sys.executable, str(UPSTREAM_SCRIPT), "_upstream", "--tokens", "32"],
-        workdir / "upstream.log",
-        {},
-    )
+    upstream, url = start_upstream(workdir, tokens=32)
     try:
-        assert upstream.proc.stdout is not None
-        line = upstream.proc.stdout.readline().decode()
-        if not line.startswith("PORT "):
-            raise BenchmarkError(f"the upstream said {line!r}; its log:\n{upstream.tail()}")
-        url = f"http://127.0.0.1:{int(line.split()[1])}"
-        upstream.wait_http(f"{url}/readyz", timeout=30)
         run = loadtest(url, "instant upstream", args, workdir, users=args.loadtest_users)
         runs.append(run)
         print(_loadtest_line(run), flush=True)
@@ -572,7 +491,7 @@ def bench_loadtest(args: argparse.Namespace, workdir: Path) -> list[LoadtestRun]
         "--host", "127.0.0.1", "--port", str(port),
     ]  # fmt: skip
     server = Proc(
-        "llmship serve", command, workdir / "serve.log", {"LLMSHIP_HOME": str(workdir / "home")}
+        "llmship serve", command, workdir / "serve.log", env={"LLMSHIP_HOME": str(workdir / "home")}
     )
     try:
         url = f"http://127.0.0.1:{port}"
@@ -594,10 +513,6 @@ def _loadtest_line(run: LoadtestRun) -> str:
 
 
 # -- report -----------------------------------------------------------------------
-
-
-def verdict(ok: bool) -> str:
-    return "PASS" if ok else "FAIL"
 
 
 def report(
@@ -675,23 +590,6 @@ def report(
     return verdicts
 
 
-def environment(args: argparse.Namespace) -> dict[str, Any]:
-    def version(dist: str) -> str | None:
-        try:
-            return metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            return None
-
-    return {
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "cpu_count": os.cpu_count(),
-        "load_average": os.getloadavg(),
-        "packages": {d: version(d) for d in ("llmship", "llama-cpp-python", "locust")},
-    }
-
-
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Measure what `llmship eval` and `llmship loadtest` cost on top of the model."
@@ -725,15 +623,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-def _terminate(signum: int, _frame: Any) -> None:
-    raise SystemExit(128 + signum)  # so that the child processes are stopped
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     from llmship.errors import LlmshipError
 
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _terminate)
+    exit_on_sigterm()
     runs: list[EvalRun] = []
     summary = None
     loadtests: list[LoadtestRun] = []
@@ -753,7 +647,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.json:
         payload = {
             "benchmark": "eval_overhead",
-            "environment": environment(args),
+            "environment": environment(
+                ("llmship", "llama-cpp-python", "locust"), load_average=os.getloadavg()
+            ),
             "config": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
             "targets": {
                 "eval_overhead_max": TARGET_EVAL_OVERHEAD,

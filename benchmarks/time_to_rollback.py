@@ -42,12 +42,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -59,6 +56,7 @@ from typing import Any
 import httpx
 import yaml
 
+from _common import BenchmarkError, Proc, free_port
 from llmship.registry import Registry
 from llmship.release.bundled import bundled_spec
 from llmship.release.spec import parse_spec
@@ -121,39 +119,17 @@ class Upstream:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-class Proc:
-    """``python -m llmship ARGS`` with its output in a log file."""
-
-    def __init__(self, args: list[str], workdir: Path, env: dict[str, str]):
-        self.log = workdir / f"{args[0]}-{time.monotonic_ns()}.log"
-        with self.log.open("wb") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "llmship", *args],
-                cwd=workdir,
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-
-    def check(self) -> None:
-        if self.proc.poll() is not None:
-            raise RuntimeError(f"{self.log.name} exited:\n{self.log.read_text()[-3000:]}")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+def run_llmship(args: list[str], workdir: Path, env: dict[str, str | None]) -> Proc:
+    """``python -m llmship ARGS`` in ``workdir``, its output in a log file; stopped by
+    SIGINT, as Ctrl-C would."""
+    return Proc(
+        f"llmship {args[0]}",
+        [sys.executable, "-m", "llmship", *args],
+        workdir / f"{args[0]}-{time.monotonic_ns()}.log",
+        env=env,
+        cwd=workdir,
+        stop_signal=signal.SIGINT,
+    )
 
 
 def wait_until(check: Any, what: str, timeout: float, procs: list[Proc]) -> None:
@@ -167,7 +143,7 @@ def wait_until(check: Any, what: str, timeout: float, procs: list[Proc]) -> None
         except httpx.HTTPError:
             pass
         if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out waiting for {what}")
+            raise BenchmarkError(f"timed out waiting for {what}")
         time.sleep(0.02)
 
 
@@ -232,13 +208,16 @@ def one_rep(
     path.write_text(yaml.safe_dump(spec(f"ttr-{n}", args.interval)))
     begin = time.monotonic()
     started = len(load.answers)
-    cli = Proc(
+    cli = run_llmship(
         ["rollout", "start", str(path), "--candidate", CANDIDATE, "--env", ENV],
         workdir,
         ctx["env"],
     )
-    if cli.proc.wait(timeout=60) != 0:
-        raise RuntimeError(cli.log.read_text())
+    try:
+        if cli.proc.wait(timeout=60) != 0:
+            raise BenchmarkError(cli.log_path.read_text())
+    finally:
+        cli.stop()
     rollout_id = registry.find_rollout(ENV, f"ttr-{n}").id
 
     def traffic() -> dict[str, Any]:
@@ -327,13 +306,12 @@ def main() -> int:
 
     workdir = Path(tempfile.mkdtemp(prefix="llmship-ttr-"))
     home = workdir / ".llmship"
-    env = {
-        **os.environ,
+    env: dict[str, str | None] = {
         "LLMSHIP_HOME": str(home),
         "LLMSHIP_ADMIN_TOKEN": TOKEN,
         "LLMSHIP_ENDPOINT_MAX_AGE": "3600",
+        "LLMSHIP_CONFIG": None,  # not the one of the shell that runs the benchmark
     }
-    env.pop("LLMSHIP_CONFIG", None)
     upstream = Upstream()
     registry = Registry.open(f"sqlite:///{home / 'registry.db'}", home=home)
     data = bundled_spec().to_dict()
@@ -355,12 +333,14 @@ def main() -> int:
     port = free_port()
     gateway = f"http://127.0.0.1:{port}"
     procs = [
-        Proc(["serve", "--release", ref, "--env", ENV, "--port", str(free_port())], workdir, env)
+        run_llmship(
+            ["serve", "--release", ref, "--env", ENV, "--port", str(free_port())], workdir, env
+        )
         for ref in (STABLE, CANDIDATE)
     ]
-    procs.append(Proc(["gateway", "--env", ENV, "--port", str(port)], workdir, env))
+    procs.append(run_llmship(["gateway", "--env", ENV, "--port", str(port)], workdir, env))
     procs.append(
-        Proc(
+        run_llmship(
             ["controller", "--env", ENV, "--interval", "200ms", "--gateway-url", gateway],
             workdir,
             env,
