@@ -39,7 +39,7 @@ lint: test-deps ## ruff and mypy
 	$(BIN)/mypy
 
 test: test-deps lint ## Install test dependencies and run the whole suite
-	$(BIN)/pytest -n $(PYTEST_WORKERS) ; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadgroup ; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc
 
 bench: install ## Run the benchmarks (prints ratios against in-process baselines)
 	$(BIN)/python benchmarks/serve_overhead.py

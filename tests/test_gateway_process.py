@@ -26,7 +26,7 @@ from llmship.registry import Registry
 from llmship.release.bundled import bundled_spec
 from llmship.release.spec import ReleaseSpec, parse_spec
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("gateway_process")]  # one stack, one worker
 
 TOKEN = "process-test-token"
 ADMIN = {"Authorization": f"Bearer {TOKEN}"}

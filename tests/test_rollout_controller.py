@@ -438,6 +438,19 @@ def test_blue_green_with_automatic_promotion(world: World) -> None:
     assert [m.to_ref for m in history] == [STABLE, CANDIDATE]
 
 
+def test_auto_promotion_counts_from_the_preview_when_the_candidate_is_late(world: World) -> None:
+    world.start(BLUE_GREEN)
+    world.run(15)  # no ready model server for 15 s: longer than autoPromotionSeconds
+    assert world.policy().preview is None
+    world.ready()
+    world.candidate_stats(healthy())
+    world.run(1)
+    assert world.policy().preview == CANDIDATE
+    preview_at = world.trace[-1][0]
+    world.run(20, until=lambda: world.production() == CANDIDATE)
+    assert world.trace[-1][0] - preview_at == 10  # a full 10 s in preview first
+
+
 def test_blue_green_failing_after_the_switch_switches_back(world: World) -> None:
     world.start(BLUE_GREEN)
     world.ready()
@@ -504,6 +517,22 @@ def test_experiment_decided_by_ratings(
         assert world.policy().experiment is None
 
 
+def test_the_experiment_lasts_its_duration_from_when_the_candidate_is_ready(
+    world: World,
+) -> None:
+    world.start(EXPERIMENT)
+    world.run(25)  # not ready for longer than the experiment's duration
+    world.ready()
+    world.stable_stats(ratings(3, 3, 4))
+    world.candidate_stats(ratings(4, 5, 5))
+    world.run(1)
+    started = world.trace[-1][0]
+    assert world.policy().experiment is not None
+    world.run(30, until=lambda: world.phase() != "Progressing")
+    [decision] = world.registry.list_measurements(world.rollout().id)
+    assert decision.at.timestamp() - T0 - started >= 20
+
+
 # -- shadow -------------------------------------------------------------------------------
 
 SHADOW = {
@@ -551,6 +580,19 @@ def test_shadow_verdict_by_similarity(
     assert world.policy().shadow is None
     if phase == "Healthy":
         assert world.trace[-1][0] >= 21  # the whole duration first
+
+
+def test_shadow_mirrors_its_whole_duration_when_the_candidate_is_late(world: World) -> None:
+    world.start(SHADOW)
+    world.run(25)
+    world.ready()
+    world.candidate_stats(VersionStats(requests=20, shadow_similarities=[0.9] * 20))
+    world.run(1)
+    mirrored_at = world.trace[-1][0]
+    assert world.policy().shadow == CANDIDATE
+    world.run(40, until=lambda: world.phase() != "Progressing")
+    assert world.phase() == "Healthy", world.rollout().pause_reason
+    assert world.trace[-1][0] - mirrored_at >= 20
 
 
 def test_shadow_without_any_measurement_is_inconclusive(world: World) -> None:

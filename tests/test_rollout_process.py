@@ -26,12 +26,14 @@ from llmship.registry import Registry, RolloutRecord
 from llmship.release.bundled import bundled_spec
 from llmship.release.spec import ReleaseSpec, parse_spec
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("rollout_process")]  # one stack, one worker
 
 TOKEN = "rollout-process-token"
 ADMIN = {"Authorization": f"Bearer {TOKEN}"}
 ENV = "dev"
 STABLE, GOOD, BAD = "smollm2-chat@1.0.0", "smollm2-chat@2.0.0", "smollm2-chat@3.0.0"
+NEVER = "smollm2-chat@4.0.0"
+"""Registered, but no model server ever serves it."""
 PROC_ENV = {"LLMSHIP_ADMIN_TOKEN": TOKEN, "LLMSHIP_ENDPOINT_MAX_AGE": "3600"}
 
 
@@ -44,6 +46,8 @@ class FakeUpstream:
 
     def __init__(self) -> None:
         self.failing = False
+        self.text = "ok"
+        """What it answers (in the first chunk; the last carries only the usage)."""
         self.hits = 0
         self.failures: list[float] = []
         """``time.monotonic()`` of each 500 it answered."""
@@ -74,12 +78,13 @@ class FakeUpstream:
                     error = {"error": {"message": "injected failure", "type": "server_error"}}
                     self._send(500, json.dumps(error).encode(), "application/json")
                     return
-                chunk = "chat.completion.chunk" in self.path or "chat" in self.path
-                text = {"delta": {"content": "ok"}} if chunk else {"text": "ok"}
+                chat = "chat" in self.path
+                text = {"delta": {"content": upstream.text}} if chat else {"text": upstream.text}
+                empty = {"delta": {}} if chat else {"text": ""}
                 events = [
                     {"choices": [{"index": 0, **text, "finish_reason": None}]},
                     {
-                        "choices": [{"index": 0, "finish_reason": "stop", **text}],
+                        "choices": [{"index": 0, "finish_reason": "stop", **empty}],
                         "usage": {"prompt_tokens": 3, "completion_tokens": 2},
                     },
                 ]
@@ -127,13 +132,14 @@ class Load:
 
     url: str
     clients: int = 3
+    headers: dict[str, str] = field(default_factory=dict)
     answers: list[tuple[float, int, str]] = field(default_factory=list)
     """(monotonic time sent, status, x-llmship-version) of every request."""
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
 
     def _client(self) -> None:
-        with httpx.Client(timeout=60) as http:
+        with httpx.Client(timeout=60, headers=self.headers) as http:
             while not self._stop.is_set():
                 sent = time.monotonic()
                 try:
@@ -157,8 +163,9 @@ class Load:
     def errors(self) -> list[tuple[float, int, str]]:
         return [a for a in self.answers if a[1] != 200]
 
-    def versions(self, since: float = 0.0) -> set[str]:
-        return {a[2] for a in self.answers if a[0] >= since}
+    def versions(self, since: float = 0.0, until: float = float("inf")) -> set[str]:
+        """The versions that answered requests sent between ``since`` and ``until``."""
+        return {a[2] for a in self.answers if since <= a[0] < until}
 
 
 # -- the stack -----------------------------------------------------------------------------
@@ -257,10 +264,20 @@ class Stack:
         if self.production() != STABLE:
             self.registry.set_alias(ENV, "production", STABLE, actor="test", reason="reset")
         wait_until(lambda: self.traffic()["stable"] == STABLE, "stable back on 1.0.0")
-        wait_until(
-            lambda: httpx.get(f"{self.gateway.url}/readyz").json().get("stable") == STABLE,
-            "the gateway to follow",
-        )
+        self.wait_gateway_synced()
+
+    def wait_gateway_synced(self) -> None:
+        """Until the gateway routes by the registry's latest policy (it polls it)."""
+
+        def synced() -> bool:
+            policy = self.traffic()
+            seen = httpx.get(f"{self.gateway.url}/readyz", timeout=10).json()
+            return (seen.get("stable"), seen.get("revision")) == (
+                policy["stable"],
+                policy["revision"],
+            )
+
+        wait_until(synced, "the gateway to follow the registry's policy")
 
 
 @pytest.fixture(scope="module")
@@ -275,6 +292,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     registry.register(real_release("1.0.0"), actor="test")
     registry.register(fake_release("2.0.0", good), actor="test")
     registry.register(fake_release("3.0.0", bad), actor="test")
+    registry.register(fake_release("4.0.0", good), actor="test")
     registry.set_alias(ENV, "production", STABLE, actor="test", reason="first")
     servers = [
         ModelServer(workdir, "--release", ref, "--env", ENV, env=PROC_ENV)
@@ -304,6 +322,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 def fresh(stack: Stack) -> Iterator[Stack]:
     stack.reset_production()
     stack.good.failing = False
+    stack.good.text = "ok"
     yield stack
     active = stack.registry.active_rollout(ENV)
     if active is not None:  # a failed test must not hold the environment
@@ -539,3 +558,334 @@ def test_a_controller_killed_at_every_step_resumes_without_skipping_or_repeating
     while stack.production() != GOOD:
         assert time.monotonic() < deadline, stack.events(rollout_id)
         time.sleep(0.1)
+
+
+def quiet_errors_template() -> dict[str, Any]:
+    """An error-rate analysis that waits longer than its window: traffic from before the
+    run cannot count, so without new traffic it measures no data."""
+    return {
+        "name": "errors",
+        "metrics": [
+            {
+                "name": "error-rate",
+                "initialDelay": "4s",
+                "interval": "1s",
+                "count": 2,
+                "successCondition": "result <= 0.05",
+                "provider": {"builtin": {"metric": "error_rate", "window": "3s"}},
+            }
+        ],
+    }
+
+
+def quiet_canary(name: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "strategy": {
+            "canary": {
+                "steps": [
+                    {"setWeight": 20},
+                    {"analysis": {"templates": [{"templateName": "errors"}]}},
+                    {"setWeight": 100},
+                ]
+            }
+        },
+        "analysisTemplates": [quiet_errors_template()],
+    }
+
+
+def test_no_data_pauses_for_a_person_who_aborts_or_resumes(fresh: Stack, tmp_path: Path) -> None:
+    stack = fresh
+    # Given a canary at 20% whose analysis step needs traffic, and no client sends any
+    rollout_id = stack.start_rollout(tmp_path, quiet_canary("quiet-abort"), GOOD)
+    # Then the analysis is Inconclusive and the rollout pauses for a person, at 20%
+    record = stack.wait_phase(rollout_id, "Paused", "Aborted", "Healthy", timeout=60)
+    assert record.phase == "Paused", (record.message, stack.events(rollout_id))
+    assert "InconclusiveAnalysis" in (record.pause_reason or ""), record.pause_reason
+    [measurement] = stack.registry.list_measurements(rollout_id)
+    assert measurement.phase == "Inconclusive"
+    assert "no data" in measurement.message, measurement.message
+    time.sleep(1.0)  # five controller passes: it waits
+    assert stack.rollout(rollout_id).phase == "Paused"
+    assert stack.canary_weight() == 20
+    # When the person aborts it with the CLI
+    out = stack.llmship("rollout", "abort", "quiet-abort", "--env", ENV, "--reason", "no traffic")
+    assert "quiet-abort" in out
+    # Then it is aborted for their reason and all traffic is back on stable
+    record = stack.wait_phase(rollout_id, "Aborted")
+    assert record.abort_reason == "no traffic", record.abort_reason
+    wait_until(lambda: stack.canary_weight() == 0, "the canary to be gone")
+    assert stack.production() == STABLE
+
+    # Given the same canary once more, paused the same way
+    since = stack.last_event_id()
+    rollout_id = stack.start_rollout(tmp_path, quiet_canary("quiet-resume"), GOOD)
+    record = stack.wait_phase(rollout_id, "Paused", "Aborted", "Healthy", timeout=60)
+    assert "InconclusiveAnalysis" in (record.pause_reason or ""), record.pause_reason
+    # When the person resumes it, with clients calling
+    with Load(stack.gateway.url, clients=2) as load:
+        stack.llmship("rollout", "resume", "quiet-resume", "--env", ENV, "-r", "looked fine")
+        record = stack.wait_phase(rollout_id, "Healthy", "Aborted", "Paused", timeout=60)
+        wait_until(
+            lambda: httpx.get(f"{stack.gateway.url}/readyz").json().get("stable") == GOOD,
+            "the gateway to follow",
+        )
+    # Then, as in Argo Rollouts, it goes on past the Inconclusive step and is promoted
+    assert record.phase == "Healthy", (record.message, stack.events(rollout_id))
+    assert stack.production() == GOOD
+    resumed = " ".join(stack.events(rollout_id, "rollout.resumed"))
+    assert "looked fine" in resumed, resumed
+    assert [m.phase for m in stack.registry.list_measurements(rollout_id)] == ["Inconclusive"]
+    assert [w for w in stack.weights_set(since) if w] == [20.0, 100.0]
+    assert load.errors() == []
+
+
+def test_a_candidate_that_never_becomes_ready_is_aborted_at_the_progress_deadline(
+    fresh: Stack, tmp_path: Path
+) -> None:
+    stack = fresh
+    since = stack.last_event_id()
+    # Given a release that no model server serves, and a 3 s progress deadline
+    spec = {
+        "name": "never-ready",
+        "progressDeadline": "3s",
+        "strategy": {"canary": {"steps": [{"setWeight": 20}, {"setWeight": 100}]}},
+    }
+    started = time.monotonic()
+    # When it is rolled out
+    rollout_id = stack.start_rollout(tmp_path, spec, NEVER)
+    record = stack.wait_phase(rollout_id, "Aborted", "Healthy", timeout=60)
+    # Then it is aborted at the deadline, saying why, and it never had any traffic
+    assert record.phase == "Aborted"
+    assert time.monotonic() - started >= 3.0
+    assert "progress deadline (3s) exceeded" in (record.abort_reason or ""), record.abort_reason
+    assert f"{NEVER} has no ready model server" in (record.abort_reason or "")
+    assert [w for w in stack.weights_set(since) if w] == []
+    assert stack.production() == STABLE
+
+
+def test_blue_green_previews_switches_and_switches_back_when_it_fails_after(
+    fresh: Stack, tmp_path: Path
+) -> None:
+    stack = fresh
+    # Given a blue-green rollout: smoke checks on the preview, automatic switch after 4 s,
+    # and an error-rate analysis after the switch
+    spec = {
+        "name": "blue-green",
+        "strategy": {
+            "blueGreen": {
+                "autoPromotionEnabled": True,
+                "autoPromotionSeconds": 4,
+                "prePromotionAnalysis": {"templates": [{"templateName": "smoke"}]},
+                "postPromotionAnalysis": {"templates": [{"templateName": "live"}]},
+            }
+        },
+        "analysisTemplates": [
+            {
+                "name": "smoke",
+                "metrics": [
+                    {
+                        "name": "preview-errors",
+                        "initialDelay": "2s",
+                        "successCondition": "result <= 0.01",
+                        "provider": {
+                            "builtin": {"metric": "error_rate", "window": "2s", "minSamples": 3}
+                        },
+                    }
+                ],
+            },
+            {
+                "name": "live",
+                "metrics": [
+                    {
+                        "name": "error-rate",
+                        "interval": "1s",
+                        "count": 30,
+                        "inconclusiveLimit": 30,
+                        "successCondition": "result <= 0.05",
+                        "provider": {"builtin": {"metric": "error_rate", "window": "2s"}},
+                    }
+                ],
+            },
+        ],
+    }
+    since = stack.last_event_id()
+    preview = Load(stack.gateway.url, clients=1, headers={"X-Llmship-Variant": "preview"})
+    # When it runs while clients call, some of them on the preview route
+    with Load(stack.gateway.url, clients=2) as load, preview:
+        rollout_id = stack.start_rollout(tmp_path, spec, GOOD)
+        wait_until(lambda: stack.traffic().get("preview") == GOOD, "the preview route")
+        previewed_at = time.monotonic()
+        wait_until(lambda: stack.production() == GOOD, "the automatic switch", timeout=60)
+        switched_at = time.monotonic()
+        # Then until the switch only preview requests reached the candidate
+        assert load.versions(previewed_at + 1.0, switched_at - 0.5) == {STABLE}
+        assert preview.versions(previewed_at + 1.0, switched_at - 0.5) == {GOOD}
+        wait_until(
+            lambda: httpx.get(f"{stack.gateway.url}/readyz").json().get("stable") == GOOD,
+            "the gateway to follow the switch",
+        )
+        # When the candidate starts failing under all the traffic
+        stack.good.failing = True
+        record = stack.wait_phase(rollout_id, "Aborted", "Healthy", timeout=60)
+        wait_until(lambda: stack.production() == STABLE, "the switch back")
+    # Then the post-promotion analysis failed and production went back to stable
+    assert record.phase == "Aborted", (record.message, stack.events(rollout_id))
+    assert "post-promotion analysis" in (record.abort_reason or ""), record.abort_reason
+    measurements = stack.registry.list_measurements(rollout_id)
+    assert [m.phase for m in measurements if m.metric == "preview-errors"] == ["Successful"]
+    assert "Failed" in [m.phase for m in measurements if m.metric == "error-rate"]
+    history = stack.registry.alias_history(ENV, "production")
+    there, back = history[-2:]
+    assert (there.from_ref, there.to_ref, there.actor) == (STABLE, GOOD, "controller")
+    assert "automatic promotion" in there.reason
+    # (autoPromotionSeconds after the preview, by the registry's clock, give or take a pass)
+    [shown] = [
+        e
+        for e in stack.registry.events(limit=1000, kind="traffic.changed")
+        if e.id > since and e.data.get("preview") == GOOD
+    ][-1:]
+    assert (there.at - shown.at).total_seconds() >= 3.5
+    assert (back.from_ref, back.to_ref, back.actor) == (GOOD, STABLE, "controller")
+    assert stack.traffic().get("preview") is None
+
+
+def ask(http: httpx.Client, url: str, user: str) -> tuple[str, str]:
+    """One /predict as ``user``: (version, query id)."""
+    r = http.post(
+        f"{url}/predict", json={"prompt": "Hi", "max_new_tokens": 2}, headers={"X-User-Id": user}
+    )
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["query_id"] == r.headers["x-request-id"]
+    return body["version"], body["query_id"]
+
+
+@pytest.mark.parametrize(
+    ("candidate_ratings", "phase", "production"),
+    [((4, 5), "Healthy", GOOD), ((1, 2), "Aborted", STABLE)],
+    ids=["better-rated-wins", "worse-rated-loses"],
+)
+def test_an_ab_experiment_is_decided_by_feedback_ratings(
+    fresh: Stack,
+    tmp_path: Path,
+    candidate_ratings: tuple[int, int],
+    phase: str,
+    production: str,
+) -> None:
+    stack = fresh
+    # Given a 50/50 experiment for 12 s decided by mean rating (Mann-Whitney, alpha 0.05)
+    spec = {
+        "name": f"ab-{phase.lower()}",
+        "strategy": {
+            "experiment": {
+                "duration": "12s",
+                "variants": [{"name": "A", "weight": 50}, {"name": "B", "weight": 50}],
+                "decision": {"metric": "feedback_mean", "alpha": 0.05, "minSamples": 8},
+            }
+        },
+    }
+    rollout_id = stack.start_rollout(tmp_path, spec, GOOD)
+    wait_until(lambda: stack.traffic().get("experiment") is not None, "the experiment")
+    # When users ask, each keeps their variant, and rate what they got: stable's
+    # answers 2-3, the candidate's as the case says
+    seen: dict[str, str] = {}
+    rated = {STABLE: 0, GOOD: 0}
+    with httpx.Client(timeout=60) as http:
+        user = 0
+        while min(rated.values()) < 10 and stack.rollout(rollout_id).step_index == 0:
+            name = f"user-{user}"
+            user += 1
+            for _ in range(2):
+                version, query_id = ask(http, stack.gateway.url, name)
+                assert seen.setdefault(name, version) == version, f"{name} changed variant"
+                scale = candidate_ratings if version == GOOD else (2, 3)
+                rating = scale[rated[version] % 2]
+                r = http.post(
+                    f"{stack.gateway.url}/feedback", json={"query_id": query_id, "rating": rating}
+                )
+                assert r.status_code in (200, 201), r.text
+                rated[version] += 1
+    assert min(rated.values()) >= 10, f"too few answers rated in the experiment: {rated}"
+    assert set(seen.values()) == {STABLE, GOOD}
+    # Then the decision after the duration follows the ratings
+    record = stack.wait_phase(rollout_id, "Healthy", "Aborted", "Paused", timeout=60)
+    assert record.phase == phase, (record.message, stack.events(rollout_id))
+    assert stack.production() == production
+    [decision] = stack.registry.list_measurements(rollout_id)
+    assert decision.metric == "feedback-mean"
+    assert decision.value < 0.05  # the p-value
+    assert "p=" in decision.message
+    wait_until(lambda: stack.traffic().get("experiment") is None, "the experiment to end")
+
+
+def shadow_spec(name: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "strategy": {
+            "shadow": {
+                "percent": 100,
+                "duration": "6s",
+                "analysis": {"templates": [{"templateName": "similar"}]},
+            }
+        },
+        "analysisTemplates": [
+            {
+                "name": "similar",
+                "metrics": [
+                    {
+                        "name": "similarity",
+                        "interval": "1s",
+                        "inconclusiveLimit": 30,
+                        "successCondition": "result >= 0.6",
+                        "provider": {
+                            "builtin": {
+                                "metric": "shadow_similarity",
+                                "window": "2s",
+                                "minSamples": 2,
+                            }
+                        },
+                    }
+                ],
+            }
+        ],
+    }
+
+
+@pytest.mark.parametrize(
+    ("same_answers", "phase", "production"),
+    [(True, "Healthy", GOOD), (False, "Aborted", STABLE)],
+    ids=["similar-is-promoted", "different-is-aborted"],
+)
+def test_a_shadow_rollout_is_decided_by_answer_similarity(
+    fresh: Stack, tmp_path: Path, same_answers: bool, phase: str, production: str
+) -> None:
+    stack = fresh
+    # Given a candidate that answers exactly what stable answers, or something else
+    r = httpx.post(
+        f"{stack.gateway.url}/predict", json={"prompt": "Hi", "max_new_tokens": 2}, timeout=60
+    )
+    assert r.status_code == 200, r.text
+    stable_answer = r.json()["response"]
+    stack.good.text = stable_answer if same_answers else "entirely unrelated words"
+    hits = stack.good.hits
+    # When it shadows all requests for 6 s under client load
+    with Load(stack.gateway.url) as load:
+        rollout_id = stack.start_rollout(tmp_path, shadow_spec(f"shadow-{phase.lower()}"), GOOD)
+        record = stack.wait_phase(rollout_id, "Healthy", "Aborted", "Paused", timeout=60)
+        done_at = time.monotonic()
+    # Then the similarity decided
+    assert record.phase == phase, (record.message, stack.events(rollout_id))
+    assert stack.production() == production
+    assert stack.good.hits > hits  # the candidate did see the mirrored requests
+    measured = stack.registry.list_measurements(rollout_id)
+    values = [m.value for m in measured if m.phase in ("Successful", "Failed")]
+    assert values, stack.events(rollout_id)
+    if same_answers:
+        assert min(values) == pytest.approx(1.0)
+    else:
+        assert max(values) < 0.6
+    # and every client got stable's answer, with no error
+    assert load.errors() == []
+    early = [(round(t - done_at, 2), v) for t, _, v in load.answers if v != STABLE]
+    assert load.versions(until=done_at - 1.0) == {STABLE}, (early, stack.events(rollout_id))

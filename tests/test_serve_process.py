@@ -17,7 +17,7 @@ from _procs import LlmshipProcess, ModelServer
 from llmship.registry import Registry
 from llmship.release.bundled import bundled_spec
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("serve_process")]  # one stack, one worker
 
 
 def write_spec(path: Path, **changes: dict[str, object]) -> Path:

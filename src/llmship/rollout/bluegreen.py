@@ -103,7 +103,7 @@ class BlueGreen:
             )
         ]
         state = note(
-            replace(state, step_applied=True),
+            replace(state, step_applied=True, step_started_at=now, step_paused_s=0.0),
             "rollout.step",
             f"preview: {state.candidate} answers requests sent with X-Llmship-Variant: preview",
         )

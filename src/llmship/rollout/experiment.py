@@ -90,7 +90,7 @@ class Experiment:
         )
         actions = [Action("setExperiment", reason=f"rollout {state.name}: A/B experiment ({arms})")]
         state = note(
-            replace(state, step_applied=True),
+            replace(state, step_applied=True, step_started_at=now, step_paused_s=0.0),
             "rollout.step",
             f"experiment for {format_duration(strategy.duration)}: {arms}",
         )

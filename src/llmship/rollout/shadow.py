@@ -64,7 +64,7 @@ class Shadow:
                         )
                     )
                     state = note(
-                        replace(state, step_applied=True),
+                        replace(state, step_applied=True, step_started_at=now, step_paused_s=0.0),
                         "rollout.step",
                         f"mirroring {strategy.percent:g}% of the requests to {state.candidate} "
                         f"for {format_duration(strategy.duration)}",
