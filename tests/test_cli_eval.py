@@ -9,17 +9,16 @@ from __future__ import annotations
 import json
 import shutil
 import xml.etree.ElementTree as ET
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import pytest
 import yaml
-from typer.testing import CliRunner
 
+from _cli import Run
+from _registry import spec_data
 from fakes import FakeBackends
 from llmship.backends.base import GenerationRequest
-from llmship.cli import app
 from llmship.registry import Registry
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,17 +34,6 @@ ANSWERS = {
     "请解释什么是量子计算": "量子计算利用量子力学进行计算。",
 }
 KEYS = ["Paris", "seven", "water", "4", "北京", "量子"]
-
-
-class Result(Protocol):
-    @property
-    def output(self) -> str: ...
-
-    @property
-    def exit_code(self) -> int: ...
-
-
-Run = Callable[..., Result]
 
 
 def knows(prompt: str, _request: GenerationRequest) -> str:
@@ -66,33 +54,8 @@ def backends(monkeypatch: pytest.MonkeyPatch) -> FakeBackends:
     return fakes
 
 
-@pytest.fixture
-def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Run:
-    """Run `llmship ...` in tmp_path with its own state and no llmship.yaml."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("LLMSHIP_HOME", str(tmp_path / "state"))
-    monkeypatch.setenv("LLMSHIP_ACTOR", "tester")
-    for name in ("LLMSHIP_DATABASE_URL", "LLMSHIP_ENV", "LLMSHIP_CONFIG"):
-        monkeypatch.delenv(name, raising=False)
-    runner = CliRunner()
-
-    def _run(*args: str, code: int = 0) -> Result:
-        result = runner.invoke(app, list(args))
-        assert result.exit_code == code, result.output
-        return result
-
-    return _run
-
-
 def write_spec(tmp_path: Path, version: str, **extra: Any) -> str:
-    data: dict[str, Any] = {
-        "name": "chat",
-        "version": version,
-        "backend": "openai",
-        "model": {"base_url": "http://127.0.0.1:9/v1", "id": "tiny"},
-        "params": {"max_tokens": 32},
-    }
-    data.update(extra)
+    data = spec_data("chat", version, params={"max_tokens": 32}, **extra)
     path = tmp_path / f"chat-{version}.yaml"
     path.write_text(yaml.safe_dump(data))
     return str(path)

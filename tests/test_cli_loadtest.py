@@ -6,42 +6,32 @@ from __future__ import annotations
 
 import json
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
-from typer.testing import CliRunner
 
+from _cli import Result, Run, cli_runner
 from _procs import LlmshipProcess, free_port
 from fakes_loadtest import VERSION, FakeLLMServer
-from llmship.cli import app
 from llmship.registry import Registry
 from llmship.release.spec import parse_spec
 
-Run = Callable[..., Any]
-
 
 @pytest.fixture
-def state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A clean working directory: state in tmp_path, no llmship.yaml, env dev."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("LLMSHIP_HOME", str(tmp_path / "state"))
-    monkeypatch.setenv("LLMSHIP_ACTOR", "tester")
-    for name in ("LLMSHIP_DATABASE_URL", "LLMSHIP_ENV", "LLMSHIP_CONFIG"):
-        monkeypatch.delenv(name, raising=False)
-    return tmp_path
+def state(cli_home: Path) -> Path:
+    """A clean working directory (conftest's ``cli_home``): no llmship.yaml, env dev."""
+    return cli_home
 
 
 @pytest.fixture
 def run(state: Path) -> Run:
-    runner = CliRunner()
+    """Run `llmship loadtest ...`."""
+    cli = cli_runner()
 
-    def _run(*args: str, code: int = 0) -> Any:
-        result = runner.invoke(app, ["loadtest", *args])
-        assert result.exit_code == code, result.output
-        return result
+    def _run(*args: str, code: int = 0) -> Result:
+        return cli("loadtest", *args, code=code)
 
     return _run
 

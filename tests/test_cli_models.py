@@ -6,55 +6,17 @@ import hashlib
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import pytest
 import yaml
-from typer.testing import CliRunner
 
-from llmship.cli import app
-
-
-class Result(Protocol):
-    """What a CLI run leaves: its exit code and its output (stdout and stderr)."""
-
-    @property
-    def output(self) -> str: ...
-
-    @property
-    def exit_code(self) -> int: ...
-
-
-Run = Callable[..., Result]
+from _cli import Run
+from _registry import spec_data
 
 
 def spec_yaml(version: str = "1.0.0", name: str = "chat", **extra: Any) -> str:
-    data: dict[str, Any] = {
-        "name": name,
-        "version": version,
-        "backend": "openai",
-        "model": {"base_url": "http://127.0.0.1:9/v1", "id": "tiny"},
-    }
-    data.update(extra)
-    return yaml.safe_dump(data, sort_keys=False)
-
-
-@pytest.fixture
-def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Run:
-    """Run `llmship ...` with its state in tmp_path and no llmship.yaml around."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("LLMSHIP_HOME", str(tmp_path / "state"))
-    monkeypatch.setenv("LLMSHIP_ACTOR", "tester")
-    for name in ("LLMSHIP_DATABASE_URL", "LLMSHIP_ENV", "LLMSHIP_CONFIG"):
-        monkeypatch.delenv(name, raising=False)
-    runner = CliRunner()
-
-    def _run(*args: str, code: int = 0) -> Result:
-        result = runner.invoke(app, list(args))
-        assert result.exit_code == code, result.output
-        return result
-
-    return _run
+    return yaml.safe_dump(spec_data(name, version, **extra), sort_keys=False)
 
 
 @pytest.fixture

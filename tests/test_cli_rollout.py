@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import pytest
 import yaml
-from typer.testing import CliRunner
 
-from llmship.cli import app
+from _cli import Run, cli_runner
+from _registry import make_spec
 from llmship.registry import Registry
-from llmship.release.spec import parse_spec
 
 SPEC = {
     "name": "cli-canary",
@@ -32,31 +31,12 @@ SPEC = {
 }
 
 
-class Result(Protocol):
-    @property
-    def output(self) -> str: ...
-
-    @property
-    def exit_code(self) -> int: ...
-
-
-Run = Callable[..., Result]
-
-
 @pytest.fixture
 def registry(tmp_path: Path) -> Iterator[Registry]:
     """chat@1.0.0 (production in dev), 1.1.0 with a live model server, and 2.0.0."""
     reg = Registry.open(f"sqlite:///{tmp_path / 'state' / 'registry.db'}")
     for version in ("1.0.0", "1.1.0", "2.0.0"):
-        spec = parse_spec(
-            {
-                "name": "chat",
-                "version": version,
-                "backend": "openai",
-                "model": {"base_url": "http://127.0.0.1:9/v1", "id": "tiny"},
-            }
-        )
-        reg.register(spec, actor="ci")
+        reg.register(make_spec(version=version), actor="ci")
     reg.set_alias("dev", "production", "chat@1.0.0", actor="ci", reason="launch")
     reg.register_endpoint("dev", "chat@1.1.0", "http://127.0.0.1:8101", pid=1)
     try:
@@ -74,21 +54,10 @@ def spec_file(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, registry: Registry) -> Run:
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("LLMSHIP_HOME", str(tmp_path / "state"))
-    monkeypatch.setenv("LLMSHIP_ACTOR", "tester")
+def run(cli_home: Path, registry: Registry, monkeypatch: pytest.MonkeyPatch) -> Run:
+    """Run `llmship ...` in conftest's clean ``cli_home``, over the registry above."""
     monkeypatch.setenv("LLMSHIP_GATEWAY_PORT", "9")  # nothing listens: no statistics
-    for name in ("LLMSHIP_DATABASE_URL", "LLMSHIP_ENV", "LLMSHIP_CONFIG", "LLMSHIP_ADMIN_TOKEN"):
-        monkeypatch.delenv(name, raising=False)
-    runner = CliRunner()
-
-    def _run(*args: str, code: int = 0) -> Result:
-        result = runner.invoke(app, list(args))
-        assert result.exit_code == code, result.output
-        return result
-
-    return _run
+    return cli_runner()
 
 
 def error(run: Run, *args: str) -> str:

@@ -3,30 +3,16 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import pytest
-from typer.testing import CliRunner
 
-from llmship.cli import app
+from _cli import Run, cli_runner
+from _registry import make_spec
 from llmship.registry import QueryRecord, Registry
-from llmship.release.spec import parse_spec
-
-
-class Result(Protocol):
-    """What a CLI run leaves: its exit code and its output (stdout and stderr)."""
-
-    @property
-    def output(self) -> str: ...
-
-    @property
-    def exit_code(self) -> int: ...
-
-
-Run = Callable[..., Result]
 
 
 @pytest.fixture
@@ -34,15 +20,7 @@ def registry(tmp_path: Path) -> Iterator[Registry]:
     """The registry the CLI uses: chat@1.0.0 (production in dev), 1.1.0 and 2.0.0."""
     reg = Registry.open(f"sqlite:///{tmp_path / 'state' / 'registry.db'}")
     for version in ("1.0.0", "1.1.0", "2.0.0"):
-        spec = parse_spec(
-            {
-                "name": "chat",
-                "version": version,
-                "backend": "openai",
-                "model": {"base_url": "http://127.0.0.1:9/v1", "id": "tiny"},
-            }
-        )
-        reg.register(spec, actor="ci")
+        reg.register(make_spec(version=version), actor="ci")
     reg.set_alias("dev", "production", "chat@1.0.0", actor="ci", reason="launch")
     try:
         yield reg
@@ -51,21 +29,9 @@ def registry(tmp_path: Path) -> Iterator[Registry]:
 
 
 @pytest.fixture
-def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, registry: Registry) -> Run:
-    """Run `llmship ...` with its state in tmp_path and no llmship.yaml around."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("LLMSHIP_HOME", str(tmp_path / "state"))
-    monkeypatch.setenv("LLMSHIP_ACTOR", "tester")
-    for name in ("LLMSHIP_DATABASE_URL", "LLMSHIP_ENV", "LLMSHIP_CONFIG"):
-        monkeypatch.delenv(name, raising=False)
-    runner = CliRunner()
-
-    def _run(*args: str, code: int = 0) -> Result:
-        result = runner.invoke(app, list(args))
-        assert result.exit_code == code, result.output
-        return result
-
-    return _run
+def run(cli_home: Path, registry: Registry) -> Run:
+    """Run `llmship ...` in conftest's clean ``cli_home``, over the registry above."""
+    return cli_runner()
 
 
 def error(run: Run, *args: str) -> str:

@@ -4,22 +4,21 @@ commands that move production (`alias set`, `rollout start`, `traffic set
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import pytest
 import yaml
 from fastapi.testclient import TestClient
-from typer.testing import CliRunner
 
-from llmship.cli import app
+from _cli import Run, cli_runner
+from _registry import make_spec
 from llmship.errors import GateError, SpecError
 from llmship.eval.config import load_requirements
 from llmship.registry import GateRun, Registry
 from llmship.release.guard import check_promotion, missing_gates
-from llmship.release.spec import parse_spec
 
 REQUIRE = {"gates": {"require": {"prod": ["eval", "loadtest"], "staging": ["eval"]}}}
 T0 = datetime(2024, 5, 1, tzinfo=timezone.utc)
@@ -164,31 +163,12 @@ def test_bad_requirements(tmp_path: Path, require: Any, problem: str) -> None:
 # -- through the command line ---------------------------------------------------------
 
 
-class Result(Protocol):
-    @property
-    def output(self) -> str: ...
-
-    @property
-    def exit_code(self) -> int: ...
-
-
-Run = Callable[..., Result]
-
-
 @pytest.fixture
 def registry(tmp_path: Path) -> Iterator[Registry]:
     """chat@1.0.0 (production in prod) and chat@1.1.0, the candidate."""
     reg = Registry.open(f"sqlite:///{tmp_path / 'state' / 'registry.db'}")
     for version in ("1.0.0", "1.1.0"):
-        spec = parse_spec(
-            {
-                "name": "chat",
-                "version": version,
-                "backend": "openai",
-                "model": {"base_url": "http://127.0.0.1:9/v1", "id": "tiny"},
-            }
-        )
-        reg.register(spec, actor="ci")
+        reg.register(make_spec(version=version), actor="ci")
     reg.set_alias("prod", "production", "chat@1.0.0", actor="ci", reason="launch")
     try:
         yield reg
@@ -197,23 +177,11 @@ def registry(tmp_path: Path) -> Iterator[Registry]:
 
 
 @pytest.fixture
-def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, registry: Registry) -> Run:
-    """The CLI in tmp_path (where llmship.yaml requires gates), env prod."""
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "llmship.yaml").write_text(yaml.safe_dump(REQUIRE))
-    monkeypatch.setenv("LLMSHIP_HOME", str(tmp_path / "state"))
-    monkeypatch.setenv("LLMSHIP_ACTOR", "tester")
+def run(cli_home: Path, registry: Registry, monkeypatch: pytest.MonkeyPatch) -> Run:
+    """The CLI in conftest's ``cli_home``, where llmship.yaml requires gates; env prod."""
+    (cli_home / "llmship.yaml").write_text(yaml.safe_dump(REQUIRE))
     monkeypatch.setenv("LLMSHIP_ENV", "prod")
-    for name in ("LLMSHIP_DATABASE_URL", "LLMSHIP_CONFIG", "LLMSHIP_ADMIN_TOKEN"):
-        monkeypatch.delenv(name, raising=False)
-    runner = CliRunner()
-
-    def _run(*args: str, code: int = 0) -> Result:
-        result = runner.invoke(app, list(args))
-        assert result.exit_code == code, result.output
-        return result
-
-    return _run
+    return cli_runner()
 
 
 def gate(registry: Registry, kind: str, passed: bool, ref: str = "chat@1.1.0") -> GateRun:

@@ -8,9 +8,8 @@ import itertools
 import random
 import threading
 from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -20,10 +19,11 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy import exc as sa_exc
 
+from _registry import TickClock, make_spec, run_threads
 from llmship.errors import ConflictError, NotFoundError, RegistryUnavailableError, SpecError
 from llmship.registry import AliasMove, Registry, ReleaseRecord, _engine
 from llmship.registry.tables import Base
-from llmship.release.spec import ReleaseSpec, parse_spec
+from llmship.release.spec import parse_spec
 
 TABLES = {
     "releases",
@@ -43,60 +43,12 @@ TABLES = {
 }
 
 
-def make_spec(name: str = "chat", version: str = "1.0.0", **changes: Any) -> ReleaseSpec:
-    data: dict[str, Any] = {
-        "name": name,
-        "version": version,
-        "backend": "openai",
-        "model": {"base_url": "http://127.0.0.1:9/v1", "id": "tiny"},
-    }
-    data.update(changes)
-    return parse_spec(data)
-
-
-class TickClock:
-    """A clock that moves one second per reading (thread-safe)."""
-
-    def __init__(self) -> None:
-        self.now = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
-        self._lock = threading.Lock()
-
-    def __call__(self) -> datetime:
-        with self._lock:
-            self.now += timedelta(seconds=1)
-            return self.now
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """An empty database: a SQLite file under tmp_path, or a new PostgreSQL database."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'state' / 'registry.db'}"
-    url: str = request.getfixturevalue("postgres_url")
-    return url
-
-
 @pytest.fixture
 def registry(db_url: str) -> Iterator[Registry]:
     reg = Registry.open(db_url, clock=TickClock())
     try:
         yield reg
     finally:
-        reg.close()
-
-
-@pytest.fixture
-def open_many(db_url: str) -> Iterator[Callable[[], Registry]]:
-    """Open extra registries on the same database (one per simulated process)."""
-    opened: list[Registry] = []
-
-    def _open() -> Registry:
-        reg = Registry.open(db_url)
-        opened.append(reg)
-        return reg
-
-    yield _open
-    for reg in opened:
         reg.close()
 
 
@@ -445,27 +397,6 @@ def test_bad_event_kind(registry: Registry) -> None:
 # -- concurrency --------------------------------------------------------------------
 
 
-def _run_threads(count: int, target: Callable[[int], None]) -> None:
-    errors: list[BaseException] = []
-    barrier = threading.Barrier(count)
-
-    def _wrapped(index: int) -> None:
-        try:
-            barrier.wait(timeout=30)
-            target(index)
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=_wrapped, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert not [t for t in threads if t.is_alive()], "a thread hung"
-    if errors:
-        raise errors[0]
-
-
 def test_concurrent_registers_lose_and_duplicate_nothing(
     registry: Registry, open_many: Callable[[], Registry]
 ) -> None:
@@ -483,7 +414,7 @@ def test_concurrent_registers_lose_and_duplicate_nothing(
                 with lock:
                     created.append(version)
 
-    _run_threads(len(workers), _work)
+    run_threads(len(workers), _work)
     assert sorted(created) == sorted(versions)
     assert sorted(r.version for r in registry.list_releases()) == sorted(versions)
     assert len(registry.events(kind="release.registered")) == len(versions)
@@ -506,7 +437,7 @@ def test_concurrent_conflicting_registers_have_one_winner(
         with lock:
             outcomes.append(outcome)
 
-    _run_threads(len(workers), _work)
+    run_threads(len(workers), _work)
     assert sorted(outcomes) == ["conflict"] * 4 + ["created"]
     assert len(registry.list_releases()) == 1
 
@@ -524,7 +455,7 @@ def test_concurrent_alias_moves_form_one_unbroken_history(
             "dev", "production", f"chat@1.{index}.0", actor=f"w{index}", reason="race"
         )
 
-    _run_threads(count, _work)
+    run_threads(count, _work)
     history = registry.alias_history("dev", "production")
     assert len(history) == count
     assert history[0].from_ref is None

@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,45 +15,10 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, text
 
+from _registry import T0, TickClock, make_spec
 from llmship.errors import NotFoundError, SpecError
 from llmship.registry import GateRun, Registry, _engine
 from llmship.registry.tables import Base
-from llmship.release.spec import ReleaseSpec, parse_spec
-
-T0 = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
-
-
-def make_spec(name: str = "chat", version: str = "1.0.0") -> ReleaseSpec:
-    return parse_spec(
-        {
-            "name": name,
-            "version": version,
-            "backend": "openai",
-            "model": {"base_url": "http://127.0.0.1:9/v1", "id": "tiny"},
-        }
-    )
-
-
-class TickClock:
-    """A clock that moves one second per reading."""
-
-    def __init__(self) -> None:
-        self.now = T0
-        self._lock = threading.Lock()
-
-    def __call__(self) -> datetime:
-        with self._lock:
-            self.now += timedelta(seconds=1)
-            return self.now
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """An empty database: a SQLite file under tmp_path, or a new PostgreSQL database."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'state' / 'registry.db'}"
-    url: str = request.getfixturevalue("postgres_url")
-    return url
 
 
 @pytest.fixture

@@ -7,8 +7,7 @@ import json
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
-from pathlib import Path
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -18,26 +17,14 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import func, inspect, select, text
 
+from _registry import T0, make_spec, run_threads
 from llmship.errors import ConflictError, InvalidRequestError, NotFoundError, SpecError
 from llmship.flags import Flag
 from llmship.registry import Endpoint, FeedbackRecord, QueryRecord, Registry, _engine
 from llmship.registry.tables import Base, FeedbackRow, QueryRow
-from llmship.release.spec import ReleaseSpec, parse_spec
 from llmship.routing import Experiment, TrafficPolicy, Variant
 
 GATEWAY_TABLES = {"traffic_policies", "endpoints", "queries", "feedback", "flags"}
-T0 = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
-
-
-def make_spec(name: str = "chat", version: str = "1.0.0") -> ReleaseSpec:
-    return parse_spec(
-        {
-            "name": name,
-            "version": version,
-            "backend": "openai",
-            "model": {"base_url": "http://127.0.0.1:9/v1", "id": "tiny"},
-        }
-    )
 
 
 class Clock:
@@ -51,15 +38,6 @@ class Clock:
 
     def advance(self, seconds: float) -> None:
         self.now += timedelta(seconds=seconds)
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """An empty database: a SQLite file under tmp_path, or a new PostgreSQL database."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'state' / 'registry.db'}"
-    url: str = request.getfixturevalue("postgres_url")
-    return url
 
 
 @pytest.fixture
@@ -83,42 +61,6 @@ def releases(registry: Registry) -> Registry:
         registry.register(make_spec(version=version), actor="ci")
     registry.set_alias("dev", "production", "chat@1.0.0", actor="ci", reason="launch")
     return registry
-
-
-@pytest.fixture
-def open_many(db_url: str) -> Iterator[Callable[[], Registry]]:
-    """Open extra registries on the same database (one per simulated process)."""
-    opened: list[Registry] = []
-
-    def _open() -> Registry:
-        reg = Registry.open(db_url)
-        opened.append(reg)
-        return reg
-
-    yield _open
-    for reg in opened:
-        reg.close()
-
-
-def run_threads(count: int, target: Callable[[int], None]) -> None:
-    errors: list[BaseException] = []
-    barrier = threading.Barrier(count)
-
-    def _wrapped(index: int) -> None:
-        try:
-            barrier.wait(timeout=30)
-            target(index)
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=_wrapped, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=90)
-    assert not [t for t in threads if t.is_alive()], "a thread hung"
-    if errors:
-        raise errors[0]
 
 
 def query(query_id: str, ref: str = "chat@1.0.0", env: str = "dev", **changes: Any) -> QueryRecord:

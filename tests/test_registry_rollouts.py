@@ -7,7 +7,6 @@ import math
 import threading
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,34 +16,12 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect
 
+from _registry import TickClock, make_spec
 from llmship.errors import ConflictError, InvalidRequestError, NotFoundError
 from llmship.registry import Registry, RolloutRecord, RolloutUpdate, _engine
 from llmship.registry.tables import Base
-from llmship.release.spec import parse_spec
 
-T0 = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
 SPEC = {"name": "c", "strategy": {"canary": {"steps": [{"setWeight": 20}]}}}
-
-
-class TickClock:
-    """A clock that moves one second per reading."""
-
-    def __init__(self) -> None:
-        self.now = T0
-        self._lock = threading.Lock()
-
-    def __call__(self) -> datetime:
-        with self._lock:
-            self.now += timedelta(seconds=1)
-            return self.now
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'state' / 'registry.db'}"
-    url: str = request.getfixturevalue("postgres_url")
-    return url
 
 
 @pytest.fixture
@@ -52,15 +29,7 @@ def registry(db_url: str) -> Iterator[Registry]:
     reg = Registry.open(db_url, clock=TickClock())
     try:
         for version in ("1.0.0", "1.1.0"):
-            spec = parse_spec(
-                {
-                    "name": "chat",
-                    "version": version,
-                    "backend": "openai",
-                    "model": {"base_url": "http://127.0.0.1:9/v1", "id": "tiny"},
-                }
-            )
-            reg.register(spec, actor="ci")
+            reg.register(make_spec(version=version), actor="ci")
         yield reg
     finally:
         reg.close()

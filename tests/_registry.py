@@ -1,0 +1,66 @@
+"""Helpers for tests that use a real registry: release specs, a ticking clock, threads."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from llmship.release.spec import ReleaseSpec, parse_spec
+
+T0 = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
+
+
+def spec_data(name: str = "chat", version: str = "1.0.0", **changes: Any) -> dict[str, Any]:
+    """A release spec, as a dict: an ``openai`` backend no one listens to."""
+    data: dict[str, Any] = {
+        "name": name,
+        "version": version,
+        "backend": "openai",
+        "model": {"base_url": "http://127.0.0.1:9/v1", "id": "tiny"},
+    }
+    data.update(changes)
+    return data
+
+
+def make_spec(name: str = "chat", version: str = "1.0.0", **changes: Any) -> ReleaseSpec:
+    """:func:`spec_data`, parsed."""
+    return parse_spec(spec_data(name, version, **changes))
+
+
+class TickClock:
+    """A clock that moves one second per reading, from :data:`T0` (thread-safe)."""
+
+    def __init__(self) -> None:
+        self.now = T0
+        self._lock = threading.Lock()
+
+    def __call__(self) -> datetime:
+        with self._lock:
+            self.now += timedelta(seconds=1)
+            return self.now
+
+
+def run_threads(count: int, target: Callable[[int], None], *, timeout: float = 90) -> None:
+    """``target(0)`` ... ``target(count - 1)`` in threads released at once; the first
+    error any of them raised is raised here, and a thread still running after
+    ``timeout`` seconds fails the test."""
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(count)
+
+    def _wrapped(index: int) -> None:
+        try:
+            barrier.wait(timeout=30)
+            target(index)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=_wrapped, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=timeout)
+    assert not [t for t in threads if t.is_alive()], "a thread hung"
+    if errors:
+        raise errors[0]
