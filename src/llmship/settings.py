@@ -40,6 +40,35 @@ class _YamlSource(PydanticBaseSettingsSource):
         return {k: v for k, v in self.data.items() if k in self.settings_cls.model_fields}
 
 
+def config_path() -> Path:
+    """``$LLMSHIP_CONFIG``, else ``llmship.yaml`` in the working directory (which need not
+    exist)."""
+    return Path(os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG)
+
+
+def read_config(path: Path | None = None) -> tuple[Path, Any]:
+    """The configuration file (``path``, else :func:`config_path`) and its parsed content,
+    ``{}`` when it is empty or there is none. A file named by ``path`` or
+    ``$LLMSHIP_CONFIG`` must exist; SpecError names a file it cannot read or parse.
+
+    For the nested sections read outside ``Settings`` (``gates:``); what they hold is
+    for the caller to check.
+    """
+    explicit = path is not None or bool(os.environ.get(CONFIG_ENV))
+    path = path or config_path()
+    if not path.is_file():
+        if explicit:
+            raise SpecError(f"{path}: no such configuration file; fix the path or unset it")
+        return path, {}
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError(f"{path}: cannot read the configuration: {exc}") from exc
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{path}: not valid YAML: {exc}") from exc
+    return path, data
+
+
 def _read_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
         return {}

@@ -27,18 +27,16 @@ an environment's ``production`` alias (see :mod:`llmship.release.guard`)::
 
 from __future__ import annotations
 
-import os
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
 from llmship.errors import SpecError
 from llmship.eval.gate import EvalGateConfig, MetricGate
-from llmship.settings import CONFIG_ENV, DEFAULT_CONFIG
+from llmship.settings import config_path, read_config
 
 __all__ = [
     "DEFAULT_GATE",
@@ -72,29 +70,14 @@ class GateConfig:
     """False when :func:`default_gate` will apply (it depends on what is measured)."""
 
 
-def config_path() -> Path:
-    """``$LLMSHIP_CONFIG`` or ``llmship.yaml`` in the working directory."""
-    return Path(os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG)
-
-
 def read_gates(path: Path | None = None) -> dict[str, Any]:
     """The ``gates:`` mapping of ``llmship.yaml`` (empty when there is no file or section).
 
-    Shared by ``llmship eval`` (``gates: eval:``) and ``llmship loadtest``.
+    Read for ``llmship eval`` (``gates: eval:``) and the promotion guard (``require:``);
+    ``llmship loadtest`` reads ``gates: loadtest:`` from the same file.
     SpecError names the file when it is not valid YAML or ``gates`` is not a mapping.
     """
-    explicit = path is not None or bool(os.environ.get(CONFIG_ENV))
-    path = path or config_path()
-    if not path.is_file():
-        if explicit:
-            raise SpecError(f"{path}: no such configuration file; fix the path or unset it")
-        return {}
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError(f"{path}: cannot read the configuration: {exc}") from exc
-    except yaml.YAMLError as exc:
-        raise SpecError(f"{path}: not valid YAML: {exc}") from exc
+    path, data = read_config(path)
     if not isinstance(data, dict):
         raise SpecError(f"{path}: the configuration must be a mapping of setting: value")
     gates = data.get("gates") or {}

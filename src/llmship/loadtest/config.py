@@ -13,16 +13,14 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from llmship.errors import InvalidRequestError, SpecError
 from llmship.loadtest.slo import slo_value
-from llmship.settings import CONFIG_ENV, DEFAULT_CONFIG
+from llmship.settings import read_config
 
 
 class LoadTestGateConfig(BaseModel):
@@ -48,25 +46,9 @@ class LoadTestGateConfig(BaseModel):
             raise ValueError(exc.message) from None
 
 
-def config_path() -> Path:
-    """``LLMSHIP_CONFIG`` or ``./llmship.yaml`` (which need not exist)."""
-    return Path(os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG)
-
-
 def load_gate_config(path: Path | None = None) -> LoadTestGateConfig:
     """The load-test gate of the config file; an empty one when there is none."""
-    explicit = path is not None or bool(os.environ.get(CONFIG_ENV))
-    path = path or config_path()
-    if not path.is_file():
-        if explicit:
-            raise SpecError(f"{path}: no such configuration file; fix the path or unset it")
-        return LoadTestGateConfig()
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError(f"{path}: cannot read the configuration: {exc}") from exc
-    except yaml.YAMLError as exc:
-        raise SpecError(f"{path}: not valid YAML: {exc}") from exc
+    path, data = read_config(path)
     gates = data.get("gates") if isinstance(data, dict) else None
     section = gates.get("loadtest") if isinstance(gates, dict) else None
     if section is None:
