@@ -6,6 +6,8 @@ import json
 import logging
 import random
 import re
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -885,6 +887,17 @@ def test_snapshot_flag_lookup_by_either_spelling() -> None:
     snap = Snapshot(policy, {}, {"new_model": Flag("new_model")}, loaded_at=0.0)
     assert snap.flag("new-model") is snap.flag("new_model") is not None
     assert snap.flag("old-model") is None
+
+
+def test_the_gateway_does_not_load_the_model_server_app() -> None:
+    """The gateway shares its error handlers with the model server (llmship.http); it
+    imports the model server's wire models, never its app, backends or scheduler."""
+    check = (
+        "import sys, llmship.gateway\n"
+        "app = {'llmship.server.app', 'llmship.server.serving'} & set(sys.modules)\n"
+        "assert not app, app\n"
+    )
+    subprocess.run([sys.executable, "-c", check], check=True, timeout=60)
 
 
 # -- against the real registry -----------------------------------------------------------
