@@ -18,6 +18,10 @@ Everything runs in one go, as real processes on free local ports:
       gateway / direct per round, median over rounds (reported, no target: on 2
       cores the gateway competes with the upstream and the load generator).
 
+    * streamed TTFT: ``--stream-pairs`` pairs of streamed chat completions (16 content
+      events), one at a time, the sides alternating: added TTFT = gateway - direct per
+      pair, median. The same quantity as (b)'s TTFT target, without the model's noise.
+
     CPU seconds per request of every process (gateway, upstream, load generator,
     LiteLLM) are read from ``/proc`` around every block: on a saturated machine
     requests/s is roughly cores / (sum of the CPU per request of all processes).
@@ -50,7 +54,8 @@ Everything runs in one go, as real processes on free local ports:
     (its time before the first byte) and the mean of ``llmship_gateway_overhead_seconds``.
 
     .venv/bin/python benchmarks/gateway_overhead.py [--rounds 8] [--seconds 2]
-        [--requests 400] [--reps 3] [--max-tokens 128] [--ttft-pairs 48] [--threads N]
+        [--requests 400] [--reps 3] [--max-tokens 128] [--ttft-pairs 240] [--threads N]
+        [--stream-pairs 300]
         [--litellm-python PATH | --no-litellm] [--py-spy PATH | --no-profile]
         [--skip-model] [--json results.json]
 
@@ -623,6 +628,9 @@ class InstantSummary:
     rps_ratio: float = math.nan  # gateway / direct at c16, median over rounds
     litellm_ratio: float | None = None  # gateway / litellm at c16, median over rounds
     litellm_added_p50_ms: float | None = None
+    stream_pairs: int = 0
+    stream_ttft_ms: dict[str, float] = field(default_factory=dict)  # side -> median TTFT
+    added_stream_ttft_ms: float = math.nan  # gateway - direct TTFT, median over the pairs
     profile: dict[str, Any] | None = None
 
 
@@ -698,6 +706,14 @@ def bench_instant(args: argparse.Namespace, workdir: Path) -> tuple[InstantSumma
             op={"op": "conc", "c": 16, "seconds": args.seconds},
         )
         summary = summarize_instant(c1, c16, args.rounds)
+        if args.stream_pairs:
+            print(f"streamed TTFT: {args.stream_pairs} pairs, one stream at a time ...")
+            urls = {side: url for side, (url, _) in sides.items() if side != "litellm"}
+            ttft = stream_ttft_pairs(urls, args.stream_pairs, args.seed)
+            summary.stream_pairs = args.stream_pairs
+            summary.stream_ttft_ms = {side: median(v) for side, v in ttft.items()}
+            added = [g - d for d, g in zip(ttft["direct"], ttft["gateway"], strict=True)]
+            summary.added_stream_ttft_ms = median(added)
         if args.py_spy:
             print(f"profiling the gateway with py-spy for {args.profile_seconds:g} s ...")
             url = gateway_url + path
@@ -711,6 +727,27 @@ def bench_instant(args: argparse.Namespace, workdir: Path) -> tuple[InstantSumma
         for proc in procs.values():
             if proc is not (gen.proc if gen else None):
                 proc.stop()
+
+
+def stream_ttft_pairs(urls: dict[str, str], pairs: int, seed: int) -> dict[str, list[float]]:
+    """TTFT (ms) of ``pairs`` streamed chat completions on each side, the sides
+    alternating request by request and the order flipped each pair; one keep-alive
+    connection per side."""
+    import httpx
+
+    ttft: dict[str, list[float]] = {side: [] for side in urls}
+    sides = list(urls)
+    with contextlib.ExitStack() as stack:
+        clients = {side: stack.enter_context(httpx.Client(timeout=30)) for side in sides}
+        for side in sides:  # open the connections
+            stream_chat(clients[side], urls[side], "warm up", max_tokens=4, seed=seed)
+        for i in range(pairs):
+            for side in sides if i % 2 == 0 else reversed(sides):
+                s = stream_chat(
+                    clients[side], urls[side], PROMPTS[i % len(PROMPTS)], max_tokens=16, seed=seed
+                )
+                ttft[side].append(s.ttft_s * 1000)
+    return ttft
 
 
 # -- (b) the real model --------------------------------------------------------------
@@ -933,6 +970,14 @@ def report(instant: InstantSummary | None, model: ModelSummary | None) -> dict[s
             )
         else:
             print("LiteLLM: not installed, skipped (see --litellm-python)")
+        if instant.stream_pairs:
+            print(
+                f"streamed TTFT over {instant.stream_pairs} pairs: direct "
+                f"{instant.stream_ttft_ms['direct']:.3f} ms, gateway "
+                f"{instant.stream_ttft_ms['gateway']:.3f} ms; the gateway adds "
+                f"{instant.added_stream_ttft_ms:+.3f} ms (median of the pairs; what (b)'s "
+                "TTFT target measures, without the model's noise)"
+            )
         if instant.profile:
             prof = instant.profile
             print(f"where the gateway's CPU goes (py-spy, {prof['samples']} samples at c=16):")
@@ -1006,7 +1051,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--seed", type=int, default=1234, help="model: sampling seed")
     parser.add_argument(
-        "--ttft-pairs", type=int, default=48, help="model: pairs of short requests for TTFT"
+        "--ttft-pairs",
+        type=int,
+        default=240,
+        help="model: pairs of short requests for TTFT (one TTFT varies by ~10 ms on a shared "
+        "machine: the median's error is about 1 ms at 240 pairs, 2 ms at 48)",
+    )
+    parser.add_argument(
+        "--stream-pairs",
+        type=int,
+        default=300,
+        help="instant upstream: pairs of streams for TTFT (0: skip)",
     )
     parser.add_argument(
         "--log-level",
