@@ -258,6 +258,22 @@ def median(values: Sequence[float]) -> float:
     return percentile(values, 0.5)
 
 
+def median_ci(
+    values: Sequence[float], level: float = 0.95, resamples: int = 2000
+) -> tuple[float, float]:
+    """A bootstrap confidence interval of the median (percentile method, fixed seed):
+    how well the runs pin the median down on a noisy machine."""
+    import random
+
+    data = [v for v in values if not math.isnan(v)]
+    if len(data) < 2:
+        return math.nan, math.nan
+    rng = random.Random(0)
+    medians = sorted(median(rng.choices(data, k=len(data))) for _ in range(resamples))
+    tail = (1.0 - level) / 2
+    return percentile(medians, tail), percentile(medians, 1.0 - tail)
+
+
 def verdict(ok: bool) -> str:
     return "PASS" if ok else "FAIL"
 

@@ -54,7 +54,7 @@ Everything runs in one go, as real processes on free local ports:
     (its time before the first byte) and the mean of ``llmship_gateway_overhead_seconds``.
 
     .venv/bin/python benchmarks/gateway_overhead.py [--rounds 8] [--seconds 2]
-        [--requests 400] [--reps 3] [--max-tokens 128] [--ttft-pairs 240] [--threads N]
+        [--requests 400] [--reps 6] [--max-tokens 128] [--ttft-pairs 400] [--threads N]
         [--stream-pairs 300]
         [--litellm-python PATH | --no-litellm] [--py-spy PATH | --no-profile]
         [--skip-model] [--json results.json]
@@ -89,6 +89,7 @@ from _common import (
     exit_on_sigterm,
     free_port,
     median,
+    median_ci,
     percentile,
     start_upstream,
     stream_chat,
@@ -774,6 +775,8 @@ class ModelSummary:
     added_ttft_p10_ms: float
     added_ttft_p90_ms: float
     added_ttft_long_ms: float  # the same over the long streams' pairs
+    tokens_ratio_ci: tuple[float, float] = (math.nan, math.nan)  # 95% bootstrap, of the median
+    added_ttft_ci_ms: tuple[float, float] = (math.nan, math.nan)
     text_mismatches: int
     n_threads: int
     overhead_header_ms: float  # median X-Llmship-Overhead-Ms: gateway time before 1st byte
@@ -929,6 +932,8 @@ def summarize_model(streams: list[Stream], n_threads: int, metric_ms: float) -> 
         n_threads=n_threads,
         overhead_header_ms=median([g.overhead_header_ms or math.nan for _, g in short or pairs]),
         overhead_metric_ms=metric_ms,
+        tokens_ratio_ci=median_ci(ratios),
+        added_ttft_ci_ms=median_ci(added),
     )
 
 
@@ -1009,14 +1014,17 @@ def report(instant: InstantSummary | None, model: ModelSummary | None) -> dict[s
         verdicts["tokens_ratio"] = ok
         print(
             f"tokens/s gateway / direct: x{model.tokens_ratio:.3f} "
-            f"(p10 {model.tokens_ratio_p10:.3f}, p90 {model.tokens_ratio_p90:.3f}; "
+            f"(95% CI of the median {model.tokens_ratio_ci[0]:.3f}-{model.tokens_ratio_ci[1]:.3f}; "
+            f"p10 {model.tokens_ratio_p10:.3f}, p90 {model.tokens_ratio_p90:.3f}; "
             f"target >= {TARGET_TOKENS_RATIO}): {verdict(ok)}"
         )
         ok = model.added_ttft_ms <= TARGET_ADDED_TTFT_MS
         verdicts["added_ttft"] = ok
         print(
             f"added TTFT: {model.added_ttft_ms:+.2f} ms "
-            f"(p10 {model.added_ttft_p10_ms:+.2f}, p90 {model.added_ttft_p90_ms:+.2f}; "
+            f"(95% CI of the median {model.added_ttft_ci_ms[0]:+.2f} to "
+            f"{model.added_ttft_ci_ms[1]:+.2f}; p10 {model.added_ttft_p10_ms:+.2f}, "
+            f"p90 {model.added_ttft_p90_ms:+.2f}; "
             f"target <= {TARGET_ADDED_TTFT_MS:g} ms): {verdict(ok)}; "
             f"over the long streams' pairs {model.added_ttft_long_ms:+.2f} ms"
         )
@@ -1041,7 +1049,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--seconds", type=float, default=2.0, help="length of a c=16 block (default 2)"
     )
-    parser.add_argument("--reps", type=int, default=3, help="model: repetitions of each prompt")
+    parser.add_argument("--reps", type=int, default=6, help="model: repetitions of each prompt")
     parser.add_argument("--max-tokens", type=int, default=128, help="model: max_tokens (128)")
     parser.add_argument(
         "--threads",
@@ -1053,9 +1061,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--ttft-pairs",
         type=int,
-        default=240,
+        default=400,
         help="model: pairs of short requests for TTFT (one TTFT varies by ~10 ms on a shared "
-        "machine: the median's error is about 1 ms at 240 pairs, 2 ms at 48)",
+        "machine: the median is known to about +-1 ms at 400 pairs, +-2.5 ms at 48)",
     )
     parser.add_argument(
         "--stream-pairs",
