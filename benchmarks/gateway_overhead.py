@@ -775,12 +775,12 @@ class ModelSummary:
     added_ttft_p10_ms: float
     added_ttft_p90_ms: float
     added_ttft_long_ms: float  # the same over the long streams' pairs
-    tokens_ratio_ci: tuple[float, float] = (math.nan, math.nan)  # 95% bootstrap, of the median
-    added_ttft_ci_ms: tuple[float, float] = (math.nan, math.nan)
     text_mismatches: int
     n_threads: int
     overhead_header_ms: float  # median X-Llmship-Overhead-Ms: gateway time before 1st byte
     overhead_metric_ms: float  # mean llmship_gateway_overhead_seconds: whole streams
+    tokens_ratio_ci: tuple[float, float] = (math.nan, math.nan)  # 95% bootstrap, of the median
+    added_ttft_ci_ms: tuple[float, float] = (math.nan, math.nan)
 
 
 def gateway_overhead_metric(client: Any, gateway_url: str) -> float:
