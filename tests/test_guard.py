@@ -4,6 +4,8 @@ commands that move production (`alias set`, `rollout start`, `traffic set
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
@@ -16,7 +18,7 @@ from fastapi.testclient import TestClient
 from _cli import Run, cli_runner
 from _registry import make_spec
 from llmship.errors import GateError, SpecError
-from llmship.eval.config import load_requirements
+from llmship.gates import load_requirements
 from llmship.registry import GateRun, Registry
 from llmship.release.guard import check_promotion, missing_gates
 
@@ -143,6 +145,19 @@ def test_load_requirements(tmp_path: Path) -> None:
     assert load_requirements(path) == {"prod": ("eval", "loadtest"), "staging": ("eval",)}
     path.write_text(yaml.safe_dump({"gates": {"eval": {"alpha": 0.05}}}))
     assert load_requirements(path) == {}
+
+
+def test_reading_the_requirements_does_not_load_the_eval_package(tmp_path: Path) -> None:
+    path = tmp_path / "llmship.yaml"
+    path.write_text(yaml.safe_dump(REQUIRE))
+    code = (
+        "import sys; from pathlib import Path; "
+        "from llmship.release.guard import required_gates; "
+        f"assert required_gates('prod', Path({str(path)!r})) == ('eval', 'loadtest'); "
+        "print(sorted(m for m in sys.modules if m.startswith('llmship.eval')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout
 
 
 @pytest.mark.parametrize(

@@ -30,13 +30,13 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from pydantic import ValidationError
 
 from llmship.errors import SpecError
 from llmship.eval.gate import EvalGateConfig, MetricGate
-from llmship.settings import config_path, read_config
+from llmship.gates import GATE_KINDS, load_requirements, read_gates
+from llmship.settings import config_path
 
 __all__ = [
     "DEFAULT_GATE",
@@ -49,8 +49,6 @@ __all__ = [
     "read_gates",
 ]
 
-GATE_KINDS = ("eval", "loadtest")
-"""The gates ``gates: require:`` may name."""
 
 DEFAULT_GATE: Mapping[str, Mapping[str, float]] = {
     "pass_rate": {"max_regression": 0.1},
@@ -70,22 +68,6 @@ class GateConfig:
     """False when :func:`default_gate` will apply (it depends on what is measured)."""
 
 
-def read_gates(path: Path | None = None) -> dict[str, Any]:
-    """The ``gates:`` mapping of ``llmship.yaml`` (empty when there is no file or section).
-
-    Read for ``llmship eval`` (``gates: eval:``) and the promotion guard (``require:``);
-    ``llmship loadtest`` reads ``gates: loadtest:`` from the same file.
-    SpecError names the file when it is not valid YAML or ``gates`` is not a mapping.
-    """
-    path, data = read_config(path)
-    if not isinstance(data, dict):
-        raise SpecError(f"{path}: the configuration must be a mapping of setting: value")
-    gates = data.get("gates") or {}
-    if not isinstance(gates, dict):
-        raise SpecError(f"{path}: gates: must be a mapping (eval:, loadtest:, require:)")
-    return gates
-
-
 def load_gate(path: Path | None = None) -> GateConfig:
     """The eval gate of ``llmship.yaml``; SpecError names the file and the bad field."""
     file = path or config_path()
@@ -99,31 +81,6 @@ def load_gate(path: Path | None = None) -> GateConfig:
     except ValidationError as exc:
         raise SpecError(f"{file}: {_describe(exc)}") from exc
     return GateConfig(gate=gate, source=str(file), configured=True)
-
-
-def load_requirements(path: Path | None = None) -> dict[str, tuple[str, ...]]:
-    """``gates: require:`` of ``llmship.yaml``: environment -> the gates a release must
-    have passed to become its production release (empty when nothing is required).
-
-    SpecError names the file and the bad entry (an unknown gate, a non-list).
-    """
-    file = path or config_path()
-    section = read_gates(path).get("require")
-    if section is None:
-        return {}
-    if not isinstance(section, dict):
-        raise SpecError(f"{file}: gates.require: must be a mapping of env: [eval, loadtest]")
-    required: dict[str, tuple[str, ...]] = {}
-    for env, given in section.items():
-        where = f"{file}: gates.require.{env}"
-        kinds = [given] if isinstance(given, str) else [] if given is None else given
-        if not isinstance(kinds, list):
-            raise SpecError(f"{where}: must be a list of gates, e.g. [eval, loadtest]")
-        for kind in kinds:
-            if kind not in GATE_KINDS:
-                raise SpecError(f"{where}: unknown gate {kind!r}; use {' or '.join(GATE_KINDS)}")
-        required[str(env)] = tuple(dict.fromkeys(kinds))
-    return required
 
 
 def default_gate(measured: Collection[str], *, alpha: float = 0.05) -> EvalGateConfig:

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from llmship.errors import GateError, InvalidRequestError
+from llmship.gates import load_requirements
 from llmship.settings import CONFIG_ENV, DEFAULT_CONFIG
 
 if TYPE_CHECKING:
@@ -80,9 +81,7 @@ def missing_gates(required: Sequence[str], latest: Mapping[str, GateRun]) -> lis
 def required_gates(env: str, path: Path | None = None) -> tuple[str, ...]:
     """The gates ``llmship.yaml`` requires before ``env``'s production alias moves."""
     if path is None and not (os.environ.get(CONFIG_ENV) or Path(DEFAULT_CONFIG).is_file()):
-        return ()  # no configuration file: nothing required (and nothing heavy imported)
-    from llmship.eval.config import load_requirements
-
+        return ()  # no configuration file: nothing required
     return load_requirements(path).get(env, ())
 
 

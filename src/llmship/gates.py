@@ -1,0 +1,64 @@
+"""The ``gates:`` section of ``llmship.yaml``, and ``gates: require:``.
+
+Light on purpose: the promotion guard reads ``require:`` on every alias move, and
+must not load the eval package (nltk, sacrebleu) to do so::
+
+    gates:
+      require:
+        prod: [eval, loadtest]
+        staging: [eval]
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from llmship.errors import SpecError
+from llmship.settings import config_path, read_config
+
+__all__ = ["GATE_KINDS", "load_requirements", "read_gates"]
+
+GATE_KINDS = ("eval", "loadtest")
+"""The gates ``gates: require:`` may name."""
+
+
+def read_gates(path: Path | None = None) -> dict[str, Any]:
+    """The ``gates:`` mapping of ``llmship.yaml`` (empty when there is no file or section).
+
+    Read for ``llmship eval`` (``gates: eval:``) and the promotion guard (``require:``);
+    ``llmship loadtest`` reads ``gates: loadtest:`` from the same file.
+    SpecError names the file when it is not valid YAML or ``gates`` is not a mapping.
+    """
+    path, data = read_config(path)
+    if not isinstance(data, dict):
+        raise SpecError(f"{path}: the configuration must be a mapping of setting: value")
+    gates = data.get("gates") or {}
+    if not isinstance(gates, dict):
+        raise SpecError(f"{path}: gates: must be a mapping (eval:, loadtest:, require:)")
+    return gates
+
+
+def load_requirements(path: Path | None = None) -> dict[str, tuple[str, ...]]:
+    """``gates: require:`` of ``llmship.yaml``: environment -> the gates a release must
+    have passed to become its production release (empty when nothing is required).
+
+    SpecError names the file and the bad entry (an unknown gate, a non-list).
+    """
+    file = path or config_path()
+    section = read_gates(path).get("require")
+    if section is None:
+        return {}
+    if not isinstance(section, dict):
+        raise SpecError(f"{file}: gates.require: must be a mapping of env: [eval, loadtest]")
+    required: dict[str, tuple[str, ...]] = {}
+    for env, given in section.items():
+        where = f"{file}: gates.require.{env}"
+        kinds = [given] if isinstance(given, str) else [] if given is None else given
+        if not isinstance(kinds, list):
+            raise SpecError(f"{where}: must be a list of gates, e.g. [eval, loadtest]")
+        for kind in kinds:
+            if kind not in GATE_KINDS:
+                raise SpecError(f"{where}: unknown gate {kind!r}; use {' or '.join(GATE_KINDS)}")
+        required[str(env)] = tuple(dict.fromkeys(kinds))
+    return required
