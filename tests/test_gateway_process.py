@@ -234,6 +234,31 @@ def test_client_disconnect_stops_the_generation(reset: Stack) -> None:
         time.sleep(0.05)
 
 
+def test_a_client_that_leaves_a_non_streamed_request_stops_the_generation(reset: Stack) -> None:
+    stack = reset
+    metrics_url = f"{stack.servers[V1].url}/metrics"
+    stopped = 'llm_generations_stopped_total{version="smollm2-chat@1.0.0"}'
+
+    def stopped_count() -> float:
+        line = next(x for x in httpx.get(metrics_url).text.splitlines() if x.startswith(stopped))
+        return float(line.rsplit(" ", 1)[1])
+
+    before = stopped_count()
+    # Given a long non-streamed answer, when the client gives up after half a second
+    body = {"messages": [{"role": "user", "content": "Write a long story."}], "max_tokens": 400}
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(
+            f"{stack.gateway.url}/v1/chat/completions",
+            json=body,
+            timeout=httpx.Timeout(60, read=0.5),
+        )
+    # Then the gateway drops its request and the model server stops generating
+    wait_until(lambda: stopped_count() == before + 1, timeout=30)
+    in_flight = 'llm_requests_in_flight{version="smollm2-chat@1.0.0"} 0.0'
+    wait_until(lambda: in_flight in httpx.get(metrics_url).text, timeout=10)
+    assert "client_disconnected=true" in stack.gateway.output()
+
+
 def test_shadow_answers_are_compared_and_never_seen(reset: Stack) -> None:
     stack = reset
     stack.set_traffic(shadow={"release": V2, "percent": 100})

@@ -3,12 +3,13 @@ candidate on stable, stream the answer back, mirror to the shadow."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import random
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -66,7 +67,14 @@ class GatewayContext:
 
 
 class ClientGone(Exception):
-    """The client disconnected before the request body arrived."""
+    """The client disconnected before the answer began: while its body was arriving,
+    or while the model server was still working on it."""
+
+
+async def until_gone(receive: Receive) -> None:
+    """Return when the client disconnects (its body has been read already)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
 
 
 async def read_body(receive: Receive) -> bytes:
@@ -144,7 +152,9 @@ class GatewayService:
     async def proxy(self, scope: Scope, receive: Receive, route: str, *, openai: bool) -> Response:
         """Forward one request and return the response that streams the answer back.
 
-        Raises :class:`ClientGone` when the client leaves before its body has arrived.
+        Raises :class:`ClientGone` when the client leaves before the answer begins; the
+        request to the model server is then cancelled, and the model server stops
+        generating for it.
         """
         ctx: GatewayContext = scope["state"]["llmship"]
         ctx.route = route
@@ -187,13 +197,38 @@ class GatewayService:
                     shadow_ref, snapshot.endpoints.get(shadow_ref), route, payload, body, key
                 )
         try:
-            reply, answered = await self._forward(snapshot, choice, route, payload, body, ctx)
+            reply, answered = await self._unless_gone(
+                receive, self._forward(snapshot, choice, route, payload, body, ctx), ctx
+            )
         except BaseException:
             if job is not None:
                 job.primary_done(None)
             raise
         ctx.version, ctx.variant = answered.ref, answered.variant
         return ProxyResponse(reply, ctx, self.metrics, job)
+
+    @staticmethod
+    async def _unless_gone(
+        receive: Receive,
+        forward: Coroutine[Any, Any, tuple[UpstreamReply, Route]],
+        ctx: GatewayContext,
+    ) -> tuple[UpstreamReply, Route]:
+        """``forward``, cancelled when the client disconnects first (a non-streamed
+        answer, or a stream before its first byte: the model server would otherwise
+        generate for nobody)."""
+        work = asyncio.ensure_future(forward)
+        watcher = asyncio.ensure_future(until_gone(receive))
+        try:
+            await asyncio.wait((work, watcher), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            watcher.cancel()
+            if not work.done():
+                work.cancel()
+                await asyncio.gather(work, return_exceptions=True)
+        if work.cancelled():
+            ctx.disconnected = True
+            raise ClientGone
+        return work.result()
 
     async def _forward(
         self,
@@ -311,8 +346,7 @@ class ProxyResponse(Response):
             async with anyio.create_task_group() as group:
 
                 async def watch_disconnect() -> None:
-                    while (await receive())["type"] != "http.disconnect":
-                        pass
+                    await until_gone(receive)
                     self.ctx.disconnected = True
                     group.cancel_scope.cancel()
 
