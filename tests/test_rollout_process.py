@@ -259,6 +259,11 @@ class Stack:
         target = self.registry.get_alias(ENV, "production")
         return target.ref if target is not None else None
 
+    def wait_production(self, ref: str) -> None:
+        """Until the ``production`` alias is on ``ref``: a rollout's promotion is saved
+        (Healthy) before the controller carries it out."""
+        wait_until(lambda: self.production() == ref, f"production on {ref}")
+
     def reset_production(self) -> None:
         """Back to the starting point: production on STABLE, the gateway following."""
         if self.production() != STABLE:
@@ -811,7 +816,7 @@ def test_an_ab_experiment_is_decided_by_feedback_ratings(
     # Then the decision after the duration follows the ratings
     record = stack.wait_phase(rollout_id, "Healthy", "Aborted", "Paused", timeout=60)
     assert record.phase == phase, (record.message, stack.events(rollout_id))
-    assert stack.production() == production
+    stack.wait_production(production)
     [decision] = stack.registry.list_measurements(rollout_id)
     assert decision.metric == "feedback-mean"
     assert decision.value < 0.05  # the p-value
@@ -876,7 +881,7 @@ def test_a_shadow_rollout_is_decided_by_answer_similarity(
         done_at = time.monotonic()
     # Then the similarity decided
     assert record.phase == phase, (record.message, stack.events(rollout_id))
-    assert stack.production() == production
+    stack.wait_production(production)
     assert stack.good.hits > hits  # the candidate did see the mirrored requests
     measured = stack.registry.list_measurements(rollout_id)
     values = [m.value for m in measured if m.phase in ("Successful", "Failed")]
