@@ -789,6 +789,7 @@ def test_an_ab_experiment_is_decided_by_feedback_ratings(
     }
     rollout_id = stack.start_rollout(tmp_path, spec, GOOD)
     wait_until(lambda: stack.traffic().get("experiment") is not None, "the experiment")
+    stack.wait_gateway_synced()
     # When users ask, each keeps their variant, and rate what they got: stable's
     # answers 2-3, the candidate's as the case says
     seen: dict[str, str] = {}
