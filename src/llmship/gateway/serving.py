@@ -215,20 +215,29 @@ class GatewayService:
     ) -> tuple[UpstreamReply, Route]:
         """``forward``, cancelled when the client disconnects first (a non-streamed
         answer, or a stream before its first byte: the model server would otherwise
-        generate for nobody)."""
-        work = asyncio.ensure_future(forward)
+        generate for nobody). One watcher task; ``forward`` runs in this task."""
+        task = asyncio.current_task()
+        assert task is not None
         watcher = asyncio.ensure_future(until_gone(receive))
+        waiting = True
+
+        def gone(done: asyncio.Future[None]) -> None:
+            if waiting and not done.cancelled() and done.exception() is None:
+                ctx.disconnected = True
+                task.cancel()
+
+        watcher.add_done_callback(gone)
         try:
-            await asyncio.wait((work, watcher), return_when=asyncio.FIRST_COMPLETED)
+            return await forward
+        except asyncio.CancelledError:
+            if not ctx.disconnected:
+                raise
+            if hasattr(task, "uncancel"):  # Python 3.11+: this cancellation is handled
+                task.uncancel()
+            raise ClientGone from None
         finally:
+            waiting = False  # a callback already scheduled must not cancel what follows
             watcher.cancel()
-            if not work.done():
-                work.cancel()
-                await asyncio.gather(work, return_exceptions=True)
-        if work.cancelled():
-            ctx.disconnected = True
-            raise ClientGone
-        return work.result()
 
     async def _forward(
         self,
