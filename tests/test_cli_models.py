@@ -195,6 +195,7 @@ def test_alias_environments_and_errors(run: Run, write: Callable[[str, str], str
         ["alias", "set"],
         ["alias", "list"],
         ["alias", "history"],
+        ["rollback"],
     ],
 )
 def test_every_command_has_help(run: Run, command: list[str]) -> None:

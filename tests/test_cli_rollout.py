@@ -207,6 +207,40 @@ def test_undo_without_an_earlier_release(run: Run) -> None:
     assert "staging has no production release" in error(run, "rollout", "undo", "--env", "staging")
 
 
+def test_rollback_goes_back_toggles_and_takes_an_older_release(
+    run: Run, registry: Registry, tmp_path: Path
+) -> None:
+    # Given production moved 1.0.0 -> 1.1.0 -> 2.0.0, and gates that 1.0.0 never passed
+    registry.set_alias("dev", "production", "chat@1.1.0", actor="ci", reason="v1.1")
+    registry.set_alias("dev", "production", "chat@2.0.0", actor="ci", reason="v2")
+    (tmp_path / "llmship.yaml").write_text(
+        yaml.safe_dump({"gates": {"require": {"dev": ["eval"]}}})
+    )
+    # When a person rolls back, production goes to where it was before, without gates
+    out = run("rollback", "--reason", "answers got worse").output
+    assert out.strip() == "production in dev: chat@2.0.0 -> chat@1.1.0 (rolled back)"
+    move = registry.alias_history("dev", "production")[-1]
+    assert (move.actor, move.reason) == ("tester", "rollback: answers got worse")
+    # and a second rollback returns to where the first started, as helm rollback does
+    again = run("rollback").output
+    assert "chat@1.1.0 -> chat@2.0.0 (rolled back)" in again
+    assert registry.alias_history("dev", "production")[-1].reason == "rollback: rolled back by hand"
+    # --to takes any release production served before
+    assert "chat@2.0.0 -> chat@1.0.0" in run("rollback", "--to", "chat@1.0.0").output
+
+
+def test_rollback_refuses_what_is_not_a_rollback(run: Run, spec_file: Path) -> None:
+    assert "production in dev has no earlier release than chat@1.0.0" in error(run, "rollback")
+    assert "staging has no production release" in error(run, "rollback", "--env", "staging")
+    assert "no canary release" in error(run, "rollback", "--alias", "canary")
+    never = error(run, "rollback", "--to", "chat@2.0.0")
+    assert "production in dev never pointed at chat@2.0.0" in never
+    assert "llmship alias set production chat@2.0.0" in never
+    assert "no release chat@9.0.0" in error(run, "rollback", "--to", "chat@9.0.0")
+    run("rollout", "start", str(spec_file), "--candidate", "chat@1.1.0")
+    assert "abort it instead" in error(run, "rollback")
+
+
 def test_status_watch_ends_with_the_rollout(run: Run, spec_file: Path) -> None:
     run("rollout", "start", str(spec_file), "--candidate", "chat@1.1.0")
     run("rollout", "abort")

@@ -13,6 +13,7 @@ from llmship.cli import (
     gateway,
     loadtest,
     models,
+    rollback,
     rollout,
     serve,
     traffic,
@@ -56,6 +57,7 @@ loadtest.register(app)
 gateway.register(app)
 controller.register(app)
 up.register(app)
+rollback.register(app)
 
 
 def main() -> None:

@@ -127,11 +127,22 @@ def _expected(registry: Registry, record: RolloutRecord) -> RolloutState:
     return state
 
 
-def undo(registry: Registry, env: str, *, actor: str, reason: str) -> AliasMove:
-    """Move ``production`` back to where it pointed before its last move.
+def undo(
+    registry: Registry,
+    env: str,
+    *,
+    actor: str,
+    reason: str,
+    alias: str = PRODUCTION,
+    to: str | None = None,
+    why: str = "rollout undo",
+) -> AliasMove:
+    """Move ``alias`` back to where it pointed before its last move, or to ``to``, a
+    release it pointed at before; the reason is kept as ``"{why}: {reason}"``.
 
     Refused while a rollout runs in ``env`` (abort it: that puts all traffic back on
-    stable) and when production has no earlier release.
+    stable), when the alias has no earlier release, and for a ``to`` it never served.
+    No gates are checked: it only goes back to a release that served before.
     """
     active = registry.active_rollout(env)
     if active is not None:
@@ -140,18 +151,26 @@ def undo(registry: Registry, env: str, *, actor: str, reason: str) -> AliasMove:
             f"instead (`llmship rollout abort --env {env}`), which puts all traffic on stable",
             param="env",
         )
-    history = registry.alias_history(env, PRODUCTION)
+    history = registry.alias_history(env, alias)
     if not history:
-        raise NotFoundError(f"{env} has no production release to roll back", param="env")
-    previous = history[-1].from_ref
-    if previous is None:
-        raise InvalidRequestError(
-            f"production in {env} has no earlier release than {history[-1].to_ref}",
-            param="env",
-        )
-    return registry.set_alias(
-        env, PRODUCTION, previous, actor=actor, reason=f"rollout undo: {reason}"
-    )
+        raise NotFoundError(f"{env} has no {alias} release to roll back", param="env")
+    if to is None:
+        target = history[-1].from_ref
+        if target is None:
+            raise InvalidRequestError(
+                f"{alias} in {env} has no earlier release than {history[-1].to_ref}",
+                param="env",
+            )
+    else:
+        target = registry.resolve(to, env=env).ref
+        if target not in {m.to_ref for m in history}:
+            raise InvalidRequestError(
+                f"{alias} in {env} never pointed at {target}: a rollback goes back to a "
+                f"release it served; `llmship alias set {alias} {target}` moves it anywhere "
+                "(with the gates llmship.yaml requires)",
+                param="to",
+            )
+    return registry.set_alias(env, alias, target, actor=actor, reason=f"{why}: {reason}")
 
 
 def status(

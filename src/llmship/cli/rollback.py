@@ -1,0 +1,62 @@
+"""``llmship rollback``: move an alias back to the release it pointed at before."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from llmship.cli._common import handle_errors, open_registry, settings
+
+__all__ = ["register"]
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``rollback`` to the root command."""
+
+    @app.command("rollback")
+    @handle_errors
+    def rollback(
+        env: Annotated[
+            str | None,
+            typer.Option("--env", "-e", help="Environment (default: LLMSHIP_ENV or dev)."),
+        ] = None,
+        alias: Annotated[
+            str, typer.Option("--alias", "-a", help="The alias to move back.")
+        ] = "production",
+        to: Annotated[
+            str | None,
+            typer.Option(
+                "--to",
+                help="NAME@VERSION it served before, to go back to (default: where the "
+                "alias pointed before its latest move).",
+            ),
+        ] = None,
+        reason: Annotated[
+            str,
+            typer.Option("--reason", "-r", metavar="TEXT", help="Why (kept in the alias history)."),
+        ] = "rolled back by hand",
+    ) -> None:
+        """Move an alias (production) back to the release it pointed at before.
+
+        The move is recorded in the alias history like any other, its reason kept as
+        "rollback: REASON"; the gateway follows within a second. No gates are checked:
+        it only goes back to a release the alias served before (`--to` picks an older
+        one). Rolling back twice returns to where the first rollback started, as
+        `helm rollback` does. While a rollout runs in the environment it is refused:
+        `llmship rollout abort` puts all traffic back on stable at once.
+        """
+        from llmship.rollout import ops
+
+        cfg = settings(env=env)
+        with open_registry(cfg) as registry:
+            move = ops.undo(
+                registry,
+                cfg.env,
+                actor=cfg.actor,
+                reason=reason,
+                alias=alias,
+                to=to,
+                why="rollback",
+            )
+        typer.echo(f"{alias} in {cfg.env}: {move.from_ref} -> {move.to_ref} (rolled back)")
