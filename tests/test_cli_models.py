@@ -196,6 +196,7 @@ def test_alias_environments_and_errors(run: Run, write: Callable[[str, str], str
         ["alias", "list"],
         ["alias", "history"],
         ["rollback"],
+        ["init"],
     ],
 )
 def test_every_command_has_help(run: Run, command: list[str]) -> None:

@@ -11,6 +11,7 @@ from llmship.cli import (
     feedback,
     flags,
     gateway,
+    init,
     loadtest,
     models,
     rollback,
@@ -58,6 +59,7 @@ gateway.register(app)
 controller.register(app)
 up.register(app)
 rollback.register(app)
+init.register(app)
 
 
 def main() -> None:
