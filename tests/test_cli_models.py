@@ -197,6 +197,7 @@ def test_alias_environments_and_errors(run: Run, write: Callable[[str, str], str
         ["alias", "history"],
         ["rollback"],
         ["init"],
+        ["release"],
     ],
 )
 def test_every_command_has_help(run: Run, command: list[str]) -> None:

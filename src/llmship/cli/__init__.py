@@ -14,6 +14,7 @@ from llmship.cli import (
     init,
     loadtest,
     models,
+    release,
     rollback,
     rollout,
     serve,
@@ -60,6 +61,7 @@ controller.register(app)
 up.register(app)
 rollback.register(app)
 init.register(app)
+release.register(app)
 
 
 def main() -> None:
