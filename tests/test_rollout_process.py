@@ -1,7 +1,8 @@
 """The rollout controller as a real process: `llmship controller` drives a real gateway in
 front of a real SmolLM2 model server (stable) and candidates served by `llmship serve`
 with the `openai` backend, pointed at a tiny local upstream the test controls (good, or
-answering 500), under steady client load."""
+answering 500), under steady client load. The Prometheus tests add a real Prometheus
+scraping the gateway, and a real Alertmanager delivering its alerts to the gateway."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ import httpx
 import pytest
 import yaml
 
+from _monitoring import Alertmanager, Prometheus
 from _procs import GatewayProcess, LlmshipProcess, ModelServer
 from llmship.registry import Registry, RolloutRecord
 from llmship.release.bundled import bundled_spec
@@ -892,3 +894,170 @@ def test_a_shadow_rollout_is_decided_by_answer_similarity(
     assert load.errors() == []
     early = [(round(t - done_at, 2), v) for t, _, v in load.answers if v != STABLE]
     assert load.versions(until=done_at - 1.0) == {STABLE}, (early, stack.events(rollout_id))
+
+
+# -- Prometheus and Alertmanager ------------------------------------------------------------
+
+SHIPPED_RULES = Path(__file__).resolve().parent.parent / "deploy" / "prometheus" / "rules.yml"
+
+
+@pytest.fixture(scope="module")
+def prometheus(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]:
+    """A real Prometheus scraping the gateway every second, with the shipped rules (and
+    no Alertmanager: their alerts go nowhere)."""
+    target = stack.gateway.url.removeprefix("http://")
+    prom = Prometheus(tmp_path_factory.mktemp("prometheus"), [target], [SHIPPED_RULES])
+    try:
+        prom.wait_ready()
+        yield prom
+    finally:
+        prom.stop()
+
+
+def test_the_shipped_rules_load_and_find_the_gateways_metrics(
+    fresh: Stack, prometheus: Prometheus
+) -> None:
+    stack = fresh
+    for _ in range(3):
+        r = httpx.post(f"{stack.gateway.url}/predict", json={"prompt": "Hi", "max_new_tokens": 2})
+        assert r.status_code == 200
+    # the metric families the rules query, with their types, as Prometheus scraped them
+    wanted = {
+        "http_requests_total": "counter",
+        "llmship_upstream_failures_total": "counter",
+        "llm_time_to_first_token_seconds": "histogram",
+        "llmship_registry_up": "gauge",
+    }
+
+    def scraped() -> dict[str, str]:
+        meta = httpx.get(f"{prometheus.url}/api/v1/metadata", timeout=10).json()["data"]
+        return {name: meta[name][0]["type"] for name in wanted if name in meta}
+
+    wait_until(lambda: scraped() == wanted, "every metric the rules use", timeout=30)
+    rules = httpx.get(f"{prometheus.url}/api/v1/rules", timeout=10).json()["data"]["groups"]
+    loaded = {rule["name"]: rule["health"] for group in rules for rule in group["rules"]}
+    assert loaded == dict.fromkeys(
+        ["HighErrorRate", "CandidateFailing", "SlowFirstToken", "RegistryUnreachable"], "ok"
+    )
+
+
+def prometheus_canary(name: str, address: str) -> dict[str, Any]:
+    """A canary judged by a PromQL query: no upstream failures of the candidate in the
+    last 4 s (what Prometheus scraped from the gateway)."""
+    query = (
+        'sum(increase(llmship_upstream_failures_total{version="{{args.version}}"}[4s]))'
+        " or vector(0)"
+    )
+    return {
+        "name": name,
+        "strategy": {
+            "canary": {
+                "steps": [{"setWeight": 30}, {"pause": {"duration": "6s"}}, {"setWeight": 100}],
+                "analysis": {"templates": [{"templateName": "prom"}]},
+            }
+        },
+        "analysisTemplates": [
+            {
+                "name": "prom",
+                "metrics": [
+                    {
+                        "name": "upstream-failures",
+                        "initialDelay": "4s",
+                        "interval": "1s",
+                        "successCondition": "result[0] == 0",
+                        "provider": {"prometheus": {"address": address, "query": query}},
+                    }
+                ],
+            }
+        ],
+    }
+
+
+@pytest.mark.parametrize(
+    ("candidate", "phase"),
+    [(GOOD, "Healthy"), (BAD, "Aborted")],
+    ids=["no-failures-promoted", "failures-aborted"],
+)
+def test_a_prometheus_analysis_judges_the_canary(
+    fresh: Stack, prometheus: Prometheus, tmp_path: Path, candidate: str, phase: str
+) -> None:
+    stack = fresh
+    # Given a canary whose analysis is a PromQL query on what Prometheus scraped
+    spec = prometheus_canary(f"prom-{phase.lower()}", prometheus.url)
+    # When it runs under client load
+    with Load(stack.gateway.url) as load:
+        rollout_id = stack.start_rollout(tmp_path, spec, candidate)
+        record = stack.wait_phase(rollout_id, "Healthy", "Aborted", timeout=90)
+        stack.wait_production(GOOD if phase == "Healthy" else STABLE)
+    # Then the query's answer decided, and no client saw an error either way
+    assert record.phase == phase, (record.message, stack.events(rollout_id))
+    values = [m.value for m in stack.registry.list_measurements(rollout_id)]
+    if phase == "Healthy":
+        assert values and all(v == [0.0] for v in values), values
+    else:
+        assert "upstream-failures" in (record.abort_reason or ""), record.abort_reason
+        assert values[-1][0] > 0, values
+    assert load.errors() == []
+
+
+def test_a_prometheus_alert_delivered_by_alertmanager_aborts_the_rollout(
+    fresh: Stack, tmp_path: Path
+) -> None:
+    stack = fresh
+    # Given Prometheus alerting on candidate failures, and Alertmanager delivering
+    # action=rollback alerts to the gateway's webhook with the admin token
+    token = tmp_path / "admin-token"
+    token.write_text(TOKEN)
+    rules = tmp_path / "rules.yml"
+    rule = {
+        "alert": "CandidateFailingNow",
+        "expr": "sum by (version) (increase(llmship_upstream_failures_total[5s])) > 0",
+        "labels": {"action": "rollback", "severity": "warning"},
+        "annotations": {"summary": "{{ $labels.version }} fails before answering"},
+    }
+    rules.write_text(yaml.safe_dump({"groups": [{"name": "test", "rules": [rule]}]}))
+    webhook = {
+        "url": f"{stack.gateway.url}/api/v1/alerts",
+        "http_config": {"authorization": {"type": "Bearer", "credentials_file": str(token)}},
+    }
+    alertmanager = Alertmanager(
+        tmp_path / "alertmanager",
+        {
+            "route": {
+                "receiver": "null",
+                "group_by": ["alertname", "version"],
+                "group_wait": "1s",
+                "group_interval": "1s",
+                "repeat_interval": "1h",
+                "routes": [{"receiver": "llmship", "matchers": ['action="rollback"']}],
+            },
+            "receivers": [{"name": "null"}, {"name": "llmship", "webhook_configs": [webhook]}],
+        },
+    )
+    target = stack.gateway.url.removeprefix("http://")
+    prom: Prometheus | None = None
+    try:
+        alertmanager.wait_ready()
+        prom = Prometheus(tmp_path / "prometheus", [target], [rules], alertmanager.url)
+        prom.wait_ready()
+        # When a failing candidate is rolled out with no analysis of its own, and holds
+        # 30% until a person promotes it
+        spec = {
+            "name": "alerted-by-prometheus",
+            "strategy": {"canary": {"steps": [{"setWeight": 30}, {"pause": {}}]}},
+        }
+        with Load(stack.gateway.url) as load:
+            rollout_id = stack.start_rollout(tmp_path, spec, BAD)
+            record = stack.wait_phase(rollout_id, "Aborted", "Healthy", timeout=90)
+            wait_until(lambda: stack.canary_weight() == 0, "all traffic back on stable")
+    finally:
+        if prom is not None:
+            prom.stop()
+        alertmanager.stop()
+    # Then the alert, fired by Prometheus and delivered by Alertmanager, aborted it
+    assert record.phase == "Aborted", (record.message, stack.events(rollout_id))
+    assert "CandidateFailingNow" in (record.abort_reason or ""), record.abort_reason
+    intents = stack.registry.list_rollout_intents(rollout_id)
+    assert [(i.kind, i.actor) for i in intents] == [("abort", "alertmanager")]
+    assert stack.production() == STABLE
+    assert load.errors() == []
