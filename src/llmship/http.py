@@ -7,9 +7,11 @@ server's application to answer errors the same way.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import re
 import uuid
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -21,6 +23,15 @@ from llmship.errors import InvalidRequestError, LlmshipError
 log = logging.getLogger(__name__)
 
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
+
+
+def fastapi_options() -> dict[str, Any]:
+    """Keyword arguments for ``FastAPI(...)`` shared by both services: FastAPI's own
+    OpenTelemetry spans are off (where FastAPI has them), since :mod:`llmship.tracing`
+    makes the SERVER spans, named by path and carrying the status."""
+    if "telemetry" in inspect.signature(FastAPI.__init__).parameters:
+        return {"telemetry": {"tracing": False}}
+    return {}
 
 
 def new_query_id(client_value: str | None = None) -> str:

@@ -159,6 +159,16 @@ class Settings(BaseSettings):
     log_prompts: bool = Field(
         False, description="Log prompt and response text (off: only ids, sizes and timings)."
     )
+    tracing: Literal["none", "console", "otlp"] = Field(
+        "none",
+        description="OpenTelemetry spans of the gateway and model servers: none, console "
+        "(one JSON line per span on stdout) or otlp (OTLP over HTTP).",
+    )
+    tracing_endpoint: str | None = Field(
+        None,
+        description="OTLP/HTTP traces URL for tracing: otlp, e.g. "
+        "http://127.0.0.1:4318/v1/traces (default: the OTEL_EXPORTER_OTLP_* variables).",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> Settings:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from llmship import tracing
 from llmship.cli._common import configure_logging, console, handle_errors, open_registry, settings
 from llmship.settings import Settings
 
@@ -35,6 +36,7 @@ def register(app: typer.Typer) -> None:
         """
         cfg = settings(env=env, gateway_host=host, gateway_port=port)
         configure_logging(cfg.log_level)
+        tracing.setup(cfg.tracing, "llmship-gateway", cfg.tracing_endpoint)
         run_gateway(cfg)
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 
+from llmship import tracing
 from llmship.cli._common import (
     configure_logging,
     console,
@@ -95,6 +96,7 @@ def register(app: typer.Typer) -> None:
             raise fail("give --spec or --release, not both")
         cfg = settings(env=env, serve_host=host, serve_port=port)
         configure_logging(cfg.log_level)
+        tracing.setup(cfg.tracing, "llmship-serve", cfg.tracing_endpoint)
         chosen = load_spec(spec) if spec else resolve_release(cfg, release)
         # a registered release is announced to the registry, so gateways find it
         run_server(chosen, cfg, announce=not spec, advertise_url=advertise_url)

@@ -26,7 +26,7 @@ from llmship.gateway.serving import GatewayService
 from llmship.gateway.shadow import ShadowMirror
 from llmship.gateway.state import GatewayState
 from llmship.gateway.store import GatewayStore
-from llmship.http import install_error_handlers
+from llmship.http import fastapi_options, install_error_handlers
 from llmship.server.protocol import ChatCompletionRequest, CompletionRequest, PredictRequest
 from llmship.settings import Settings
 
@@ -144,6 +144,7 @@ def create_app(
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
+        **fastapi_options(),
     )
     app.state.gateway = gateway
     app.include_router(api_router.router)

@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from llmship import tracing
 from llmship.errors import LlmshipError
 from llmship.gateway.metrics import GatewayMetrics
 from llmship.gateway.recorder import QueryRecorder
@@ -89,15 +90,17 @@ class GatewayMiddleware:
             await send(message)
 
         routed = PROXIED.get(scope["path"]) if scope["method"] == "POST" else None
-        try:
-            if routed is None:
-                await self.app(scope, receive, send_wrapper)
-            else:
-                await self._proxy(scope, receive, send_wrapper, *routed)
-        except ClientGone:
-            status = 499
-        finally:
-            self._finish(scope, ctx, status)
+        with tracing.server_span(scope, f"{scope['method']} {scope['path']}") as span:
+            try:
+                if routed is None:
+                    await self.app(scope, receive, send_wrapper)
+                else:
+                    await self._proxy(scope, receive, send_wrapper, *routed)
+            except ClientGone:
+                status = 499
+            finally:
+                tracing.end_status(span, status)
+                self._finish(scope, ctx, status)
 
     async def _proxy(
         self, scope: Scope, receive: Receive, send: Send, route: str, openai: bool

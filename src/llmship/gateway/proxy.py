@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 
-from llmship import __version__
+from llmship import __version__, tracing
 
 PASSED_HEADERS = frozenset(
     {b"content-type", b"retry-after", b"cache-control", b"x-accel-buffering"}
@@ -148,9 +148,20 @@ class Upstream:
         byte is still an :class:`UpstreamFailure` that can be retried elsewhere.
         """
         began = time.perf_counter()
+        headers = {"X-Request-ID": query_id}
+        if not tracing.enabled():
+            return await self._open(base_url, path, body, headers, began)
+        with tracing.client_span(f"POST {path}", headers) as span:
+            if span is not None:
+                span.set_attribute("server.address", base_url)
+            return await self._open(base_url, path, body, headers, began)
+
+    async def _open(
+        self, base_url: str, path: str, body: bytes, headers: dict[str, str], began: float
+    ) -> UpstreamReply:
         try:
             response = await self.session.request(
-                "POST", base_url + path, data=body, headers={"X-Request-ID": query_id}
+                "POST", base_url + path, data=body, headers=headers
             )
         except UPSTREAM_ERRORS as exc:
             raise self._failure(exc, base_url, time.perf_counter() - began) from exc

@@ -12,7 +12,7 @@ from fastapi import FastAPI
 
 from llmship import __version__
 from llmship.errors import LlmshipError
-from llmship.http import install_error_handlers
+from llmship.http import fastapi_options, install_error_handlers
 from llmship.server.api_router import router
 from llmship.server.metrics import ServerMetrics
 from llmship.server.middleware import RequestMiddleware
@@ -67,6 +67,7 @@ def create_app(
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
+        **fastapi_options(),
     )
     app.state.service = service
     app.include_router(router)

@@ -8,6 +8,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from llmship import tracing
 from llmship.http import new_query_id
 from llmship.server.metrics import ServerMetrics
 from llmship.server.serving import RequestContext
@@ -46,10 +47,12 @@ class RequestMiddleware:
                 message["headers"] = [*message.get("headers", []), id_header, self._version_header]
             await send(message)
 
-        try:
-            await self.app(scope, receive, send_wrapper)
-        finally:
-            self._record(scope, ctx, status)
+        with tracing.server_span(scope, f"{scope.get('method', '')} {scope['path']}") as span:
+            try:
+                await self.app(scope, receive, send_wrapper)
+            finally:
+                tracing.end_status(span, status)
+                self._record(scope, ctx, status)
 
     def _record(self, scope: Scope, ctx: RequestContext, status: int) -> None:
         route = _route(scope)

@@ -12,6 +12,9 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from opentelemetry.trace import Span
+
+from llmship import tracing
 from llmship.backends.base import Backend, Chunk, GenerationRequest, Message
 from llmship.errors import (
     GenerationTimeoutError,
@@ -193,6 +196,7 @@ class ModelService:
                 raise self._timeout("waiting in the queue") from None
             self.metrics.queue_wait.labels(version=self.version).observe(waited)
             began = time.perf_counter()
+            span = tracing.start_span("model_inference", **{"llmship.version": self.version})
             stream = self.backend.stream(request)
             try:
                 while True:
@@ -223,6 +227,7 @@ class ModelService:
                 # Free the slot before awaiting anything: a cancelled task may be
                 # cancelled again at its next await.
                 self.scheduler.release(time.perf_counter() - began)
+                _end_inference(span, ctx)
                 await stream.aclose()
         finally:
             gauge.dec()
@@ -392,3 +397,12 @@ async def sse_stream(
     finally:
         await chunks.aclose()
     yield b"data: [DONE]\n\n"
+
+
+def _end_inference(span: Span | None, ctx: RequestContext) -> None:
+    """End a ``model_inference`` span with the token counts of the generation."""
+    if span is None:
+        return
+    span.set_attribute("gen_ai.usage.input_tokens", ctx.prompt_tokens)
+    span.set_attribute("gen_ai.usage.output_tokens", ctx.completion_tokens)
+    span.end()
