@@ -44,11 +44,6 @@ def _strategy(state: RolloutState) -> BlueGreenStrategy:
     return strategy
 
 
-def _latest(state: RolloutState, role: str) -> AnalysisRun | None:
-    runs = [r for r in state.runs if r.role == role]
-    return runs[-1] if runs else None
-
-
 class BlueGreen:
     """The blue-green strategy's part of the state machine."""
 
@@ -62,7 +57,7 @@ class BlueGreen:
                         break
                     state, more = self._preview(state, now)
                     actions += more
-                pre = _latest(state, "prePromotion")
+                pre = state.latest_run("prePromotion")
                 if pre is not None and pre.phase is not Phase.SUCCESSFUL:
                     break
                 if not strategy.auto_promotion_enabled:
@@ -88,7 +83,7 @@ class BlueGreen:
                 if strategy.post_promotion_analysis is not None:
                     state, more = start_run(state, "postPromotion", POST, now)
                     actions += more
-            post = _latest(state, "postPromotion")
+            post = state.latest_run("postPromotion")
             if post is not None and post.phase is not Phase.SUCCESSFUL:
                 break
             why = "post-promotion analysis passed" if post is not None else "switched"

@@ -54,11 +54,6 @@ def describe_step(step: CanaryStep) -> str:
     return f"analysis {names}"
 
 
-def _latest(state: RolloutState, role: str, step: int | None = None) -> AnalysisRun | None:
-    runs = [r for r in state.runs if r.role == role and (step is None or r.step == step)]
-    return runs[-1] if runs else None
-
-
 class Canary:
     """The canary strategy's part of the state machine."""
 
@@ -100,7 +95,7 @@ class Canary:
         if (
             background is not None
             and (background.starting_step or 0) <= index
-            and _latest(state, "background") is None
+            and state.latest_run("background") is None
         ):
             state, more = start_run(state, "background", BACKGROUND, now)
             actions += more
@@ -146,7 +141,7 @@ class Canary:
             if duration is None or state.step_elapsed(now) < duration:
                 return None
             return replace(state, pause_reason=None, pause_message="")
-        run = _latest(state, "step", state.step_index)
+        run = state.latest_run("step", state.step_index)
         return state if run is not None and run.phase is Phase.SUCCESSFUL else None
 
     def on_result(self, state: RolloutState, run: AnalysisRun, now: float) -> Result:
@@ -209,7 +204,7 @@ class Canary:
             else:
                 state = replace(state, pause_reason=None, pause_message="")
             state, actions = self._restart_inconclusive_background(state, now)
-            run = _latest(state, "step", index)
+            run = state.latest_run("step", index)
             if run is not None and run.phase is Phase.INCONCLUSIVE:
                 state = note(
                     state,
@@ -221,7 +216,7 @@ class Canary:
         return state, actions
 
     def _restart_inconclusive_background(self, state: RolloutState, now: float) -> Result:
-        run = _latest(state, "background")
+        run = state.latest_run("background")
         if run is None or run.phase is not Phase.INCONCLUSIVE:
             return state, []
         return start_run(state, "background", BACKGROUND, now)

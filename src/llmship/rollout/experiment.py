@@ -40,11 +40,6 @@ def _strategy(state: RolloutState) -> ExperimentStrategy:
     return strategy
 
 
-def _latest(state: RolloutState, role: str) -> AnalysisRun | None:
-    runs = [r for r in state.runs if r.role == role]
-    return runs[-1] if runs else None
-
-
 class Experiment:
     """The experiment strategy's part of the state machine."""
 
@@ -73,7 +68,7 @@ class Experiment:
                 )
                 state, more = start_run(state, "decision", "", now)
                 actions += more
-            decision = _latest(state, "decision")
+            decision = state.latest_run("decision")
             if decision is None or decision.phase is not Phase.SUCCESSFUL:
                 break
             why = f"won the experiment: {decision.message}"
@@ -123,7 +118,7 @@ class Experiment:
             why = f"Inconclusive decision: the candidate taken by {actor}"
             return promote_now(state, now, actor=actor, why=why)
         state = replace(state, pause_reason=None, pause_message="")
-        guard = _latest(state, "guard")
+        guard = state.latest_run("guard")
         if guard is not None and guard.phase is Phase.INCONCLUSIVE:
             return start_run(state, "guard", GUARD, now)
         return state, []

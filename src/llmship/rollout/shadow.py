@@ -40,11 +40,6 @@ def _strategy(state: RolloutState) -> ShadowStrategy:
     return strategy
 
 
-def _latest(state: RolloutState) -> AnalysisRun | None:
-    runs = [r for r in state.runs if r.role == "shadow"]
-    return runs[-1] if runs else None
-
-
 class Shadow:
     """The shadow strategy's part of the state machine."""
 
@@ -75,7 +70,7 @@ class Shadow:
                     break
                 state = enter_step(state, VERDICT, now)
                 continue
-            run = _latest(state)
+            run = state.latest_run("shadow")
             if not state.step_applied:
                 state = note(
                     replace(state, step_applied=True),
@@ -114,7 +109,7 @@ class Shadow:
             why = f"Inconclusive shadow analysis accepted by {actor}"
             return promote_now(state, now, actor=actor, why=why)
         state = replace(state, pause_reason=None, pause_message="")
-        run = _latest(state)
+        run = state.latest_run("shadow")
         if run is not None and run.phase is Phase.INCONCLUSIVE:
             return start_run(state, "shadow", ANALYSIS, now)
         return state, []

@@ -290,6 +290,11 @@ class RolloutState:
         """Runs still measuring or waiting for a verdict."""
         return tuple(r for r in self.runs if r.live)
 
+    def latest_run(self, role: str, step: int | None = None) -> AnalysisRun | None:
+        """The newest run of ``role`` (of canary step ``step`` when given), or None."""
+        runs = [r for r in self.runs if r.role == role and (step is None or r.step == step)]
+        return runs[-1] if runs else None
+
     def step_elapsed(self, now: float) -> float:
         """Seconds in the current step, without the time a person had it paused."""
         if self.step_started_at is None:
