@@ -9,21 +9,20 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Protocol
 
 from llmship.flags import Flag
 from llmship.registry.records import (
     Endpoint,
-    Event,
     FeedbackRecord,
-    GateRun,
     QueryRecord,
     RolloutRecord,
 )
+from llmship.release.guard import GateRecords
 from llmship.routing import TrafficPolicy
 
 
-class GatewayStore(Protocol):
+class GatewayStore(GateRecords, Protocol):
     """The registry methods the gateway calls (see the registry's docs for each)."""
 
     def get_traffic(self, env: str) -> TrafficPolicy: ...
@@ -41,18 +40,6 @@ class GatewayStore(Protocol):
     def promote_preview(self, env: str, *, actor: str, reason: str) -> TrafficPolicy: ...
 
     def reset_traffic(self, env: str, *, actor: str, reason: str) -> TrafficPolicy: ...
-
-    def latest_gate_runs(self, ref: str) -> dict[str, GateRun]: ...
-
-    def record_event(
-        self,
-        kind: str,
-        subject: str,
-        message: str,
-        *,
-        actor: str,
-        data: dict[str, Any] | None = None,
-    ) -> Event: ...
 
     def list_endpoints(self, env: str, *, max_age_s: float | None = None) -> list[Endpoint]: ...
 
