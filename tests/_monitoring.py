@@ -5,15 +5,14 @@ directory each, readiness polls, clean stops."""
 from __future__ import annotations
 
 import shutil
-import subprocess
-import time
+import signal
 from pathlib import Path
 from typing import Any
 
 import httpx
 import yaml
 
-from _procs import free_port
+from _procs import Process, free_port
 
 MISSING = (
     "{binary} is not installed: run `make test`, which installs it, or "
@@ -28,47 +27,20 @@ def binary(name: str) -> str:
     return found
 
 
-class _Daemon:
-    """A monitoring daemon on a free local port, its output in a log file."""
+class _Daemon(Process):
+    """A monitoring daemon on a free local port, stopped with SIGTERM."""
 
     name = ""
+    stop_signal = signal.SIGTERM
 
     def __init__(self, workdir: Path, argv: list[str]):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = workdir / f"{self.name}.log"
-        self._log = self.log_path.open("wb")
         address = f"--web.listen-address=127.0.0.1:{self.port}"
-        self.proc = subprocess.Popen(
-            [*argv, address], cwd=workdir, stdout=self._log, stderr=subprocess.STDOUT
-        )
-
-    def output(self) -> str:
-        self._log.flush()
-        return self.log_path.read_text(errors="replace")
+        super().__init__(self.name, [*argv, address], workdir, workdir / f"{self.name}.log")
 
     def wait_ready(self, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"{self.name} exited:\n{self.output()}")
-            try:
-                if httpx.get(f"{self.url}/-/ready", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        raise AssertionError(f"{self.name} not ready after {timeout:g}s:\n{self.output()}")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._log.close()
+        self.wait_http(f"{self.url}/-/ready", timeout)
 
 
 class Prometheus(_Daemon):

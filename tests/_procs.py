@@ -21,22 +21,26 @@ def free_port() -> int:
         return port
 
 
-class LlmshipProcess:
-    """``python -m llmship ARGS`` in ``cwd`` with its output in a log file."""
+class Process:
+    """``argv`` in ``cwd`` with its output in ``log_path``; :meth:`stop` sends
+    ``stop_signal``, then kills it after 10 s."""
 
-    def __init__(self, args: Sequence[str], cwd: Path, env: dict[str, str] | None = None):
-        self.args = list(args)
+    stop_signal = signal.SIGINT
+
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str],
+        cwd: Path,
+        log_path: Path,
+        env: dict[str, str] | None = None,
+    ):
+        self.name = name
         self.cwd = cwd
-        self.log_path = cwd / f"llmship-{os.getpid()}-{time.monotonic_ns()}.log"
-        full_env = {**os.environ, "LLMSHIP_HOME": str(cwd / ".llmship"), **(env or {})}
-        full_env.pop("LLMSHIP_CONFIG", None)
+        self.log_path = log_path
         self._log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "llmship", *self.args],
-            cwd=cwd,
-            env=full_env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
+            list(argv), cwd=cwd, env=env, stdout=self._log, stderr=subprocess.STDOUT
         )
 
     def output(self) -> str:
@@ -47,15 +51,49 @@ class LlmshipProcess:
     def wait(self, timeout: float = 30) -> int:
         return self.proc.wait(timeout=timeout)
 
+    def wait_http(self, url: str, timeout: float) -> None:
+        """Poll ``url`` until it answers 200; fail at once, with the log, if the process
+        exits, and stop it if it is not ready in time."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(
+                    f"{self.name} exited with {self.proc.returncode}:\n{self.output()}"
+                )
+            try:
+                if httpx.get(url, timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+        self.stop()
+        raise AssertionError(f"{self.name} not ready after {timeout}s:\n{self.output()}")
+
     def stop(self) -> None:
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
+            self.proc.send_signal(self.stop_signal)
             try:
                 self.proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
         self._log.close()
+
+
+class LlmshipProcess(Process):
+    """``python -m llmship ARGS`` in ``cwd`` with its output in a log file."""
+
+    def __init__(self, args: Sequence[str], cwd: Path, env: dict[str, str] | None = None):
+        self.args = list(args)
+        full_env = {**os.environ, "LLMSHIP_HOME": str(cwd / ".llmship"), **(env or {})}
+        full_env.pop("LLMSHIP_CONFIG", None)
+        super().__init__(
+            f"llmship {self.args[0]}",
+            [sys.executable, "-m", "llmship", *self.args],
+            cwd,
+            cwd / f"llmship-{os.getpid()}-{time.monotonic_ns()}.log",
+            full_env,
+        )
 
 
 class ModelServer(LlmshipProcess):
@@ -68,20 +106,8 @@ class ModelServer(LlmshipProcess):
 
     def wait_ready(self, timeout: float = 60) -> ModelServer:
         """Poll /readyz; fail at once, with the log, if the process exits."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(
-                    f"llmship serve exited with {self.proc.returncode}:\n{self.output()}"
-                )
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
-                    return self
-            except httpx.TransportError:
-                pass
-            time.sleep(0.05)
-        self.stop()
-        raise AssertionError(f"llmship serve not ready after {timeout}s:\n{self.output()}")
+        self.wait_http(f"{self.url}/readyz", timeout)
+        return self
 
 
 class GatewayProcess(LlmshipProcess):
@@ -95,17 +121,5 @@ class GatewayProcess(LlmshipProcess):
     def wait_ready(self, timeout: float = 30, path: str = "/readyz") -> GatewayProcess:
         """Poll ``path`` (/readyz: a policy is read and stable has a live model server)
         until it answers 200; fail at once, with the log, if the process exits."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(
-                    f"llmship gateway exited with {self.proc.returncode}:\n{self.output()}"
-                )
-            try:
-                if httpx.get(f"{self.url}{path}", timeout=1).status_code == 200:
-                    return self
-            except httpx.TransportError:
-                pass
-            time.sleep(0.05)
-        self.stop()
-        raise AssertionError(f"llmship gateway not ready after {timeout}s:\n{self.output()}")
+        self.wait_http(f"{self.url}{path}", timeout)
+        return self
