@@ -273,6 +273,13 @@ class Stack:
         wait_until(lambda: self.traffic()["stable"] == STABLE, "stable back on 1.0.0")
         self.wait_gateway_synced()
 
+    def wait_gateway_stable(self, ref: str) -> None:
+        """Until the gateway routes stable traffic to ``ref``."""
+        wait_until(
+            lambda: httpx.get(f"{self.gateway.url}/readyz").json().get("stable") == ref,
+            f"the gateway to route stable traffic to {ref}",
+        )
+
     def wait_gateway_synced(self) -> None:
         """Until the gateway routes by the registry's latest policy (it polls it)."""
 
@@ -386,10 +393,7 @@ def test_a_good_canary_goes_20_40_100_under_load_and_is_promoted(
         record = stack.wait_phase(rollout_id, "Healthy", "Aborted", "Paused", timeout=60)
         while record.phase == "Paused" and record.pause_reason and "pause" in record.message:
             record = stack.wait_phase(rollout_id, "Healthy", "Aborted", timeout=60)
-        wait_until(
-            lambda: httpx.get(f"{stack.gateway.url}/readyz").json().get("stable") == GOOD,
-            "the gateway to follow",
-        )
+        stack.wait_gateway_stable(GOOD)
         promoted_at = time.monotonic()
         time.sleep(1.0)
     # Then it is promoted, the weights went 20, 40, 100 in order and no client saw an error
@@ -630,10 +634,7 @@ def test_no_data_pauses_for_a_person_who_aborts_or_resumes(fresh: Stack, tmp_pat
     with Load(stack.gateway.url, clients=2) as load:
         stack.llmship("rollout", "resume", "quiet-resume", "--env", ENV, "-r", "looked fine")
         record = stack.wait_phase(rollout_id, "Healthy", "Aborted", "Paused", timeout=60)
-        wait_until(
-            lambda: httpx.get(f"{stack.gateway.url}/readyz").json().get("stable") == GOOD,
-            "the gateway to follow",
-        )
+        stack.wait_gateway_stable(GOOD)
     # Then, as in Argo Rollouts, it goes on past the Inconclusive step and is promoted
     assert record.phase == "Healthy", (record.message, stack.events(rollout_id))
     assert stack.production() == GOOD
@@ -725,10 +726,7 @@ def test_blue_green_previews_switches_and_switches_back_when_it_fails_after(
         # Then until the switch only preview requests reached the candidate
         assert load.versions(previewed_at + 1.0, switched_at - 0.5) == {STABLE}
         assert preview.versions(previewed_at + 1.0, switched_at - 0.5) == {GOOD}
-        wait_until(
-            lambda: httpx.get(f"{stack.gateway.url}/readyz").json().get("stable") == GOOD,
-            "the gateway to follow the switch",
-        )
+        stack.wait_gateway_stable(GOOD)
         # When the candidate starts failing under all the traffic
         stack.good.failing = True
         record = stack.wait_phase(rollout_id, "Aborted", "Healthy", timeout=60)

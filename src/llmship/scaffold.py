@@ -29,7 +29,7 @@ gates:
   eval:
     alpha: 0.05
     metrics:
-      pass_rate: {{max_regression: 0.1}}
+      pass_rate: {max_regression: 0.1}
   # `llmship loadtest`: service-level objectives of a load test.
   loadtest:
     slo:
@@ -144,7 +144,7 @@ def project_files() -> list[ProjectFile]:
     spec_path, spec_text = _release_spec()
     name = bundled_spec().name
     return [
-        ProjectFile("llmship.yaml", CONFIG.format()),
+        ProjectFile("llmship.yaml", CONFIG),
         ProjectFile(spec_path, spec_text),
         ProjectFile("rollouts/canary.yaml", ROLLOUT.format(name=name)),
         ProjectFile(
