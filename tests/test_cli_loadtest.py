@@ -73,6 +73,11 @@ def fake() -> Iterator[FakeLLMServer]:
         (["--target", "http://x", "--arrival", "poisson"], "give --rate too"),
         (["--target", "http://x", "--slo", "ttft_p42=1"], "valid keys: ttft_mean, ttft_p50"),
         (["--target", "http://x", "--slo", "ttft_p95"], "KEY=VALUE"),
+        (
+            ["--target", "http://x", "--slo", "error_rate=150%"],
+            "an error rate must be between 0 and 100% (0 and 1 as a fraction, e.g. 1% or "
+            "0.01); '150%' was given",
+        ),
         (["--target", "http://x", "--duration", "3x"], "--duration: not a duration: '3x'"),
         (["--target", "http://x", "--endpoint", "embed"], "--endpoint must be one of"),
         (["--target", "localhost:1"], "--target must be an http(s) URL"),

@@ -19,9 +19,13 @@ from prometheus_client.metrics import MetricWrapperBase
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
+from fakes import FakeBackend
+from fakes_gateway import FakeStore
 from llmship.cli import app
+from llmship.gateway import create_app as create_gateway
 from llmship.release.bundled import bundled_spec
 from llmship.release.spec import ReleaseSpec, load_spec, parse_spec
+from llmship.server import ModelService, create_app
 from llmship.server.metrics import GpuCollector, ServerMetrics
 from llmship.settings import Settings
 
@@ -248,3 +252,28 @@ def test_spec_examples_are_valid(page: str) -> None:
 
 def test_bundled_spec_file_matches_the_bundled_release() -> None:
     assert load_spec(ROOT / "models" / "smollm2-chat-1.0.0.yaml") == bundled_spec()
+
+
+# -- (f) HTTP endpoints ------------------------------------------------------------------
+
+
+def _endpoints() -> Iterator[tuple[str, str, str]]:
+    """(page, method, path) of every operation in the OpenAPI schema of each service."""
+    cfg = Settings(home=Path("/nonexistent"))
+    spec = bundled_spec()
+    server = create_app(ModelService(spec, FakeBackend(), cfg, ServerMetrics(spec.ref)))
+    gateway = create_gateway(FakeStore([spec.ref], production=spec.ref), cfg)
+    for page, service in (("serving.md", server), ("gateway.md", gateway)):
+        for path, operations in service.openapi()["paths"].items():
+            for method in operations:
+                yield page, method.upper(), path
+
+
+@pytest.mark.parametrize(("page", "method", "path"), sorted(_endpoints()))
+def test_every_endpoint_is_documented(page: str, method: str, path: str) -> None:
+    text = _text(DOCS / page)
+    named = re.compile(rf"`{method} {re.escape(path)}[`?]")  # a query string may follow
+    rows = [line for line in text.splitlines() if f" {path}`" in line]
+    assert named.search(text) or any(f"`{method}`" in row for row in rows), (
+        f"docs/{page} does not document `{method} {path}`"
+    )

@@ -310,19 +310,40 @@ def test_the_error_is_a_spec_error_listing_every_problem(tmp_path: Path) -> None
     assert f"{path}:2: 'input' must be a non-empty string, not a number" in message
 
 
+def test_a_missing_file_is_said_to_not_exist_without_a_line(tmp_path: Path) -> None:
+    path = tmp_path / "missing.jsonl"
+    with pytest.raises(DatasetError) as info:
+        load_dataset(path)
+    assert info.value.message == f"the dataset file {path} does not exist"
+    assert ":0" not in info.value.message and "line" not in info.value.message
+
+
+def test_a_missing_relative_file_names_where_it_was_looked_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(DatasetError) as info:
+        load_dataset("nope.jsonl")
+    assert info.value.message == (
+        f"the dataset file nope.jsonl does not exist (looked for {tmp_path / 'nope.jsonl'})"
+    )
+
+
 @pytest.mark.parametrize(
     ("name", "expected"),
     [
-        ("missing.jsonl", "cannot read the file"),
-        ("data.txt", "unknown dataset format '.txt'"),
+        ("a-directory.jsonl", "cannot read the dataset file: Is a directory"),
+        ("data.txt", "unknown dataset format '.txt' (use .jsonl, .csv or .yaml)"),
     ],
 )
 def test_unreadable_files(tmp_path: Path, name: str, expected: str) -> None:
     path = tmp_path / name
     if name.endswith(".txt"):
         path.write_text("x", encoding="utf-8")
+    else:
+        path.mkdir()
     (error,) = _errors(path)
-    assert error.startswith(f"{path}:0: {expected}")
+    assert error == f"{path}: {expected}"
 
 
 def test_not_utf8_names_the_line(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 from fastapi.testclient import TestClient
@@ -198,6 +199,72 @@ def test_streams_pass_through_event_by_event(rig: Rig) -> None:
         == 1
     )
     assert rig.metric("tokens_per_second_count", version=STABLE, variant="stable") == 1
+
+
+def access_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "llmship.gateway.access"]
+
+
+def test_a_completed_stream_is_not_logged_as_a_disconnect(
+    rig: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="llmship.gateway.access")
+    r = rig.chat({**CHAT, "stream": True})
+    assert events(r.text)[-1] == "[DONE]"
+    (line,) = access_lines(caplog)
+    assert "status=200" in line
+    assert "client_disconnected" not in line
+
+
+def test_a_client_leaving_mid_stream_is_logged_as_a_disconnect(
+    rig: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="llmship.gateway.access")
+    rig.servers[STABLE].words = [f" word{n}" for n in range(50)]
+    received: list[bytes] = []
+
+    async def leave_after_the_first_event() -> None:
+        # Given a client that reads one event of a streamed answer, then goes away
+        first = anyio.Event()
+        body = json.dumps({**CHAT, "stream": True}).encode()
+        asked = False
+
+        async def receive() -> dict[str, Any]:
+            nonlocal asked
+            if not asked:
+                asked = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            await first.wait()
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.body" and message.get("body"):
+                received.append(message["body"])
+                first.set()
+                await anyio.sleep(5)  # the client reads no more; the gateway must notice
+
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": "http",
+            "path": "/v1/chat/completions",
+            "raw_path": b"/v1/chat/completions",
+            "query_string": b"",
+            "headers": [(b"content-type", b"application/json")],
+            "client": ("127.0.0.1", 1234),
+            "server": ("testserver", 80),
+        }
+        with anyio.fail_after(3):
+            await rig.client.app(scope, receive, send)
+
+    assert rig.client.portal is not None
+    rig.client.portal.call(leave_after_the_first_event)
+    # Then the stream stopped early and the access log says the client left
+    assert len(received) == 1 and b"[DONE]" not in received[0]
+    (line,) = access_lines(caplog)
+    assert "client_disconnected=true" in line
 
 
 def test_whole_events_keeps_an_unfinished_event_back() -> None:
@@ -642,6 +709,8 @@ def test_nothing_routes_before_a_policy_is_read() -> None:
         assert client.get("/healthz").status_code == 200
 
 
+        health = client.get("/health")  # as vLLM answers it: tools made for vLLM probe it
+        assert health.status_code == 200 and health.content == b""
 def test_no_production_release_is_a_clear_503(fakes: FakeModelServers) -> None:
     with make_rig(fakes) as rig:
         rig.store.production = None
@@ -882,6 +951,7 @@ def test_docs_and_openapi(rig: Rig) -> None:
     assert "/api/v1/traffic" in schema["paths"]
 
 
+    assert "/health" in schema["paths"] and "/healthz" in schema["paths"]
 def test_snapshot_flag_lookup_by_either_spelling() -> None:
     policy = FakeStore([STABLE], production=STABLE).get_traffic("dev")
     snap = Snapshot(policy, {}, {"new_model": Flag("new_model")}, loaded_at=0.0)

@@ -114,8 +114,10 @@ def test_parse_slo(text: str, key: str, value: float) -> None:
         ("ttft_p95=-1", "not a number"),
         ("throughput_min=-1", ">= 0"),
         ("throughput_min=nan", ">= 0"),
-        ("error_rate=2", "fraction"),
-        ("error_rate=150%", "fraction"),
+        ("error_rate=2", "between 0 and 100% (0 and 1 as a fraction, e.g. 1% or 0.01); '2'"),
+        ("error_rate=150%", "must be between 0 and 100%"),
+        ("error_rate=-1%", "must be between 0 and 100%"),
+        ("error_rate=nan", "must be between 0 and 100%"),
     ],
 )
 def test_parse_slo_rejects(text: str, message: str) -> None:

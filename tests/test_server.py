@@ -187,6 +187,33 @@ def test_docs_describe_every_field(client: TestClient) -> None:
         assert not undocumented, f"{name}: {undocumented} lack a description"
 
 
+def test_health_answers_like_vllm_for_peer_tools(client: TestClient) -> None:
+    # GuideLLM and other tools made for vLLM's OpenAI server probe GET /health first.
+    r = client.get("/health")
+    assert r.status_code == 200
+    assert r.content == b""
+    assert "/health" in client.get("/openapi.json").json()["paths"]
+
+
+def test_health_means_alive_not_ready() -> None:
+    with make_client(FakeBackend(load_delay=0.5)) as c:
+        assert c.get("/readyz").status_code == 503
+        assert c.get("/health").status_code == 200
+        assert c.get("/healthz").status_code == 200
+
+
+def test_overlong_prompt_blames_the_field_the_client_sent(client: TestClient) -> None:
+    long = "word " * 100
+    r = client.post("/predict", json={"prompt": long})
+    assert r.status_code == 400
+    assert r.json()["error"]["code"] == "context_length_exceeded"
+    assert r.json()["error"]["param"] == "prompt"
+    r = client.post(CHAT, json={"messages": [{"role": "user", "content": long}]})
+    assert r.json()["error"]["param"] == "messages"
+    r = client.post(COMPLETIONS, json={"prompt": long})
+    assert r.json()["error"]["param"] == "prompt"
+
+
 # -- readiness, queueing, timeouts ---------------------------------------------------
 
 
@@ -287,6 +314,8 @@ BAD_REQUESTS = [
     (COMPLETIONS, {"prompt": 42}, 400, "prompt"),
     (COMPLETIONS, {"prompt": "x", "echo": True}, 400, "echo"),
     (COMPLETIONS, {"prompt": "word " * 100, "stream": True}, 400, "prompt"),
+    (COMPLETIONS, {"prompt": "word " * 100}, 400, "prompt"),
+    ("/predict", {"prompt": "word " * 100}, 400, "prompt"),
     ("/predict", {}, 400, "prompt"),
     ("/predict", {"prompt": ""}, 400, "prompt"),
     ("/predict", {"prompt": "hi", "max_new_tokens": -1}, 400, "max_new_tokens"),

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from _cli import Run
 from llmship.errors import SpecError
 from llmship.settings import load_settings
 
@@ -66,6 +67,44 @@ def test_invalid_settings_say_what_to_fix(tmp_path: Path, content: str, message:
     (tmp_path / "llmship.yaml").write_text(content)
     with pytest.raises(SpecError, match=message):
         load_settings()
+
+
+RULE = "use 1 to 32 lowercase letters, digits or '-', starting with a letter (e.g. prod)"
+
+
+def test_a_bad_env_option_names_the_option_the_value_and_the_rule() -> None:
+    with pytest.raises(SpecError) as info:
+        load_settings(env="PROD")
+    assert (
+        info.value.message
+        == f"invalid settings: --env 'PROD' is not a valid environment name; {RULE}"
+    )
+
+
+def test_a_bad_env_variable_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LLMSHIP_ENV", "PROD")
+    with pytest.raises(SpecError) as info:
+        load_settings()
+    assert info.value.message == (
+        f"invalid settings: LLMSHIP_ENV='PROD' is not a valid environment name; {RULE}"
+    )
+
+
+def test_a_bad_value_in_the_file_names_the_file_and_the_key(tmp_path: Path) -> None:
+    (tmp_path / "llmship.yaml").write_text("env: prod_eu\nqueue_size: -1\n")
+    with pytest.raises(SpecError) as info:
+        load_settings()
+    message = info.value.message
+    assert f"llmship.yaml: env: 'prod_eu' is not a valid environment name; {RULE}" in message
+    assert "llmship.yaml: queue_size: -1: Input should be greater than or equal to 0" in message
+    assert "pattern" not in message
+
+
+def test_the_command_line_says_which_option_was_wrong(run: Run) -> None:
+    result = run("alias", "list", "--env", "PROD", code=2)
+    text = " ".join(result.output.split())
+    assert f"--env 'PROD' is not a valid environment name; {RULE}" in text
+    assert "^[a-z]" not in text
 
 
 def test_postgres_url_is_used_as_given(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -23,6 +23,16 @@ from llmship.errors import SpecError
 
 CONFIG_ENV = "LLMSHIP_CONFIG"
 DEFAULT_CONFIG = "llmship.yaml"
+ENV_PATTERN = r"^[a-z][a-z0-9-]{0,31}$"
+ENV_RULE = "1 to 32 lowercase letters, digits or '-', starting with a letter (e.g. prod)"
+"""``ENV_PATTERN`` in words, for error messages."""
+OPTIONS = {
+    "serve_host": "--host",
+    "serve_port": "--port",
+    "gateway_host": "--host",
+    "gateway_port": "--port",
+}
+"""The command-line option that overrides a setting, where it is not ``--<name>``."""
 
 
 class _YamlSource(PydanticBaseSettingsSource):
@@ -98,7 +108,7 @@ class Settings(BaseSettings):
     )
     env: str = Field(
         "dev",
-        pattern=r"^[a-z][a-z0-9-]{0,31}$",
+        pattern=ENV_PATTERN,
         description="Environment whose aliases commands read and move (dev, test, staging, prod).",
     )
     actor: str = Field(
@@ -213,7 +223,29 @@ def load_settings(**overrides: Any) -> Settings:
     try:
         return Settings(**overrides)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}" for e in exc.errors()
-        )
-        raise SpecError(f"invalid settings (LLMSHIP_* or llmship.yaml): {problems}") from exc
+        problems = "; ".join(_problem(e, overrides) for e in exc.errors())
+        raise SpecError(f"invalid settings: {problems}") from exc
+
+
+def _problem(error: Any, overrides: dict[str, Any]) -> str:
+    """One validation error, naming where the bad value came from: the command-line
+    option, the ``LLMSHIP_*`` variable or the configuration file."""
+    loc = error["loc"]
+    if not loc:  # a contradiction between settings (a model validator)
+        return str(error["msg"])
+    name = str(loc[0])
+    value = error.get("input")
+    if name in overrides:
+        origin = f"{OPTIONS.get(name, '--' + name.replace('_', '-'))} {value!r}"
+    elif _from_environment(name):
+        origin = f"LLMSHIP_{name.upper()}={value!r}"
+    else:
+        origin = f"{config_path()}: {'.'.join(str(p) for p in loc)}: {value!r}"
+    if name == "env" and error["type"] in ("string_pattern_mismatch", "string_type"):
+        return f"{origin} is not a valid environment name; use {ENV_RULE}"
+    return f"{origin}: {error['msg']}"
+
+
+def _from_environment(name: str) -> bool:
+    var = f"LLMSHIP_{name.upper()}"
+    return any(key.upper() == var for key in os.environ)

@@ -59,7 +59,8 @@ _SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".yaml": "yam
 
 
 class DatasetError(SpecError):
-    """A dataset file has problems; ``errors`` lists each as ``file:line: what is wrong``."""
+    """A dataset file has problems; ``errors`` lists each as ``file:line: what is wrong``
+    (``file: what is wrong`` when the file as a whole cannot be read)."""
 
     default_code = "invalid_dataset"
 
@@ -68,6 +69,15 @@ class DatasetError(SpecError):
         count = len(self.errors)
         noun = "problem" if count == 1 else "problems"
         super().__init__(f"{path}: {count} {noun} in the dataset:\n" + "\n".join(self.errors))
+
+
+class DatasetFileError(DatasetError):
+    """The file itself cannot be used (missing, unreadable, an unknown format): one
+    message, without a line number."""
+
+    def __init__(self, problem: str):
+        self.errors = (problem,)
+        super(DatasetError, self).__init__(problem)
 
 
 @dataclass(frozen=True)
@@ -165,20 +175,23 @@ class Dataset:
 def load_dataset(path: str | Path, *, format: str | None = None) -> Dataset:
     """Read a dataset file; the format comes from the suffix (.jsonl, .csv, .yaml/.yml).
 
-    Raises :class:`DatasetError` listing every bad row as ``file:line: what is wrong``
-    (also for a missing or unreadable file).
+    Raises :class:`DatasetError` listing every bad row as ``file:line: what is wrong``;
+    a missing or unreadable file is one message without a line.
     """
     name = str(path)
     p = Path(path)
     fmt = format or _SUFFIXES.get(p.suffix.lower())
     if fmt not in ("jsonl", "csv", "yaml"):
-        raise DatasetError(
-            name, [f"{name}:0: unknown dataset format {p.suffix!r} (use .jsonl, .csv or .yaml)"]
+        raise DatasetFileError(
+            f"{name}: unknown dataset format {p.suffix!r} (use .jsonl, .csv or .yaml)"
         )
     try:
         raw = p.read_bytes()
+    except FileNotFoundError as exc:
+        where = "" if p.is_absolute() else f" (looked for {p.absolute()})"
+        raise DatasetFileError(f"the dataset file {name} does not exist{where}") from exc
     except OSError as exc:
-        raise DatasetError(name, [f"{name}:0: cannot read the file: {exc.strerror}"]) from exc
+        raise DatasetFileError(f"{name}: cannot read the dataset file: {exc.strerror}") from exc
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:

@@ -176,6 +176,19 @@ async def healthz() -> dict[str, str]:
 
 
 @router.get(
+    "/health",
+    tags=["ops"],
+    summary="Liveness (vLLM-compatible)",
+    response_class=Response,
+    responses={200: {"description": "The process is up; the body is empty."}},
+)
+async def health() -> Response:
+    """200 with an empty body while the process is up, as vLLM's OpenAI server answers
+    it: the same meaning as `/healthz`, for tools that probe `/health` first."""
+    return Response(status_code=200)
+
+
+@router.get(
     "/readyz", tags=["ops"], summary="Readiness", responses={503: {"description": "Not ready"}}
 )
 async def readyz(request: Request) -> JSONResponse:

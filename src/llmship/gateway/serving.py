@@ -345,6 +345,8 @@ class ProxyResponse(Response):
         self.job = job
         self.status_code = reply.status
         self.background = None
+        self.ended = False
+        """The whole stream was handed to the ASGI server (its last message is next)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         reply = self.reply
@@ -356,7 +358,10 @@ class ProxyResponse(Response):
 
                 async def watch_disconnect() -> None:
                     await until_gone(receive)
-                    self.ctx.disconnected = True
+                    # ASGI servers answer `receive()` with http.disconnect once the
+                    # response is complete too: only a client gone before the end left.
+                    if not self.ended:
+                        self.ctx.disconnected = True
                     group.cancel_scope.cancel()
 
                 group.start_soon(watch_disconnect)
@@ -426,6 +431,7 @@ class ProxyResponse(Response):
                 ctx.completion_tokens = int(found[-1].group(1))
         if self.job is not None and text is not None and error is None:
             self.job.primary_done(text.text())
+        self.ended = True
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     async def _broke_off(self, error: str, send: Send) -> None:

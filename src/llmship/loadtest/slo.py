@@ -62,10 +62,13 @@ def slo_value(key: str, value: object) -> float:
             number = float(text)
     except ValueError:
         raise InvalidRequestError(f"SLO {key}: {value!r} is not a number") from None
+    if key == "error_rate" and not 0 <= number <= 1:  # also NaN
+        raise InvalidRequestError(
+            "SLO error_rate: an error rate must be between 0 and 100% (0 and 1 as a "
+            f"fraction, e.g. 1% or 0.01); {text!r} was given"
+        )
     if not math.isfinite(number) or number < 0:
         raise InvalidRequestError(f"SLO {key}: {value!r} must be a finite number >= 0")
-    if key == "error_rate" and number > 1:
-        raise InvalidRequestError(f"SLO error_rate: {value!r} is a fraction (0.01) or 1%")
     return number
 
 

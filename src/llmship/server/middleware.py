@@ -60,7 +60,7 @@ class RequestMiddleware:
         self.metrics.requests.labels(
             method=method, route=route, status=str(status), version=self.version
         ).inc()
-        if route in ("/metrics", "/healthz", "/readyz"):
+        if route in ("/metrics", "/health", "/healthz", "/readyz"):
             return
         latency_ms = (time.perf_counter() - ctx.started) * 1000
         fields: dict[str, Any] = {

@@ -17,6 +17,7 @@ from opentelemetry.trace import Span
 from llmship import tracing
 from llmship.backends.base import Backend, Chunk, GenerationRequest, Message
 from llmship.errors import (
+    ContextLengthError,
     GenerationTimeoutError,
     InvalidRequestError,
     NotFoundError,
@@ -51,6 +52,15 @@ class RequestContext:
     text: list[str] = field(default_factory=list)
     """Generated text, kept only when the log_prompts setting is on."""
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+PROMPT_PARAM = {
+    "/v1/chat/completions": "messages",
+    "/v1/completions": "prompt",
+    "/predict": "prompt",
+}
+"""The request field that carries the text to generate from, per route: the ``param``
+of a ``context_length_exceeded`` error."""
 
 
 @dataclass
@@ -206,6 +216,11 @@ class ModelService:
                         break
                     except asyncio.TimeoutError:
                         raise self._timeout("generating") from None
+                    except ContextLengthError as exc:
+                        # The backend sees messages or a prompt; the client sent the field
+                        # of its route (``/predict`` builds messages from its ``prompt``).
+                        exc.param = PROMPT_PARAM.get(ctx.route, exc.param)
+                        raise
                     if chunk.text and ctx.ttft is None:
                         ctx.ttft = time.perf_counter() - ctx.started
                     ctx.completion_tokens += chunk.tokens
@@ -214,11 +229,7 @@ class ModelService:
                     if self.settings.log_prompts:
                         ctx.text.append(chunk.text)
                     if chunk.finish_reason:
-                        ctx.finish_reason = chunk.finish_reason
-                        self._observe(ctx)
-                    if chunk.finish_reason and self.settings.log_prompts:
-                        ctx.extra["prompt"] = json.dumps(_prompt_text(request), ensure_ascii=False)
-                        ctx.extra["response"] = json.dumps("".join(ctx.text), ensure_ascii=False)
+                        self._finished(ctx, chunk.finish_reason, request)
                     yield chunk
             except (asyncio.CancelledError, GeneratorExit, GenerationTimeoutError):
                 self.metrics.stopped.labels(version=self.version).inc()  # client gone, or too slow
@@ -231,6 +242,14 @@ class ModelService:
                 await stream.aclose()
         finally:
             gauge.dec()
+
+    def _finished(self, ctx: RequestContext, reason: str, request: GenerationRequest) -> None:
+        """The generation ended: observe it, and keep its text for the log when asked."""
+        ctx.finish_reason = reason
+        self._observe(ctx)
+        if self.settings.log_prompts:
+            ctx.extra["prompt"] = json.dumps(_prompt_text(request), ensure_ascii=False)
+            ctx.extra["response"] = json.dumps("".join(ctx.text), ensure_ascii=False)
 
     def _observe(self, ctx: RequestContext) -> None:
         self.metrics.observe_generation(
