@@ -249,8 +249,12 @@ def test_list_and_show_stored_runs(project: Path, run: Run, backends: FakeBacken
     runs = json.loads(run("eval", "list", "--format", "json", "--release", "chat@1.1.0").output)
     assert [r["ref"] for r in runs] == ["chat@1.1.0"]
     assert runs[0]["summary"]["metrics"]["pass_rate"]["candidate"] == 1.0
-    production = json.loads(run("eval", "list", "-f", "json", "-r", "production").output)
+    production = json.loads(run("eval", "list", "-f", "json", "--release", "production").output)
     assert production == []
+    every_version = json.loads(run("eval", "list", "-f", "json", "--release", "chat").output)
+    assert [r["ref"] for r in every_version] == ["chat@1.0.1", "chat@1.1.0"]
+    assert "nor is it the name" in run("eval", "list", "--release", "nope", code=2).output
+    run("eval", "list", "-r", "production", code=2)  # -r is --reason's, nowhere a filter
     first = runs[0]["id"]
     shown = json.loads(run("eval", "show", str(first), "--format", "json").output)
     assert shown["run"] == first

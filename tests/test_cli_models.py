@@ -13,6 +13,7 @@ import yaml
 
 from _cli import Run
 from _registry import spec_data
+from llmship.registry.records import NO_REASON
 
 
 def spec_yaml(version: str = "1.0.0", name: str = "chat", **extra: Any) -> str:
@@ -123,8 +124,19 @@ def test_list_shows_versions_newest_first_with_aliases(
     assert rows[2]["aliases"] == ["production"]
     assert rows[0]["created_by"] == "tester"
 
-    only = json.loads(run("models", "list", "--name", "alpha", "--format", "json").output)
+    only = json.loads(run("models", "list", "--release", "alpha", "--format", "json").output)
     assert [r["version"] for r in only] == ["1.0.0"]
+    one = json.loads(run("models", "list", "--release", "chat@1.9.0", "-f", "json").output)
+    assert [(r["name"], r["version"]) for r in one] == [("chat", "1.9.0")]
+    production = json.loads(run("models", "list", "--release", "production", "-f", "json").output)
+    assert [(r["version"], r["aliases"]) for r in production] == [("1.9.0", ["production"])]
+    unknown = run("models", "list", "--release", "nope", code=2).output
+    assert "nor is it the name of a registered release" in unknown
+    # the old spelling still works (without -n, which is --limit's), with a note on stderr
+    note, _, rows = run("models", "list", "--name", "alpha", "-f", "json").output.partition("\n")
+    assert note == "--name is deprecated: use --release"
+    assert [r["version"] for r in json.loads(rows)] == ["1.0.0"]
+    run("models", "list", "-n", "alpha", code=2)
     # Aliases of another environment are not shown.
     other_env = json.loads(run("models", "list", "--env", "prod", "--format", "json").output)
     assert all(r["aliases"] == [] for r in other_env)
@@ -133,9 +145,6 @@ def test_list_shows_versions_newest_first_with_aliases(
 def test_alias_set_list_history(run: Run, write: Callable[[str, str], str]) -> None:
     run("models", "register", write("a.yaml", spec_yaml("1.0.0")))
     run("models", "register", write("b.yaml", spec_yaml("1.1.0")))
-
-    missing_reason = run("alias", "set", "production", "chat@1.0.0", code=2)
-    assert "--reason" in missing_reason.output
 
     first = run("alias", "set", "production", "chat@1.0.0", "--reason", "launch")
     assert first.output.strip() == "production in dev: (none) -> chat@1.0.0"
@@ -166,6 +175,17 @@ def test_alias_set_list_history(run: Run, write: Callable[[str, str], str]) -> N
 
     shown = yaml.safe_load(run("models", "show", "production").output)
     assert shown["version"] == "1.0.0"
+
+
+def test_alias_set_without_a_reason(run: Run, write: Callable[[str, str], str]) -> None:
+    run("models", "register", write("a.yaml", spec_yaml("1.0.0")))
+    run("models", "register", write("b.yaml", spec_yaml("1.1.0")))
+    run("alias", "set", "production", "chat@1.0.0")
+    run("alias", "set", "staging", "chat@1.1.0", "--reason", " ")  # a blank one is none
+    history = json.loads(run("alias", "history", "production", "-f", "json").output)
+    assert [h["reason"] for h in history] == [NO_REASON]
+    history = json.loads(run("alias", "history", "staging", "-f", "json").output)
+    assert [h["reason"] for h in history] == [NO_REASON]
 
 
 def test_alias_environments_and_errors(run: Run, write: Callable[[str, str], str]) -> None:

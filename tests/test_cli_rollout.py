@@ -13,6 +13,7 @@ import yaml
 from _cli import Run, cli_runner
 from _registry import make_spec
 from llmship.registry import Registry
+from llmship.registry.records import NO_REASON
 
 SPEC = {
     "name": "cli-canary",
@@ -77,6 +78,8 @@ def status(run: Run, *args: str) -> dict[str, Any]:
 def test_start_then_the_controller_runs_it(run: Run, spec_file: Path, registry: Registry) -> None:
     out = run("rollout", "start", str(spec_file), "--candidate", "chat@1.1.0", "-r", "JIRA-7")
     assert "rollout cli-canary (id 1) of chat@1.1.0 in dev: canary from chat@1.0.0" in out.output
+    assert "the controller of `llmship up` picks it up" in out.output
+    assert "without `llmship up`, run `llmship controller --env dev`" in out.output
     assert status(run)["phase"] == "Pending"
     run("controller", "--once")
     data = status(run)
@@ -134,13 +137,35 @@ def test_promote_pause_resume_abort_retry_are_applied_by_the_controller(
     ("args", "message"),
     [
         (["--candidate", "chat@9.9.9"], "no release chat@9.9.9; known versions of chat"),
-        (["--candidate", "chat"], "give the release as NAME@VERSION"),
+        (["--candidate", "chat"], "'chat' is neither NAME@VERSION nor an alias in environment"),
         (["--candidate", "chat@1.0.0"], "chat@1.0.0 is already the production release of dev"),
         (["--candidate", "chat@1.1.0", "--env", "prod"], "prod has no production release"),
     ],
 )
 def test_start_refuses_at_once(run: Run, spec_file: Path, args: list[str], message: str) -> None:
     assert message in error(run, "rollout", "start", str(spec_file), *args)
+
+
+def test_rollout_commands_without_a_reason(run: Run, spec_file: Path, registry: Registry) -> None:
+    # Given a candidate named by an alias, as `eval --candidate` takes it
+    registry.set_alias("dev", "staging", "chat@1.1.0", actor="ci", reason="stage it")
+    out = run("rollout", "start", str(spec_file), "--candidate", "staging").output
+    assert "rollout cli-canary (id 1) of chat@1.1.0 in dev" in out
+    # When every command runs without --reason
+    run("controller", "--once")
+    for command in ("pause", "resume", "abort", "retry"):
+        run("rollout", command)
+        run("controller", "--once")
+    run("rollout", "promote", "--full")
+    run("controller", "--once")
+    # Then each of their events says so
+    events = json.loads(run("rollout", "history", "--format", "json").output)
+    said = {e["kind"] for e in events if NO_REASON in e["message"]}
+    for kind in ("created", "paused", "resumed", "aborted", "retried", "promoted"):
+        assert f"rollout.{kind}" in said, events
+    assert registry.get_alias("dev", "production").ref == "chat@1.1.0"  # type: ignore[union-attr]
+    run("rollout", "undo")
+    assert registry.alias_history("dev", "production")[-1].reason == f"rollout undo: {NO_REASON}"
 
 
 def test_start_refuses_an_invalid_spec(run: Run, tmp_path: Path) -> None:
@@ -224,7 +249,7 @@ def test_rollback_goes_back_toggles_and_takes_an_older_release(
     # and a second rollback returns to where the first started, as helm rollback does
     again = run("rollback").output
     assert "chat@1.1.0 -> chat@2.0.0 (rolled back)" in again
-    assert registry.alias_history("dev", "production")[-1].reason == "rollback: rolled back by hand"
+    assert registry.alias_history("dev", "production")[-1].reason == f"rollback: {NO_REASON}"
     # --to takes any release production served before
     assert "chat@2.0.0 -> chat@1.0.0" in run("rollback", "--to", "chat@1.0.0").output
 

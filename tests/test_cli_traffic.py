@@ -13,6 +13,7 @@ import pytest
 from _cli import Run, cli_runner
 from _registry import make_spec
 from llmship.registry import QueryRecord, Registry
+from llmship.registry.records import NO_REASON
 
 
 @pytest.fixture
@@ -223,7 +224,6 @@ def test_reset_alone_and_reset_first(run: Run, registry: Registry) -> None:
         (("--experiment", "x"), "--experiment x: give its variants too"),
         (("--variants", "A=chat@1.0.0:50,B=chat@2.0.0:50"), "give --experiment NAME too"),
         (("--promote-preview", "--reset"), "leave out --reset and --preview"),
-        (("--reason", " ", "--reset"), "a reason is required"),
         (("--env", "Prod", "--reset"), "invalid settings"),
     ],
 )
@@ -233,9 +233,28 @@ def test_traffic_set_errors(run: Run, args: tuple[str, ...], message: str) -> No
     assert policy(run)["revision"] == 0
 
 
-def test_the_reason_is_required(run: Run) -> None:
-    result = run("traffic", "set", "--reset", code=2)
-    assert "--reason" in result.output
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("--canary", "chat@1.1.0", "--weight", "10"),
+        ("--shadow", "chat@2.0.0", "--percent", "5"),
+        ("--reset",),
+        ("--reason", " ", "--reset"),  # a blank reason is none
+    ],
+)
+def test_the_reason_is_optional(run: Run, registry: Registry, args: tuple[str, ...]) -> None:
+    run("traffic", "set", *args)
+    event = registry.events(limit=1)[0]
+    assert event.kind.startswith("traffic."), event
+    assert event.message.endswith("(no reason given)"), event.message
+    assert event.data["reason"] == NO_REASON
+
+
+def test_promote_preview_without_a_reason(run: Run, registry: Registry) -> None:
+    run("traffic", "set", "--preview", "chat@1.1.0")
+    run("traffic", "set", "--promote-preview")
+    assert registry.alias_history("dev", "production")[-1].reason == NO_REASON
+    assert policy(run)["stable"] == "chat@1.1.0"
 
 
 # -- feedback -------------------------------------------------------------------------
@@ -275,11 +294,28 @@ def test_feedback_summary(run: Run, registry: Registry) -> None:
         },
     ]
     only = json.loads(
-        run("feedback", "summary", "--version", "chat@1.1.0", "--format", "json").output
+        run("feedback", "summary", "--release", "chat@1.1.0", "--format", "json").output
     )
     assert [row["ref"] for row in only] == ["chat@1.1.0"]
+    production = json.loads(
+        run("feedback", "summary", "--release", "production", "-f", "json").output
+    )
+    assert [row["ref"] for row in production] == ["chat@1.0.0"]
+    every_version = json.loads(run("feedback", "summary", "--release", "chat", "-f", "json").output)
+    assert every_version == data
     assert run("feedback", "summary", "--env", "prod", "--format", "json").output.strip() == "[]"
-    assert "not NAME@VERSION" in error(run, "feedback", "summary", "--version", "production")
+    assert "nor is it the name of a registered release" in error(
+        run, "feedback", "summary", "--release", "nope"
+    )
+    # the old spelling still works, with a note on stderr
+    note, _, rows = run(
+        "feedback", "summary", "--version", "chat@1.1.0", "-f", "json"
+    ).output.partition("\n")
+    assert note == "--version is deprecated: use --release"
+    assert [row["ref"] for row in json.loads(rows)] == ["chat@1.1.0"]
+    assert "give only --release" in error(
+        run, "feedback", "summary", "--version", "chat@1.1.0", "--release", "chat@1.1.0"
+    )
 
 
 # -- flags ----------------------------------------------------------------------------

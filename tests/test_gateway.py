@@ -29,6 +29,7 @@ from llmship.gateway import Gateway, create_app
 from llmship.gateway.metrics import GatewayMetrics
 from llmship.gateway.serving import whole_events
 from llmship.gateway.state import Snapshot
+from llmship.registry.records import NO_REASON
 from llmship.routing import Experiment, Variant, bucket
 from llmship.settings import Settings
 
@@ -856,7 +857,6 @@ def test_traffic_show_set_promote_and_reset(rig: Rig) -> None:
         ({"canary": {"release": CANARY, "weight": 120}, "reason": "x"}, 400),
         ({"canary": {"release": CANARY, "weight": "lots"}, "reason": "x"}, 400),
         ({"canary": {"release": "nope@9.9.9", "weight": 5}, "reason": "x"}, 404),
-        ({"canary": {"release": CANARY, "weight": 5}}, 400),
         ({"canary": {"release": CANARY, "weight": 5}, "reason": "x", "stable": OTHER}, 400),
         (
             {
@@ -880,10 +880,24 @@ def test_invalid_traffic_changes_are_refused(rig: Rig, update: dict[str, Any], s
     assert rig.store.policy.revision == 0
 
 
-def test_promote_without_a_preview_and_reset_without_a_reason(rig: Rig) -> None:
+def test_promote_without_a_preview(rig: Rig) -> None:
     r = rig.client.post("/api/v1/traffic/promote-preview", json={"reason": "x"}, headers=ADMIN)
     assert r.status_code == 400 and r.json()["error"]["param"] == "preview"
-    assert rig.client.delete("/api/v1/traffic", headers=ADMIN).status_code == 400
+
+
+def test_a_reason_is_optional(rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
+    reasons: list[str] = []
+    for method in ("set_traffic", "promote_preview", "reset_traffic"):
+
+        def recording(*args: Any, _change: Any = getattr(rig.store, method), **kw: Any) -> Any:
+            reasons.append(kw["reason"])
+            return _change(*args, **kw)
+
+        monkeypatch.setattr(rig.store, method, recording)
+    assert rig.client.put("/api/v1/traffic", json={"preview": PREVIEW}, headers=ADMIN).is_success
+    assert rig.client.post("/api/v1/traffic/promote-preview", json={}, headers=ADMIN).is_success
+    assert rig.client.delete("/api/v1/traffic", params={"reason": " "}, headers=ADMIN).is_success
+    assert reasons == [NO_REASON] * 3
 
 
 # -- metrics and docs ---------------------------------------------------------------------------

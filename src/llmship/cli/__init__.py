@@ -22,8 +22,9 @@ from llmship.cli import (
     up,
 )
 from llmship.cli import eval as eval_cli
+from llmship.cli._help import App
 
-app = typer.Typer(
+app = App(
     name="llmship",
     help="Release engineering for LLM services: registry, serving, gates, progressive delivery.",
     no_args_is_help=True,

@@ -1,4 +1,16 @@
-"""What every CLI command shares: settings, the registry, error reporting."""
+"""What every CLI command shares: settings, the registry, error reporting, and the
+options that mean the same everywhere.
+
+Conventions of every command (``tests/test_cli_conventions.py`` checks them):
+
+- ``-r`` is ``--reason`` and nothing else; a reason is optional and recorded as
+  :data:`~llmship.registry.records.NO_REASON` when left out.
+- ``-n`` is ``--limit`` and nothing else.
+- A list or show command filters releases with ``--release REF``: NAME@VERSION
+  or an alias (that release) or NAME (every version); see :func:`release_filter`.
+- Placeholders in help and messages are UPPERCASE: ``NAME@VERSION``, ``SPEC``,
+  ``TEXT``, ``DURATION``.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +18,16 @@ import functools
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, ParamSpec, TypeVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
-from llmship.errors import LlmshipError
+from llmship.errors import LlmshipError, NotFoundError
+from llmship.registry.records import NO_REASON
+from llmship.release.spec import parse_ref
 from llmship.settings import Settings, load_settings
 
 if TYPE_CHECKING:
@@ -73,3 +88,75 @@ def configure_logging(level: str) -> None:
     )
     for noisy in ("alembic", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+# -- options shared by every command ---------------------------------------------------
+
+
+def reason_option(recorded: str) -> Any:
+    """``--reason``/``-r TEXT``, optional; ``recorded`` says where it is kept."""
+    return typer.Option(
+        "--reason",
+        "-r",
+        metavar="TEXT",
+        help=f"Why ({recorded}; default: '{NO_REASON}').",
+        show_default=False,
+    )
+
+
+ReleaseOption = Annotated[
+    str | None,
+    typer.Option(
+        "--release",
+        metavar="REF",
+        help="Only this release: NAME@VERSION or an alias (one release), or NAME (every version).",
+        show_default=False,
+    ),
+]
+
+
+def deprecated(old: str, new: str, old_value: str | None, new_value: str | None) -> str | None:
+    """The value of option ``new``, or of ``old``, its deprecated spelling (hidden from
+    ``--help``, kept so that no script breaks), with a note on stderr."""
+    if old_value is None:
+        return new_value
+    if new_value is not None:
+        raise fail(f"{old} is the old spelling of {new}: give only {new}")
+    err_console.print(f"[yellow]{old} is deprecated: use {new}[/]", highlight=False)
+    return old_value
+
+
+@dataclass(frozen=True)
+class ReleaseFilter:
+    """What ``--release`` selects: one release (``ref``), or every version of ``name``."""
+
+    name: str
+    ref: str | None = None
+
+    def matches(self, ref: str) -> bool:
+        """True when the release ``ref`` (NAME@VERSION) is selected."""
+        if self.ref is not None:
+            return ref == self.ref
+        return ref.partition("@")[0] == self.name
+
+    def __str__(self) -> str:
+        return self.ref or self.name
+
+
+def release_filter(registry: Registry, text: str, env: str) -> ReleaseFilter:
+    """``--release TEXT``: NAME@VERSION or an alias of ``env`` names one release
+    (``Registry.resolve``, as ``eval --candidate`` does); else TEXT is a release
+    name (every version). NotFoundError when it is none of these."""
+    try:
+        record = registry.resolve(text, env=env)
+    except NotFoundError as exc:
+        if parse_ref(text) is not None:
+            raise
+        if not registry.list_releases(text):
+            raise NotFoundError(
+                f"--release {text}: {exc.message}; nor is it the name of a registered "
+                "release (`llmship models list` shows them)",
+                param="release",
+            ) from None
+        return ReleaseFilter(name=text)
+    return ReleaseFilter(name=record.name, ref=record.ref)

@@ -10,17 +10,27 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from llmship.cli._common import console, handle_errors, open_registry, settings
+from llmship.cli._common import (
+    console,
+    handle_errors,
+    open_registry,
+    reason_option,
+    settings,
+)
+from llmship.cli._help import App
 from llmship.errors import NotFoundError
+from llmship.registry.records import given_reason
 
-app = typer.Typer(
+app = App(
     help="Move aliases such as production between releases, list them, read their history.",
     no_args_is_help=True,
 )
 
 EnvOption = Annotated[
     str | None,
-    typer.Option("--env", "-e", help="Environment of the alias (default: LLMSHIP_ENV or dev)."),
+    typer.Option(
+        "--env", "-e", metavar="ENV", help="Environment of the alias (default: LLMSHIP_ENV or dev)."
+    ),
 ]
 
 
@@ -39,18 +49,22 @@ FormatOption = Annotated[Format, typer.Option("--format", "-f", help="table or j
 @app.command("set")
 @handle_errors
 def set_(
-    alias: Annotated[str, typer.Argument(help="Alias name, e.g. production, staging, canary.")],
-    ref: Annotated[str, typer.Argument(help="NAME@VERSION, or another alias of the environment.")],
-    reason: Annotated[
-        str, typer.Option("--reason", "-r", help="Why the alias moves (kept in its history).")
+    alias: Annotated[
+        str,
+        typer.Argument(metavar="ALIAS", help="Alias name, e.g. production, staging, canary."),
     ],
+    ref: Annotated[
+        str,
+        typer.Argument(metavar="REF", help="NAME@VERSION, or another alias of the environment."),
+    ],
+    reason: Annotated[str | None, reason_option("kept in the alias history")] = None,
     env: EnvOption = None,
     force: Annotated[
         bool,
         typer.Option(
             "--force",
             help="Move production even without the passing gates llmship.yaml requires "
-            "(recorded as a gate.forced event; the reason is kept as '[forced] ...').",
+            "(recorded as a gate.forced event; the history's reason starts with '\\[forced]').",
         ),
     ] = False,
 ) -> None:
@@ -66,13 +80,16 @@ def set_(
     cfg = settings(env=env)
     with open_registry(cfg) as registry:
         before = registry.get_alias(cfg.env, alias)
+        why = given_reason(reason)
         if alias == PRODUCTION:
             ref = registry.resolve(ref, env=cfg.env).ref  # the release checked is the one set
             if before is None or before.ref != ref:
-                reason = check_promotion(
-                    registry, cfg.env, ref, force=force, reason=reason, actor=cfg.actor
+                # --force needs a reason of its own: the guard sees only the one given
+                forced = check_promotion(
+                    registry, cfg.env, ref, force=force, reason=reason or "", actor=cfg.actor
                 )
-        move = registry.set_alias(cfg.env, alias, ref, actor=cfg.actor, reason=reason)
+                why = given_reason(forced)
+        move = registry.set_alias(cfg.env, alias, ref, actor=cfg.actor, reason=why)
     if before is not None and before.ref == move.to_ref:
         typer.echo(f"{alias} in {cfg.env} already points at {move.to_ref}; nothing changed")
         return

@@ -38,6 +38,7 @@ def register(app: typer.Typer) -> None:
             None,
             "--env",
             "-e",
+            metavar="ENV",
             help="Environment whose rollouts it runs (default: LLMSHIP_ENV or dev).",
         ),
         interval: str = typer.Option(

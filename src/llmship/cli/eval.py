@@ -21,9 +21,20 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from llmship.cli._common import console, err_console, fail, handle_errors, open_registry, settings
+from llmship.cli._common import (
+    ReleaseFilter,
+    ReleaseOption,
+    console,
+    err_console,
+    fail,
+    handle_errors,
+    open_registry,
+    release_filter,
+    settings,
+)
+from llmship.cli._help import App
 
-app = typer.Typer(
+app = App(
     help="Evaluate a candidate release against the baseline on a golden dataset (a gate).",
     invoke_without_command=True,
 )
@@ -31,7 +42,10 @@ app = typer.Typer(
 EnvOption = Annotated[
     str | None,
     typer.Option(
-        "--env", "-e", help="Environment whose aliases to use (default: LLMSHIP_ENV or dev)."
+        "--env",
+        "-e",
+        metavar="ENV",
+        help="Environment whose aliases to use (default: LLMSHIP_ENV or dev).",
     ),
 ]
 DEFAULT_BASELINE = "production"
@@ -64,13 +78,19 @@ def eval_(
     ] = None,
     candidate: Annotated[
         str | None,
-        typer.Option("--candidate", "-c", help="The release to judge: NAME@VERSION or an alias."),
+        typer.Option(
+            "--candidate",
+            "-c",
+            metavar="REF",
+            help="The release to judge: NAME@VERSION or an alias.",
+        ),
     ] = None,
     baseline: Annotated[
         str,
         typer.Option(
             "--baseline",
             "-b",
+            metavar="REF",
             help="What to compare with: an alias or NAME@VERSION (the candidate itself: A/A).",
         ),
     ] = DEFAULT_BASELINE,
@@ -95,7 +115,11 @@ def eval_(
     ] = None,
     judge: Annotated[
         str | None,
-        typer.Option("--judge", help="Release that grades llm-rubric assertions (NAME@VERSION)."),
+        typer.Option(
+            "--judge",
+            metavar="REF",
+            help="Release that grades llm-rubric assertions (NAME@VERSION or an alias).",
+        ),
     ] = None,
     tags: Annotated[
         list[str] | None,
@@ -335,10 +359,7 @@ def _print_report(report: Mapping[str, Any]) -> None:
 @app.command("list")
 @handle_errors
 def list_(
-    release: Annotated[
-        str | None,
-        typer.Option("--release", "-r", help="Only the runs of this release (or alias)."),
-    ] = None,
+    release: ReleaseOption = None,
     output: Annotated[
         ListFormat, typer.Option("--format", "-f", help="table or json.")
     ] = ListFormat.table,
@@ -348,8 +369,19 @@ def list_(
     """List stored eval runs, newest first."""
     cfg = settings(env=env)
     with open_registry(cfg) as registry:
-        ref = registry.resolve(release, env=cfg.env).ref if release else None
-        runs = registry.list_gate_runs(kind="eval", ref=ref, limit=limit, with_reports=False)
+        chosen = release_filter(registry, release, cfg.env) if release else None
+        refs = _refs(registry, chosen)
+        runs = sorted(
+            (
+                run
+                for ref in refs
+                for run in registry.list_gate_runs(
+                    kind="eval", ref=ref, limit=limit, with_reports=False
+                )
+            ),
+            key=lambda run: run.id,
+            reverse=True,
+        )[:limit]
     if output is ListFormat.json:
         rows = [
             {
@@ -368,7 +400,8 @@ def list_(
         typer.echo(json.dumps(rows, indent=2, ensure_ascii=False))
         return
     if not runs:
-        typer.echo("no eval runs yet: llmship eval --dataset PATH --candidate NAME@VERSION")
+        of = f" of {chosen}" if chosen else ""
+        typer.echo(f"no eval runs{of} yet: llmship eval --dataset PATH --candidate NAME@VERSION")
         return
     table = Table(title="eval runs", **_COMPACT)
     table.add_column("run", justify="right")
@@ -397,6 +430,15 @@ def list_(
             escape(f"{r.created_at:%m-%d %H:%M}"),
         )
     console.print(table)
+
+
+def _refs(registry: Any, chosen: ReleaseFilter | None) -> list[str | None]:
+    """The releases whose runs to read: every one (None), one, or each version of a name."""
+    if chosen is None:
+        return [None]
+    if chosen.ref is not None:
+        return [chosen.ref]
+    return [r.ref for r in registry.list_releases(chosen.name)]
 
 
 @app.command("show")

@@ -9,9 +9,18 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from llmship.cli._common import console, handle_errors, open_registry, settings
+from llmship.cli._common import (
+    ReleaseOption,
+    console,
+    deprecated,
+    handle_errors,
+    open_registry,
+    release_filter,
+    settings,
+)
+from llmship.cli._help import App
 
-app = typer.Typer(
+app = App(
     help="Read user feedback (ratings and thumbs) per release.",
     no_args_is_help=True,
 )
@@ -19,7 +28,10 @@ app = typer.Typer(
 EnvOption = Annotated[
     str | None,
     typer.Option(
-        "--env", "-e", help="Environment whose feedback to read (default: LLMSHIP_ENV or dev)."
+        "--env",
+        "-e",
+        metavar="ENV",
+        help="Environment whose feedback to read (default: LLMSHIP_ENV or dev).",
     ),
 ]
 
@@ -35,19 +47,26 @@ class Format(str, Enum):
 @handle_errors
 def summary(
     env: EnvOption = None,
+    release: ReleaseOption = None,
+    output: Annotated[Format, typer.Option("--format", "-f", help="table or json.")] = Format.table,
     version: Annotated[
         str | None,
-        typer.Option("--version", metavar="NAME@VERSION", help="Only this release, NAME@VERSION."),
+        typer.Option(
+            "--version", metavar="NAME@VERSION", hidden=True, help="Deprecated: use --release."
+        ),
     ] = None,
-    output: Annotated[Format, typer.Option("--format", "-f", help="table or json.")] = Format.table,
 ) -> None:
     """Per release: how many ratings and their mean, thumbs up and down, and the up rate.
 
     Feedback belongs to the release that answered the query it is about.
     """
+    release = deprecated("--version", "--release", version, release)
     cfg = settings(env=env)
     with open_registry(cfg) as registry:
-        rows = registry.feedback_summary(cfg.env, version)
+        chosen = release_filter(registry, release, cfg.env) if release else None
+        rows = registry.feedback_summary(cfg.env, chosen.ref if chosen else None)
+    if chosen is not None:
+        rows = [row for row in rows if chosen.matches(row.ref)]
     if output is Format.json:
         data = [
             {
@@ -65,7 +84,7 @@ def summary(
     if not rows:
         typer.echo(
             f"no feedback in {cfg.env} yet"
-            + (f" for {version}" if version else "")
+            + (f" for {chosen}" if chosen else "")
             + ": clients send it to the gateway's POST /feedback"
         )
         return

@@ -12,17 +12,20 @@ from rich.markup import escape
 from rich.table import Table
 
 from llmship.cli._common import console, handle_errors, open_registry, settings
+from llmship.cli._help import App
 from llmship.errors import InvalidRequestError, NotFoundError
 from llmship.flags.model import Flag, parse_conditions
 
-app = typer.Typer(
+app = App(
     help="Set, list and delete feature flags (on/off, a sticky percent of users, targeting).",
     no_args_is_help=True,
 )
 
 EnvOption = Annotated[
     str | None,
-    typer.Option("--env", "-e", help="Environment of the flags (default: LLMSHIP_ENV or dev)."),
+    typer.Option(
+        "--env", "-e", metavar="ENV", help="Environment of the flags (default: LLMSHIP_ENV or dev)."
+    ),
 ]
 NONE = "none"
 

@@ -19,6 +19,7 @@ def register(app: typer.Typer) -> None:
             None,
             "--env",
             "-e",
+            metavar="ENV",
             help="Environment whose traffic policy it follows (default: LLMSHIP_ENV or dev).",
         ),
         host: str | None = typer.Option(

@@ -19,7 +19,8 @@ def register(app: typer.Typer) -> None:
     @handle_errors
     def init(
         directory: Annotated[
-            Path, typer.Argument(help="Where to write the project (created if missing).")
+            Path,
+            typer.Argument(metavar="DIR", help="Where to write the project (created if missing)."),
         ] = Path("."),
         force: Annotated[
             bool, typer.Option("--force", help="Overwrite the files init writes if they exist.")
@@ -42,7 +43,7 @@ def register(app: typer.Typer) -> None:
         typer.echo(
             "\nnext:\n"
             f"  {where}llmship models register models/{spec.name}-{spec.version}.yaml\n"
-            f"  llmship alias set production {spec.ref} --reason 'first release'\n"
+            f"  llmship alias set production {spec.ref}\n"
             "  llmship up                      # the gateway on http://127.0.0.1:8080\n"
             "  pytest tests/ -v                # regression tests of production"
         )

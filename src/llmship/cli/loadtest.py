@@ -29,21 +29,32 @@ def register(app: typer.Typer) -> None:
     @handle_errors
     def loadtest(
         target: str | None = typer.Option(
-            None, "--target", help="Base URL of an OpenAI-compatible service (or its /predict)."
+            None,
+            "--target",
+            metavar="URL",
+            help="Base URL of an OpenAI-compatible service (or its /predict).",
         ),
         release: str | None = typer.Option(
             None,
             "--release",
+            metavar="REF",
             help="Serve NAME@VERSION (or an alias) on a free port with `llmship serve`; test it.",
         ),
         ref: str | None = typer.Option(
-            None, "--ref", help="With --target: the release (NAME@VERSION) the results belong to."
+            None,
+            "--ref",
+            metavar="REF",
+            help="With --target: the release (NAME@VERSION or an alias) the results are "
+            "recorded against; nothing is served (--release serves one).",
         ),
         endpoint: str = typer.Option(
             "chat", "--endpoint", help=f"What to call: {', '.join(ENDPOINTS)}."
         ),
         model: str | None = typer.Option(
-            None, "--model", help="The `model` of requests (default: the first of /v1/models)."
+            None,
+            "--model",
+            metavar="NAME",
+            help="The `model` of requests (default: the first of /v1/models).",
         ),
         users: int | None = typer.Option(
             None, "--users", help="Closed loop: concurrent users (default 1)."
@@ -63,36 +74,57 @@ def register(app: typer.Typer) -> None:
         max_in_flight: int = typer.Option(
             256, "--max-in-flight", help="Open loop: most requests at once; more are dropped."
         ),
-        duration: str = typer.Option("30s", "--duration", help="Measured time: 30s, 2m, 90."),
-        warmup: str = typer.Option("0s", "--warmup", help="Load before measuring (not counted)."),
+        duration: str = typer.Option(
+            "30s", "--duration", metavar="DURATION", help="Measured time: 30s, 2m, 90."
+        ),
+        warmup: str = typer.Option(
+            "0s", "--warmup", metavar="DURATION", help="Load before measuring (not counted)."
+        ),
         prompts: Path | None = typer.Option(
             None,
             "--prompts",
+            metavar="FILE",
             exists=True,
             dir_okay=False,
             help="JSONL (prompt/input/messages) or text file, one prompt per line.",
         ),
         max_tokens: int = typer.Option(100, "--max-tokens", help="Most tokens per answer."),
         timeout: str = typer.Option(
-            "60s", "--timeout", help="Longest wait to connect or for the next bytes of an answer."
+            "60s",
+            "--timeout",
+            metavar="DURATION",
+            help="Longest wait to connect or for the next bytes of an answer.",
         ),
         slo: list[str] | None = typer.Option(
             None,
             "--slo",
+            metavar="KEY=VALUE",
             help="KEY=VALUE gate, repeatable: ttft_p95=0.5, error_rate=0.01, throughput_min=2 ...",
         ),
         env: str | None = typer.Option(
-            None, "--env", "-e", help="Environment of aliases and the recorded run (default: dev)."
+            None,
+            "--env",
+            "-e",
+            metavar="ENV",
+            help="Environment of aliases and the recorded run (default: LLMSHIP_ENV or dev).",
         ),
-        json_path: Path | None = typer.Option(None, "--json", help="Write the JSON report here."),
+        json_path: Path | None = typer.Option(
+            None, "--json", metavar="FILE", help="Write the JSON report here."
+        ),
         markdown_path: Path | None = typer.Option(
-            None, "--markdown", help="Write a Markdown summary (for a pull request) here."
+            None,
+            "--markdown",
+            metavar="FILE",
+            help="Write a Markdown summary (for a pull request) here.",
         ),
         html_path: Path | None = typer.Option(
-            None, "--html", help="Write a self-contained HTML report with plots here."
+            None,
+            "--html",
+            metavar="FILE",
+            help="Write a self-contained HTML report with plots here.",
         ),
         junit_path: Path | None = typer.Option(
-            None, "--junit", help="Write JUnit XML (one testcase per SLO) here."
+            None, "--junit", metavar="FILE", help="Write JUnit XML (one testcase per SLO) here."
         ),
         record: bool = typer.Option(
             True,
@@ -112,7 +144,10 @@ def register(app: typer.Typer) -> None:
         if bool(target) == bool(release):
             raise fail("give --target URL or --release NAME@VERSION (exactly one)")
         if release and ref:
-            raise fail("--ref goes with --target; --release names the release already")
+            raise fail(
+                "--ref goes with --target (the release a service you run belongs to); "
+                "--release serves and names the release already"
+            )
         if rate is not None and (users is not None or spawn_rate is not None):
             raise fail("--rate (open loop) excludes --users and --spawn-rate (closed loop)")
         if rate is None and arrival != "constant":

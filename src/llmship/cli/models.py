@@ -11,10 +11,19 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from llmship.cli._common import console, handle_errors, open_registry, settings
+from llmship.cli._common import (
+    ReleaseOption,
+    console,
+    deprecated,
+    handle_errors,
+    open_registry,
+    release_filter,
+    settings,
+)
+from llmship.cli._help import App
 from llmship.release.spec import load_spec
 
-app = typer.Typer(
+app = App(
     help="Register, list and show releases (immutable, versioned model specs).",
     no_args_is_help=True,
 )
@@ -22,7 +31,10 @@ app = typer.Typer(
 EnvOption = Annotated[
     str | None,
     typer.Option(
-        "--env", "-e", help="Environment whose aliases to use (default: LLMSHIP_ENV or dev)."
+        "--env",
+        "-e",
+        metavar="ENV",
+        help="Environment whose aliases to use (default: LLMSHIP_ENV or dev).",
     ),
 ]
 
@@ -45,10 +57,13 @@ class ShowFormat(str, Enum):
 @handle_errors
 def register(
     spec_file: Annotated[
-        Path, typer.Argument(help="Release spec file (YAML or JSON), e.g. models/chat-1.0.0.yaml.")
+        Path,
+        typer.Argument(
+            metavar="SPEC", help="Release spec file (YAML or JSON), e.g. models/chat-1.0.0.yaml."
+        ),
     ],
 ) -> None:
-    """Register a release from its spec file; the weights' sha256 is recorded.
+    """Register a release from its spec file SPEC; the weights' sha256 is recorded.
 
     Registering the same version again with identical content is harmless; with
     different content it fails: bump the version instead.
@@ -69,18 +84,25 @@ def register(
 @app.command("list")
 @handle_errors
 def list_(
-    name: Annotated[
-        str | None, typer.Option("--name", "-n", help="Only the versions of this release.")
-    ] = None,
+    release: ReleaseOption = None,
     output: Annotated[
         ListFormat, typer.Option("--format", "-f", help="table or json.")
     ] = ListFormat.table,
     env: EnvOption = None,
+    name: Annotated[
+        str | None,
+        typer.Option("--name", metavar="NAME", hidden=True, help="Deprecated: use --release."),
+    ] = None,
 ) -> None:
     """List releases by name, newest version first, with the aliases that point at them."""
+    release = deprecated("--name", "--release", name, release)
     cfg = settings(env=env)
     with open_registry(cfg) as registry:
-        releases = registry.list_releases(name)
+        chosen = release_filter(registry, release, cfg.env) if release else None
+        if chosen is None or chosen.ref is None:
+            releases = registry.list_releases(chosen.name if chosen else None)
+        else:
+            releases = [registry.resolve(chosen.ref, env=cfg.env)]
         aliases: dict[str, list[str]] = {}
         for alias in registry.list_aliases(cfg.env):
             aliases.setdefault(alias.ref, []).append(alias.alias)
@@ -100,11 +122,7 @@ def list_(
         typer.echo(json.dumps(rows, indent=2))
         return
     if not releases:
-        typer.echo(
-            f"no releases named {name!r}"
-            if name
-            else "no releases yet: llmship models register FILE"
-        )
+        typer.echo("no releases yet: llmship models register SPEC")
         return
     table = Table(title=f"releases (aliases in {cfg.env})", title_justify="left")
     for column in ("name", "version", "backend", "aliases", "created"):
@@ -123,7 +141,10 @@ def list_(
 @app.command("show")
 @handle_errors
 def show(
-    ref: Annotated[str, typer.Argument(help="NAME@VERSION, or an alias such as production.")],
+    ref: Annotated[
+        str,
+        typer.Argument(metavar="REF", help="NAME@VERSION, or an alias such as production."),
+    ],
     output: Annotated[
         ShowFormat,
         typer.Option("--format", "-f", help="yaml (accepted by `models register`) or json."),

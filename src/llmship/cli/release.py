@@ -73,12 +73,16 @@ def register(app: typer.Typer) -> None:
             ),
         ] = BumpChoice.auto,
         reason: Annotated[
-            str | None, typer.Option("--reason", "-r", help="Why (in the changelog entry).")
+            str | None,
+            typer.Option(
+                "--reason", "-r", metavar="TEXT", help="Why (in the changelog entry and the tag)."
+            ),
         ] = None,
         changelog: Annotated[
             Path | None,
             typer.Option(
                 "--changelog",
+                metavar="FILE",
                 help="The releases' changelog (default: CHANGELOG.md next to SPEC).",
             ),
         ] = None,

@@ -6,7 +6,8 @@ from typing import Annotated
 
 import typer
 
-from llmship.cli._common import handle_errors, open_registry, settings
+from llmship.cli._common import handle_errors, open_registry, reason_option, settings
+from llmship.registry.records import given_reason
 
 __all__ = ["register"]
 
@@ -19,7 +20,9 @@ def register(app: typer.Typer) -> None:
     def rollback(
         env: Annotated[
             str | None,
-            typer.Option("--env", "-e", help="Environment (default: LLMSHIP_ENV or dev)."),
+            typer.Option(
+                "--env", "-e", metavar="ENV", help="Environment (default: LLMSHIP_ENV or dev)."
+            ),
         ] = None,
         alias: Annotated[
             str, typer.Option("--alias", "-a", help="The alias to move back.")
@@ -28,14 +31,12 @@ def register(app: typer.Typer) -> None:
             str | None,
             typer.Option(
                 "--to",
-                help="NAME@VERSION it served before, to go back to (default: where the "
-                "alias pointed before its latest move).",
+                metavar="REF",
+                help="NAME@VERSION (or an alias) it served before, to go back to (default: "
+                "where the alias pointed before its latest move).",
             ),
         ] = None,
-        reason: Annotated[
-            str,
-            typer.Option("--reason", "-r", metavar="TEXT", help="Why (kept in the alias history)."),
-        ] = "rolled back by hand",
+        reason: Annotated[str | None, reason_option("kept in the alias history")] = None,
     ) -> None:
         """Move an alias (production) back to the release it pointed at before.
 
@@ -54,7 +55,7 @@ def register(app: typer.Typer) -> None:
                 registry,
                 cfg.env,
                 actor=cfg.actor,
-                reason=reason,
+                reason=given_reason(reason),
                 alias=alias,
                 to=to,
                 why="rollback",

@@ -1,8 +1,9 @@
 """``llmship rollout``: start rollouts, watch them, and ask the controller to act.
 
 ``start`` and ``undo`` act at once; ``promote``, ``pause``, ``resume``, ``abort``
-and ``retry`` are checked now and recorded as intents, which ``llmship
-controller`` applies on its next pass (within its interval).
+and ``retry`` are checked now and recorded as intents, which the controller
+(the one ``llmship up`` runs, or ``llmship controller``) applies on its next
+pass (within its interval).
 """
 
 from __future__ import annotations
@@ -21,10 +22,18 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from llmship.cli._common import console, handle_errors, open_registry, settings
+from llmship.cli._common import (
+    console,
+    handle_errors,
+    open_registry,
+    reason_option,
+    settings,
+)
+from llmship.cli._help import App
 from llmship.registry import Registry
+from llmship.registry.records import given_reason
 
-app = typer.Typer(
+app = App(
     help="Progressive delivery: start a rollout (canary, blue-green, A/B, shadow), watch it, "
     "promote, pause, resume, abort, retry, undo.",
     no_args_is_help=True,
@@ -32,19 +41,22 @@ app = typer.Typer(
 
 EnvOption = Annotated[
     str | None,
-    typer.Option("--env", "-e", help="Environment of the rollout (default: LLMSHIP_ENV or dev)."),
+    typer.Option(
+        "--env",
+        "-e",
+        metavar="ENV",
+        help="Environment of the rollout (default: LLMSHIP_ENV or dev).",
+    ),
 ]
 TargetArgument = Annotated[
     str | None,
     typer.Argument(
-        metavar="[NAME|ID]",
+        metavar="NAME|ID",
         help="The rollout: its id or name (default: the active rollout of the environment).",
         show_default=False,
     ),
 ]
-ReasonOption = Annotated[
-    str, typer.Option("--reason", "-r", metavar="TEXT", help="Why (kept in the rollout's events).")
-]
+ReasonOption = Annotated[str | None, reason_option("kept in the rollout's events")]
 WATCH_REFRESH_S = 1.0
 
 
@@ -78,14 +90,21 @@ RUN_STYLE = {
 @handle_errors
 def start(
     spec: Annotated[
-        Path, typer.Argument(help="Rollout spec file, e.g. rollouts/chat-canary.yaml.")
+        Path,
+        typer.Argument(metavar="SPEC", help="Rollout spec file, e.g. rollouts/chat-canary.yaml."),
     ],
     candidate: Annotated[
         str,
-        typer.Option("--candidate", "-c", metavar="NAME@VERSION", help="The release to roll out."),
+        typer.Option(
+            "--candidate",
+            "-c",
+            metavar="REF",
+            help="The release to roll out: NAME@VERSION or an alias of the environment "
+            "(e.g. staging).",
+        ),
     ],
     env: EnvOption = None,
-    reason: ReasonOption = "",
+    reason: ReasonOption = None,
     force: Annotated[
         bool,
         typer.Option(
@@ -95,43 +114,51 @@ def start(
         ),
     ] = False,
 ) -> None:
-    """Start rolling CANDIDATE out in the environment with the strategy of SPEC.
+    """Start rolling the --candidate release out in the environment with the strategy
+    of SPEC.
 
     Refused at once when the spec is invalid, the candidate is not registered or
     already production, another rollout runs in the environment, or llmship.yaml
     requires gates (`gates: require:`) the candidate has not passed (unless
-    --force --reason). The controller (`llmship controller`) runs it.
+    --force --reason). The controller runs it: the one `llmship up` starts, or
+    `llmship controller`.
     """
     from llmship.rollout import load_rollout, ops
 
     rollout_spec = load_rollout(spec)
     cfg = settings(env=env)
     with open_registry(cfg) as registry:
+        # an alias (staging, canary) names the release it points at now, as for eval
+        ref = registry.resolve(candidate, env=cfg.env).ref
         record = ops.start(
             registry,
             rollout_spec,
-            candidate,
+            ref,
             env=cfg.env,
             actor=cfg.actor,
-            reason=reason,
+            # --force needs a reason of its own: the guard sees only the one given
+            reason=(reason or "") if force else given_reason(reason),
             force=force,
         )
     typer.echo(
         f"rollout {record.name} (id {record.id}) of {record.candidate} in {record.env}: "
-        f"{record.strategy} from {record.stable}; `llmship controller --env {record.env}` runs it"
+        f"{record.strategy} from {record.stable}; the controller of `llmship up` picks it up; "
+        f"without `llmship up`, run `llmship controller --env {record.env}`"
     )
 
 
-def _intent(kind: str, target: str | None, env: str | None, reason: str) -> None:
+def _intent(kind: str, target: str | None, env: str | None, reason: str | None) -> None:
     from llmship.rollout import ops
 
     cfg = settings(env=env)
     with open_registry(cfg) as registry:
-        record, _ = ops.request(registry, cfg.env, target, kind, actor=cfg.actor, reason=reason)
+        record, _ = ops.request(
+            registry, cfg.env, target, kind, actor=cfg.actor, reason=given_reason(reason)
+        )
     what = {"promoteFull": "full promotion"}.get(kind, kind)
     typer.echo(
-        f"{what} of rollout {record.name} (id {record.id}) requested; "
-        "the controller applies it on its next pass"
+        f"{what} of rollout {record.name} (id {record.id}) requested; the controller applies "
+        "it on its next pass (the one `llmship up` runs, or `llmship controller`)"
     )
 
 
@@ -144,7 +171,7 @@ def promote(
         typer.Option("--full", help="Skip every remaining step and analysis: promote now."),
     ] = False,
     env: EnvOption = None,
-    reason: ReasonOption = "",
+    reason: ReasonOption = None,
 ) -> None:
     """Go on past the current step (a pause, an analysis, an Inconclusive verdict), or
     with --full promote the candidate now."""
@@ -153,14 +180,18 @@ def promote(
 
 @app.command("pause")
 @handle_errors
-def pause(target: TargetArgument = None, env: EnvOption = None, reason: ReasonOption = "") -> None:
+def pause(
+    target: TargetArgument = None, env: EnvOption = None, reason: ReasonOption = None
+) -> None:
     """Hold the rollout where it is (weights stay; analysis goes on; timers stop)."""
     _intent("pause", target, env, reason)
 
 
 @app.command("resume")
 @handle_errors
-def resume(target: TargetArgument = None, env: EnvOption = None, reason: ReasonOption = "") -> None:
+def resume(
+    target: TargetArgument = None, env: EnvOption = None, reason: ReasonOption = None
+) -> None:
     """Lift a pause, and go on past what waits for a person: `pause: {}`, a blue-green
     preview without automatic promotion, an Inconclusive analysis."""
     _intent("resume", target, env, reason)
@@ -168,14 +199,18 @@ def resume(target: TargetArgument = None, env: EnvOption = None, reason: ReasonO
 
 @app.command("abort")
 @handle_errors
-def abort(target: TargetArgument = None, env: EnvOption = None, reason: ReasonOption = "") -> None:
+def abort(
+    target: TargetArgument = None, env: EnvOption = None, reason: ReasonOption = None
+) -> None:
     """Put all traffic back on stable at once; the rollout ends Aborted."""
     _intent("abort", target, env, reason)
 
 
 @app.command("retry")
 @handle_errors
-def retry(target: TargetArgument = None, env: EnvOption = None, reason: ReasonOption = "") -> None:
+def retry(
+    target: TargetArgument = None, env: EnvOption = None, reason: ReasonOption = None
+) -> None:
     """Start an Aborted rollout again from its first step."""
     _intent("retry", target, env, reason)
 
@@ -184,10 +219,7 @@ def retry(target: TargetArgument = None, env: EnvOption = None, reason: ReasonOp
 @handle_errors
 def undo(
     env: EnvOption = None,
-    reason: Annotated[
-        str,
-        typer.Option("--reason", "-r", metavar="TEXT", help="Why (kept in the alias history)."),
-    ] = "rolled back by hand",
+    reason: Annotated[str | None, reason_option("kept in the alias history")] = None,
 ) -> None:
     """Move production back to the release it pointed at before (its alias history);
     refused while a rollout runs (abort that instead)."""
@@ -195,7 +227,7 @@ def undo(
 
     cfg = settings(env=env)
     with open_registry(cfg) as registry:
-        move = ops.undo(registry, cfg.env, actor=cfg.actor, reason=reason)
+        move = ops.undo(registry, cfg.env, actor=cfg.actor, reason=given_reason(reason))
     typer.echo(f"production in {cfg.env}: {move.from_ref} -> {move.to_ref}")
 
 

@@ -64,10 +64,18 @@ def register(app: typer.Typer) -> None:
     @handle_errors
     def serve(
         spec: Path | None = typer.Option(
-            None, "--spec", exists=True, dir_okay=False, help="Serve this release spec file as is."
+            None,
+            "--spec",
+            metavar="FILE",
+            exists=True,
+            dir_okay=False,
+            help="Serve this release spec file as is.",
         ),
         release: str | None = typer.Option(
-            None, "--release", help="Serve NAME@VERSION or an alias from the registry."
+            None,
+            "--release",
+            metavar="REF",
+            help="Serve NAME@VERSION or an alias from the registry.",
         ),
         host: str | None = typer.Option(
             None, help="Address to listen on (default: the serve_host setting)."
@@ -79,11 +87,13 @@ def register(app: typer.Typer) -> None:
             None,
             "--env",
             "-e",
+            metavar="ENV",
             help="Environment whose aliases apply (default: LLMSHIP_ENV or dev).",
         ),
         advertise_url: str | None = typer.Option(
             None,
             "--advertise-url",
+            metavar="URL",
             help="URL gateways use to reach this server (default: http://HOST:PORT).",
         ),
     ) -> None:

@@ -10,12 +10,20 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from llmship.cli._common import console, handle_errors, open_registry, settings
+from llmship.cli._common import (
+    console,
+    handle_errors,
+    open_registry,
+    reason_option,
+    settings,
+)
+from llmship.cli._help import App
 from llmship.errors import InvalidRequestError
+from llmship.registry.records import given_reason
 from llmship.release.guard import check_promotion
 from llmship.routing.policy import Experiment, TrafficPolicy, Variant
 
-app = typer.Typer(
+app = App(
     help="Show and change the traffic policy: canary, preview, A/B experiment, shadow.",
     no_args_is_help=True,
 )
@@ -23,7 +31,10 @@ app = typer.Typer(
 EnvOption = Annotated[
     str | None,
     typer.Option(
-        "--env", "-e", help="Environment whose traffic to use (default: LLMSHIP_ENV or dev)."
+        "--env",
+        "-e",
+        metavar="ENV",
+        help="Environment whose traffic to use (default: LLMSHIP_ENV or dev).",
     ),
 ]
 NONE = "none"
@@ -228,12 +239,6 @@ def show(env: EnvOption = None, output: FormatOption = Format.table) -> None:
 @app.command("set")
 @handle_errors
 def set_(
-    reason: Annotated[
-        str,
-        typer.Option(
-            "--reason", "-r", metavar="TEXT", help="Why the traffic changes (kept in the events)."
-        ),
-    ],
     canary: Annotated[
         str | None,
         typer.Option(
@@ -299,6 +304,7 @@ def set_(
         ),
     ] = False,
     env: EnvOption = None,
+    reason: Annotated[str | None, reason_option("kept in the events")] = None,
 ) -> None:
     """Change the traffic policy; the options apply on top of the current policy.
 
@@ -326,24 +332,32 @@ def set_(
         )
     cfg = settings(env=env)
     with open_registry(cfg) as registry:
+        why = given_reason(reason)
         if promote_preview:
             preview_ref = registry.get_traffic(cfg.env).preview
             if preview_ref is not None:  # without one, promote_preview says what to do
-                reason = check_promotion(
-                    registry, cfg.env, preview_ref, force=force, reason=reason, actor=cfg.actor
+                # --force needs a reason of its own: the guard sees only the one given
+                forced = check_promotion(
+                    registry,
+                    cfg.env,
+                    preview_ref,
+                    force=force,
+                    reason=reason or "",
+                    actor=cfg.actor,
                 )
-            policy = registry.promote_preview(cfg.env, actor=cfg.actor, reason=reason)
+                why = given_reason(forced)
+            policy = registry.promote_preview(cfg.env, actor=cfg.actor, reason=why)
         else:
             policy = registry.get_traffic(cfg.env)
         if reset and not changes.any():
-            policy = registry.reset_traffic(cfg.env, actor=cfg.actor, reason=reason)
+            policy = registry.reset_traffic(cfg.env, actor=cfg.actor, reason=why)
         elif changes.any():
             start = TrafficPolicy(env=cfg.env, stable=policy.stable) if reset else policy
             policy = registry.set_traffic(
                 cfg.env,
                 apply(start, changes),
                 actor=cfg.actor,
-                reason=reason,
+                reason=why,
                 expected_revision=policy.revision,
             )
     print_policy(policy)

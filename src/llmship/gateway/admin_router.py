@@ -24,6 +24,7 @@ from llmship.gateway.protocol import (
     TrafficUpdate,
     TrafficView,
 )
+from llmship.registry.records import NO_REASON, given_reason
 from llmship.server.protocol import ErrorResponse
 
 if TYPE_CHECKING:
@@ -85,7 +86,7 @@ async def put_traffic(body: TrafficUpdate, request: Request) -> TrafficView:
         gateway.env,
         policy,
         actor=actor_of(request.headers.get("x-llmship-actor")),
-        reason=body.reason,
+        reason=given_reason(body.reason),
         expected_revision=body.expected_revision,
     )
     await _changed(gateway)
@@ -113,7 +114,9 @@ async def promote_preview(body: PromoteRequest, request: Request) -> TrafficView
 @router.delete("/traffic", response_model=TrafficView, summary="Reset the traffic policy")
 async def reset_traffic(
     request: Request,
-    reason: str = Query(min_length=1, description="Why: recorded with the change."),
+    reason: str | None = Query(
+        None, description=f"Why: recorded with the change (default: {NO_REASON!r})."
+    ),
 ) -> TrafficView:
     """Clear canary, preview, experiment and shadow: all traffic to stable."""
     gateway = _gateway(request)
@@ -121,7 +124,7 @@ async def reset_traffic(
         gateway.store.reset_traffic,
         gateway.env,
         actor=actor_of(request.headers.get("x-llmship-actor")),
-        reason=reason,
+        reason=given_reason(reason),
     )
     await _changed(gateway)
     return await get_traffic(request)

@@ -11,6 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from llmship.flags import Flag
+from llmship.registry.records import NO_REASON
 from llmship.routing import TrafficPolicy
 
 
@@ -149,7 +150,9 @@ class TrafficUpdate(_Body):
     )
     experiment: ExperimentSpec | None = Field(None, description="A sticky A/B experiment.")
     shadow: ShadowSpec | None = Field(None, description="Mirror a share of requests here.")
-    reason: str = Field(min_length=1, description="Why: recorded with the change.")
+    reason: str | None = Field(
+        None, description=f"Why: recorded with the change (default: {NO_REASON!r})."
+    )
     expected_revision: int | None = Field(
         None, description="Refuse (409) unless the stored revision is this one."
     )
@@ -161,7 +164,11 @@ class TrafficUpdate(_Body):
 
 
 class PromoteRequest(_Body):
-    reason: str = Field(min_length=1, description="Why: recorded in the alias history.")
+    reason: str | None = Field(
+        None,
+        description=f"Why: recorded in the alias history (default: {NO_REASON!r}); "
+        "`force` needs one.",
+    )
     force: bool = Field(
         False,
         description="Promote even without the passing gates `llmship.yaml` requires "

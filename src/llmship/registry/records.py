@@ -8,6 +8,15 @@ from typing import Any
 
 from llmship.release.spec import ReleaseSpec
 
+NO_REASON = "no reason given"
+"""The reason recorded (alias history, events) when a person gives none: the CLI's
+``--reason`` and the admin API's ``reason`` are optional."""
+
+
+def given_reason(reason: str | None) -> str:
+    """The reason to record: the one given, or :data:`NO_REASON` for none or a blank one."""
+    return (reason or "").strip() or NO_REASON
+
 
 @dataclass(frozen=True)
 class ReleaseRecord:
@@ -65,6 +74,7 @@ class AliasMove:
     to_ref: str
     actor: str
     reason: str
+    """Why, as given; :data:`NO_REASON` when nobody said."""
     at: datetime
 
 
