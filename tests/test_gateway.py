@@ -410,7 +410,9 @@ def test_a_failing_candidate_costs_clients_nothing(
 
 
 def test_a_candidate_without_a_live_server_falls_back_to_stable(fakes: FakeModelServers) -> None:
-    with make_rig(fakes, endpoints=(STABLE,)) as rig:
+    # switch_wait=0: the gateway takes the policy at once (by default it waits for the
+    # candidate's server, see test_gateway_state.py), and falls back for each request
+    with make_rig(fakes, endpoints=(STABLE,), switch_wait=0) as rig:
         rig.set_policy(canary=CANARY, canary_weight=100)
         assert rig.chat().headers["x-llmship-version"] == STABLE
         labels = {"version": CANARY, "variant": "canary", "reason": "no_endpoint"}
@@ -708,10 +710,10 @@ def test_nothing_routes_before_a_policy_is_read() -> None:
         assert r.status_code == 503 and r.json()["error"]["code"] == "no_policy"
         assert client.get("/readyz").status_code == 503
         assert client.get("/healthz").status_code == 200
-
-
         health = client.get("/health")  # as vLLM answers it: tools made for vLLM probe it
         assert health.status_code == 200 and health.content == b""
+
+
 def test_no_production_release_is_a_clear_503(fakes: FakeModelServers) -> None:
     with make_rig(fakes) as rig:
         rig.store.production = None
@@ -963,9 +965,9 @@ def test_docs_and_openapi(rig: Rig) -> None:
     body = schema["paths"]["/v1/chat/completions"]["post"]["requestBody"]
     assert body["content"]["application/json"]["schema"]["$ref"].endswith("ChatCompletionRequest")
     assert "/api/v1/traffic" in schema["paths"]
-
-
     assert "/health" in schema["paths"] and "/healthz" in schema["paths"]
+
+
 def test_snapshot_flag_lookup_by_either_spelling() -> None:
     policy = FakeStore([STABLE], production=STABLE).get_traffic("dev")
     snap = Snapshot(policy, {}, {"new_model": Flag("new_model")}, loaded_at=0.0)

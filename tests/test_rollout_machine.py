@@ -125,6 +125,7 @@ def test_terminal_phases(phase: RolloutPhase, terminal: bool) -> None:
     ("changes", "event", "error"),
     [
         ({"phase": RolloutPhase.HEALTHY}, Promote("ann"), "nothing to promote"),
+        ({}, Promote("ann"), r"step 1/6 \(setWeight 20\), which waits for chat@1.1.0"),
         ({"phase": RolloutPhase.ABORTED}, Promote("ann", full=True), "nothing to promote"),
         ({"phase": RolloutPhase.HEALTHY}, Pause("ann"), "nothing to pause"),
         ({"phase": RolloutPhase.PAUSED, "manual_pause": True}, Pause("ann"), "already paused"),
@@ -156,7 +157,9 @@ def test_events_that_do_not_apply_are_refused(
 @pytest.mark.parametrize(
     ("changes", "event"),
     [
-        ({}, Promote("ann")),
+        ({"step_index": 1, "step_applied": True}, Promote("ann")),
+        ({"phase": RolloutPhase.PAUSED, "pause_reason": PauseReason.INCONCLUSIVE}, Promote("ann")),
+        ({}, Promote("ann", full=True)),
         ({}, Pause("ann")),
         ({}, Abort("ann")),
         ({"phase": RolloutPhase.ABORTED}, Retry("ann")),
@@ -328,6 +331,22 @@ def test_promote_skips_the_current_step_and_full_promotes_now() -> None:
     assert traffic(actions) == ["promoteAlias", "clearTraffic"]
     assert {a.actor for a in actions if a.kind == "promoteAlias"} == {"bob"}
     assert "ship it" in actions[-1].reason
+
+
+def test_promote_never_skips_a_weight_change_waiting_for_the_candidate() -> None:
+    # Given the first step (setWeight 20) waits for the candidate, and background
+    # analysis paused the rollout as Inconclusive meanwhile
+    state, _ = step(state_of(SEED), Tick(ready=False), 0)
+    state = replace(state, phase=RolloutPhase.PAUSED, pause_reason=PauseReason.INCONCLUSIVE)
+    # When a person promotes
+    state, actions = step(state, Promote("ann"), 1)
+    # Then the pause is lifted but the weight step stays, made once the candidate is ready
+    assert (state.step_index, state.step_applied, state.weight) == (0, False, 0.0)
+    assert state.pause_reason is None
+    assert "is not skipped" in state.notes[-1].message
+    state, actions = step(state, Tick(ready=True), 2)
+    assert "setWeight 20" in kinds(actions)
+    assert (state.step_index, state.weight) == (1, 20.0)
 
 
 def test_a_persons_pause_stops_the_step_timer() -> None:
@@ -575,6 +594,21 @@ def test_an_inconclusive_experiment_is_promoted_by_a_person() -> None:
     state, actions = step(state, Resume("ann"), 4000)
     assert state.phase is RolloutPhase.HEALTHY
     assert traffic(actions) == ["promoteAlias", "clearTraffic"]
+
+
+def test_promote_ends_the_experiment_early_and_decides_now() -> None:
+    # Given an experiment of 1h running for 10 minutes with its guard
+    state, _ = step(state_of(experiment(analysis=ANALYSIS)), Tick(), 0)
+    # When a person promotes, the time is skipped but not the decision
+    state, actions = step(state, Promote("ann", "enough ratings"), 600)
+    assert kinds(actions) == ["stopAnalysis guard.1", "startAnalysis decision.2"]
+    assert "experiment ended by ann after 10m of 1h: deciding now" in state.notes[0].message
+    state, actions = step(state, AnalysisResult("decision.2", Phase.FAILED, "A better"), 601)
+    assert state.phase is RolloutPhase.ABORTED
+    # And promote --full takes the candidate without a decision
+    state, _ = step(state_of(experiment()), Tick(), 0)
+    state, actions = step(state, Promote("ann", full=True), 5)
+    assert state.phase is RolloutPhase.HEALTHY
 
 
 def test_a_failing_guard_ends_the_experiment_early() -> None:

@@ -172,3 +172,21 @@ def test_policy_round_trips_and_lists_releases() -> None:
     assert TrafficPolicy.from_dict(policy.to_dict()) == policy
     assert policy.releases() == [STABLE, "chat@2.0.0", "chat@3.0.0", CANDIDATE]
     assert policy.weights() == {"A": 80.0, "B": 20.0}
+
+
+def test_routed_releases_are_those_whose_answers_clients_see() -> None:
+    policy = TrafficPolicy(env="dev", stable="a@1", canary="a@2", canary_weight=0)
+    assert policy.routed() == ["a@1"]  # a canary at 0% answers nobody
+    policy = policy.with_(canary_weight=10, preview="a@3", shadow="a@4", shadow_percent=50)
+    assert policy.routed() == ["a@1", "a@2", "a@3"]
+    ab = Experiment("ab", (Variant("x", "a@1", 100), Variant("y", "a@5", 0)))
+    assert TrafficPolicy(env="dev", stable="a@1", experiment=ab).routed() == ["a@1"]
+
+
+def test_describe_change_names_what_moved() -> None:
+    old = TrafficPolicy(env="dev", stable="a@1", revision=3)
+    assert old.describe_change(old) == "unchanged"
+    assert old.describe_change(old.with_(stable="a@2")) == "stable a@1 -> a@2"
+    new = old.with_(canary="a@2", canary_weight=20, revision=4)
+    assert old.describe_change(new) == "canary a@2 at 20%, revision 3 -> 4"
+    assert new.describe_change(old.with_(revision=5)) == "no canary, revision 4 -> 5"

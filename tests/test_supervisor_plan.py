@@ -66,3 +66,17 @@ def test_unneeded_child_stops_after_grace_and_comes_back_if_needed() -> None:
     assert child.failures == 0
     assert plan(set(), children, 30) == plan(set(), {}, 30)
     assert plan({"serve:old@1"}, children, 31).start == ["serve:old@1"]
+
+
+def test_nothing_stops_until_what_takes_traffic_is_ready() -> None:
+    # Given the old production release's server runs and production moved on
+    old = ChildState("serve:old@1")
+    children = {"serve:old@1": old}
+    record_start(old, 0)
+    # While the new release is not ready, the old server is kept and its grace not started
+    assert plan({"serve:new@1"}, children, 1, settled=False).stop == []
+    assert plan({"serve:new@1"}, children, 1 + STOP_GRACE * 3, settled=False).stop == []
+    # Once it is ready, the grace period starts
+    start = 1 + STOP_GRACE * 3
+    assert plan({"serve:new@1"}, children, start, settled=True).stop == []
+    assert plan({"serve:new@1"}, children, start + STOP_GRACE, settled=True).stop == ["serve:old@1"]

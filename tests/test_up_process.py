@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import re
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -108,3 +110,39 @@ def test_up_follows_the_policy_restarts_crashes_and_stops_cleanly(tmp_path: Path
         assert registry.list_endpoints("dev") == []  # every model server withdrew
     with pytest.raises(httpx.TransportError):
         httpx.get(f"{url}/healthz", timeout=2)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_up_started_in_the_background_stops_within_seconds(tmp_path: Path, sig: int) -> None:
+    # Given `llmship up &` from a script: the shell starts it with SIGINT ignored
+    home = tmp_path / "state"
+    port = free_port()
+    env = {**os.environ, "LLMSHIP_HOME": str(home), "LLMSHIP_GATEWAY_PORT": str(port)}
+    env.pop("LLMSHIP_CONFIG", None)
+    log = (tmp_path / "up.log").open("wb")
+    up = subprocess.Popen(
+        [sys.executable, "-m", "llmship", "up"],
+        cwd=tmp_path,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),  # noqa: PLW1509
+    )
+    try:
+        wait_for(lambda: "ready" in (tmp_path / "up.log").read_text(), "the stack to be ready")
+        # When it gets SIGTERM or SIGINT, every child stops within a few seconds
+        started = time.monotonic()
+        up.send_signal(sig)
+        assert up.wait(timeout=30) == 0
+        took = time.monotonic() - started
+    finally:
+        if up.poll() is None:
+            up.kill()
+        log.close()
+    output = (tmp_path / "up.log").read_text()
+    assert took < 8, output
+    assert "killed" not in output.lower()
+    with Registry.open(f"sqlite:///{home / 'registry.db'}") as registry:
+        assert registry.list_endpoints("dev") == []
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)

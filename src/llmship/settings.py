@@ -158,6 +158,13 @@ class Settings(BaseSettings):
         description="A model server whose last heartbeat is older than this many seconds "
         "is not routed to.",
     )
+    switch_wait: float = Field(
+        120.0,
+        ge=0,
+        description="Seconds the gateway goes on routing by the previous traffic policy while "
+        "a release the new one sends requests to has no live model server (make before "
+        "break); 0 switches at once.",
+    )
     shadow_max_in_flight: int = Field(
         16,
         ge=0,

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
 
 from llmship.cli._common import configure_logging, console, fail, handle_errors, settings
 from llmship.cli.serve import resolve_release
+
+if TYPE_CHECKING:
+    from llmship.supervisor.stack import Stack
 
 
 def register(app: typer.Typer) -> None:
@@ -21,8 +26,9 @@ def register(app: typer.Typer) -> None:
             None, "--port", help="Gateway port (default: the gateway_port setting)."
         ),
     ) -> None:
-        """Start the local stack: a model server per release in the traffic policy, the
-        gateway and the rollout controller; restart what crashes; stop everything on Ctrl-C.
+        """Start the local stack: a model server for every release the environment needs
+        (the traffic policy, a running rollout's candidate, flags), the gateway and the
+        rollout controller; restart what crashes; stop everything on Ctrl-C or SIGTERM.
 
         On an empty registry the bundled SmolLM2 release becomes `production` first.
         """
@@ -34,28 +40,33 @@ def register(app: typer.Typer) -> None:
         stack = Stack(cfg, gateway_port=cfg.gateway_port, console=console)
         url = f"http://127.0.0.1:{cfg.gateway_port}"
         console.print(f"starting the local stack of env [bold]{cfg.env}[/] (logs in {stack.logs})")
-        try:
+        with stack.signals():
             if not stack.wait_ready():
+                asked = stack.stopping
                 stack.shutdown()
+                if asked:
+                    return
                 raise fail(
                     f"the gateway did not become ready; see the logs in {stack.logs}", code=1
                 )
-            console.print(f"\n[bold green]ready[/]: gateway at [bold]{url}[/]")
-            console.print(f"  docs:    {url}/docs    metrics: {url}/metrics", highlight=False)
-            console.print(
-                f"  try:     curl -s {url}/predict -H 'Content-Type: application/json' "
-                """-d '{"prompt": "What is a canary release?", "max_new_tokens": 60}'""",
-                highlight=False,
-                soft_wrap=True,
-            )
-            where = stack.token_path or "LLMSHIP_ADMIN_TOKEN"
-            console.print(
-                f"  admin:   the API token for {url}/api/v1/ is in {where}",
-                highlight=False,
-                soft_wrap=True,
-            )
-            console.print("  stop:    Ctrl-C\n")
-        except KeyboardInterrupt:
-            stack.shutdown()
-            return
-        stack.run()
+            _print_ready(stack, url)
+            stack.run()
+
+
+def _print_ready(stack: Stack, url: str) -> None:
+    console.print(f"\n[bold green]ready[/]: gateway at [bold]{url}[/]")
+    console.print(f"  docs:    {url}/docs    metrics: {url}/metrics", highlight=False)
+    console.print(
+        f"  try:     curl -s {url}/predict -H 'Content-Type: application/json' "
+        """-d '{"prompt": "What is a canary release?", "max_new_tokens": 60}'""",
+        highlight=False,
+        soft_wrap=True,
+    )
+    where = stack.token_path or "LLMSHIP_ADMIN_TOKEN"
+    console.print(
+        f"  admin:   the API token for {url}/api/v1/ is in {where}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    console.print(f"  logs:    {stack.logs}", highlight=False)
+    console.print("  stop:    Ctrl-C\n")

@@ -209,6 +209,7 @@ async def readyz(request: Request) -> JSONResponse:
                 "stable": snapshot.policy.stable,
                 "revision": snapshot.policy.revision,
                 "registry_up": gateway.state.registry_up,
+                "waiting_for": list(gateway.state.waiting_for),
             }
         )
     return JSONResponse(

@@ -71,7 +71,11 @@ class Gateway:
         self.created = int(time.time())
         self.metrics = GatewayMetrics()
         self.state = GatewayState(
-            store, self.env, self.metrics, endpoint_max_age=settings.endpoint_max_age
+            store,
+            self.env,
+            self.metrics,
+            endpoint_max_age=settings.endpoint_max_age,
+            switch_wait=settings.switch_wait,
         )
         self.upstream = Upstream(
             connect_timeout=settings.upstream_connect_timeout,

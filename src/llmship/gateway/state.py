@@ -88,13 +88,19 @@ class GatewayState:
         metrics: GatewayMetrics,
         *,
         endpoint_max_age: float,
+        switch_wait: float = 0.0,
     ):
         self.store = store
         self.env = env
         self.metrics = metrics
         self.endpoint_max_age = endpoint_max_age
+        self.switch_wait = switch_wait
         self.snapshot: Snapshot | None = None
         """None until the registry has been read once."""
+        self.waiting_for: tuple[str, ...] = ()
+        """Releases of the stored policy without a live model server, while the gateway
+        still routes by the previous policy (make before break)."""
+        self._waiting_since: float | None = None
         self.registry_up = False
         self._outage = False
         self._lock = threading.Lock()
@@ -124,9 +130,12 @@ class GatewayState:
                 self._outage = False
                 log.info("the registry is reachable again")
             previous = self.snapshot
+            urls = newest_endpoints(endpoints)
+            if previous is not None:
+                policy = self._effective(previous.policy, policy, urls)
             self.snapshot = Snapshot(
                 policy=policy,
-                endpoints=newest_endpoints(endpoints),
+                endpoints=urls,
                 flags={f.name: f for f in flags},
                 loaded_at=time.monotonic(),
             )
@@ -136,12 +145,57 @@ class GatewayState:
                 self.metrics.show_policy(policy)
                 if previous is not None:
                     log.info(
-                        "traffic policy of %s: revision %d -> %d",
+                        "traffic policy of %s: %s",
                         self.env,
-                        previous.policy.revision,
-                        policy.revision,
+                        previous.policy.describe_change(policy),
                     )
             return True
+
+    def _effective(
+        self, current: TrafficPolicy, stored: TrafficPolicy, urls: Mapping[str, str]
+    ) -> TrafficPolicy:
+        """The policy to route by: ``stored``, unless it sends requests to a release with
+        no live model server while ``current`` does not; then ``current`` for up to
+        ``switch_wait`` seconds (make before break: a new production release, a rollback
+        or a canary takes requests once its server is ready)."""
+        missing = tuple(ref for ref in stored.routed() if ref not in urls)
+        hold = (
+            stored != current
+            and bool(missing)
+            and self.switch_wait > 0
+            and all(ref in urls for ref in current.routed())
+        )
+        if not hold:
+            if self._waiting_since is not None and not missing:
+                log.info(
+                    "switching: %s %s ready",
+                    ", ".join(self.waiting_for),
+                    "is" if len(self.waiting_for) == 1 else "are",
+                )
+            self._waiting_since, self.waiting_for = None, ()
+            return stored
+        now = time.monotonic()
+        if self._waiting_since is None:
+            self._waiting_since = now
+            log.info(
+                "traffic policy of %s changed (%s); routing as before until %s has a live "
+                "model server",
+                self.env,
+                current.describe_change(stored),
+                " and ".join(missing),
+            )
+        elif now - self._waiting_since >= self.switch_wait:
+            log.warning(
+                "switching after %gs although %s has no live model server: its requests "
+                "fail until one starts (`llmship serve --release %s`)",
+                self.switch_wait,
+                " and ".join(missing),
+                missing[0],
+            )
+            self._waiting_since, self.waiting_for = None, ()
+            return stored
+        self.waiting_for = missing
+        return current
 
     async def run(self, interval: float) -> None:
         """Refresh every ``interval`` seconds (in a worker thread) until cancelled."""

@@ -166,9 +166,20 @@ class Canary:
             why = reason or f"promoted in full by {actor}"
             return promote_now(state, now, actor=actor, why=why)
         index = state.step_index
+        step = steps[index]
+        if step.set_weight is not None and not state.step_applied:
+            # A weight change is never skipped: promote only lifts the pause it waits in.
+            state, actions = self._restart_inconclusive_background(state, now)
+            state = note(
+                replace(state, pause_reason=None, pause_message=""),
+                "rollout.step",
+                f"promoted by {actor}: step {index + 1}/{len(steps)} ({describe_step(step)}) "
+                "is not skipped; it is made once the candidate is ready",
+                actor,
+            )
+            return state, actions
         state, actions = stop_runs(state, now, f"step skipped by {actor}", roles=("step",))
         state, more = self._restart_inconclusive_background(state, now)
-        step = steps[index]
         state = note(
             replace(state, pause_reason=None, pause_message=""),
             "rollout.step",

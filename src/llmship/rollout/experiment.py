@@ -110,8 +110,21 @@ class Experiment:
     def promote(
         self, state: RolloutState, now: float, *, actor: str, reason: str, full: bool
     ) -> Result:
-        why = reason or f"promoted by {actor}"
-        return promote_now(state, now, actor=actor, why=why)
+        if full or state.step_index != RUNNING or not state.step_applied:
+            why = reason or f"promoted by {actor}"
+            return promote_now(state, now, actor=actor, why=why)
+        # Like a canary's pause, the experiment's time is skipped, not its decision.
+        strategy = _strategy(state)
+        state, actions = stop_runs(state, now, f"experiment ended by {actor}", roles=("guard",))
+        state = note(
+            replace(state, pause_reason=None, pause_message=""),
+            "rollout.step",
+            f"experiment ended by {actor} after {format_duration(state.step_elapsed(now))} of "
+            f"{format_duration(strategy.duration)}: deciding now"
+            + (f" ({reason})" if reason else ""),
+            actor,
+        )
+        return enter_step(state, DECIDING, now), actions
 
     def resume(self, state: RolloutState, now: float, *, actor: str) -> Result:
         if state.step_index == DECIDING:

@@ -69,6 +69,7 @@ def start(
             f"{env}: one rollout runs at a time; promote or abort it first",
             param="env",
         )
+    _refuse_hand_set_traffic(registry.get_traffic(env))
     reason = check_promotion(registry, env, release.ref, force=force, reason=reason, actor=actor)
     state = RolloutState(
         env=env, name=spec.name, spec=spec, candidate=release.ref, stable=production.ref
@@ -84,6 +85,27 @@ def start(
         actor=actor,
         reason=reason,
     )
+
+
+def _refuse_hand_set_traffic(policy: TrafficPolicy) -> None:
+    """A rollout owns the traffic split while it runs: refuse to start over a canary,
+    preview, experiment or shadow that someone set by hand (no rollout is active)."""
+    held = []
+    if policy.canary:
+        held.append(f"a canary {policy.canary} at {policy.canary_weight:g}%")
+    if policy.preview:
+        held.append(f"a preview {policy.preview}")
+    if policy.experiment:
+        held.append(f"an experiment {policy.experiment.name}")
+    if policy.shadow:
+        held.append(f"a shadow {policy.shadow} at {policy.shadow_percent:g}%")
+    if held:
+        raise ConflictError(
+            f"the traffic policy of {policy.env} has {' and '.join(held)} set by hand; a "
+            "rollout sets the traffic itself: end the hand-set split first with "
+            f"`llmship traffic set --reset --env {policy.env}`",
+            param="env",
+        )
 
 
 def request(

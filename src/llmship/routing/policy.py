@@ -77,6 +77,43 @@ class TrafficPolicy:
                 seen.setdefault(ref)
         return list(seen)
 
+    def routed(self) -> list[str]:
+        """The releases whose answers clients see: stable, a canary with a weight, the
+        preview and the experiment's arms with a weight (not the shadow)."""
+        refs = [self.stable, self.canary if self.canary_weight > 0 else None, self.preview]
+        if self.experiment:
+            refs += [v.ref for v in self.experiment.variants if v.weight > 0]
+        return list(dict.fromkeys(ref for ref in refs if ref))
+
+    def describe_change(self, new: TrafficPolicy) -> str:
+        """What differs from this policy in ``new``, for logs: ``stable a@1 -> a@2``,
+        ``canary a@2 at 20%``, ``no canary`` ..."""
+        parts = []
+        if new.stable != self.stable:
+            parts.append(f"stable {self.stable or '(none)'} -> {new.stable or '(none)'}")
+        if (new.canary, new.canary_weight) != (self.canary, self.canary_weight):
+            parts.append(
+                f"canary {new.canary} at {new.canary_weight:g}%" if new.canary else "no canary"
+            )
+        if new.preview != self.preview:
+            parts.append(f"preview {new.preview}" if new.preview else "no preview")
+        if new.experiment != self.experiment:
+            exp = new.experiment
+            parts.append(
+                f"experiment {exp.name} ("
+                + ", ".join(f"{v.name}={v.ref}:{v.weight:g}%" for v in exp.variants)
+                + ")"
+                if exp
+                else "no experiment"
+            )
+        if (new.shadow, new.shadow_percent) != (self.shadow, self.shadow_percent):
+            parts.append(
+                f"shadow {new.shadow} at {new.shadow_percent:g}%" if new.shadow else "no shadow"
+            )
+        if new.revision != self.revision:
+            parts.append(f"revision {self.revision} -> {new.revision}")
+        return ", ".join(parts) or "unchanged"
+
     def weights(self) -> dict[str, float]:
         """Share of ordinary traffic (percent) per variant, for the weight gauges."""
         if self.experiment:

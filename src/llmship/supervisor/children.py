@@ -8,6 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+STOP_TIMEOUT = 8.0
+"""Seconds a child has to stop cleanly (the servers give requests in flight 5 s)."""
+
 
 class Child:
     """One ``python -m llmship ...`` process with its output appended to ``log_path``."""
@@ -39,16 +42,26 @@ class Child:
         """The exit status once the process has ended; None while it runs."""
         return self.proc.poll() if self.proc else None
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """SIGINT (a clean shutdown), then SIGKILL after ``timeout`` seconds."""
-        if self.proc is None or self.proc.poll() is not None:
+    def terminate(self) -> None:
+        """Ask for a clean shutdown: SIGTERM, which every llmship process handles (SIGINT
+        may be ignored, as in a job a shell started in the background)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+
+    def wait_stopped(self, timeout: float = STOP_TIMEOUT) -> None:
+        """Wait for the process to end; SIGKILL it after ``timeout`` seconds."""
+        if self.proc is None:
             return
-        self.proc.send_signal(signal.SIGINT)
         try:
             self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+
+    def stop(self, timeout: float = STOP_TIMEOUT) -> None:
+        """SIGTERM (a clean shutdown), then SIGKILL after ``timeout`` seconds."""
+        self.terminate()
+        self.wait_stopped(timeout)
 
     def tail(self, lines: int = 5) -> str:
         """The last lines of the child's log, for error messages."""

@@ -39,9 +39,16 @@ def backoff(failures: int) -> float:
     return float(min(BACKOFF_START * 2 ** (failures - 1), BACKOFF_MAX))
 
 
-def plan(needed: set[str], children: dict[str, ChildState], now: float) -> Plan:
+def plan(
+    needed: set[str], children: dict[str, ChildState], now: float, *, settled: bool = True
+) -> Plan:
     """Start what is needed and not running (after its crash backoff); stop what has
-    been unneeded for ``STOP_GRACE`` seconds. Updates ``unneeded_since`` marks."""
+    been unneeded for ``STOP_GRACE`` seconds. Updates ``unneeded_since`` marks.
+
+    While not ``settled`` (a release that takes traffic has no ready server yet), nothing
+    is stopped and the grace period does not start: the gateway goes on sending requests
+    to the releases it routed to before, until their successors are ready (make before
+    break)."""
     start, stop = [], []
     for name in sorted(needed):
         child = children.get(name)
@@ -56,6 +63,9 @@ def plan(needed: set[str], children: dict[str, ChildState], now: float) -> Plan:
             start.append(name)
     for name, child in sorted(children.items()):
         if name in needed or not child.running:
+            continue
+        if not settled:
+            child.unneeded_since = None
             continue
         if child.unneeded_since is None:
             child.unneeded_since = now

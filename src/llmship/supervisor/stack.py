@@ -1,8 +1,10 @@
-"""The local stack: a model server per release the traffic policy needs, the gateway
+"""The local stack: a model server per release the environment needs, the gateway
 and the rollout controller.
 
-The supervisor reads the environment's traffic policy every second, starts and
-stops model servers as the policy changes, restarts any child that dies (with
+Every second the supervisor reads what the environment needs served (see
+:func:`needed_releases`), starts a model server for each release that has none,
+stops those nothing has needed for a grace period (only once every release that
+takes traffic is ready: make before break), restarts any child that dies (with
 exponential backoff), and stops everything in order on Ctrl-C or SIGTERM.
 """
 
@@ -13,7 +15,9 @@ import secrets
 import signal
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
@@ -21,6 +25,7 @@ import httpx
 from rich.console import Console
 
 from llmship.errors import LlmshipError
+from llmship.registry import Registry
 from llmship.settings import Settings
 from llmship.supervisor.children import Child
 from llmship.supervisor.plan import ChildState, plan, record_exit, record_start
@@ -31,6 +36,32 @@ GATEWAY = "gateway"
 CONTROLLER = "controller"
 SERVE_PREFIX = "serve:"
 TICK_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class Needs:
+    """What one environment needs served, read from the registry."""
+
+    releases: frozenset[str]
+    """Every release something needs a model server for."""
+    settled: bool
+    """Whether every release that takes traffic (the policy's routed releases) has a
+    live model server."""
+
+
+def needed_releases(registry: Registry, env: str, *, endpoint_max_age: float) -> Needs:
+    """The releases ``env`` needs served: those of the traffic policy (stable, canary,
+    preview, experiment arms, shadow), the active rollout's candidate (from the moment it
+    starts, so it is ready for the first step) and stable (for a switch back), and the
+    releases enabled flags route to."""
+    policy = registry.get_traffic(env)
+    refs = set(policy.releases())
+    rollout = registry.active_rollout(env)
+    if rollout is not None:
+        refs |= {ref for ref in (rollout.candidate, rollout.stable) if ref}
+    refs |= {f.release for f in registry.list_flags(env) if f.enabled and f.release}
+    live = {e.ref for e in registry.list_endpoints(env, max_age_s=endpoint_max_age)}
+    return Needs(frozenset(refs), settled=all(ref in live for ref in policy.routed()))
 
 
 def ensure_admin_token(cfg: Settings) -> tuple[str, Path | None]:
@@ -77,22 +108,25 @@ class Stack:
         self.states: dict[str, ChildState] = {}
         self.ports: dict[str, int] = {}
         self.needed: set[str] = {GATEWAY, CONTROLLER}
+        self.settled = True
         self._stopping = False
         self.token, self.token_path = ensure_admin_token(cfg)
 
     # -- what is needed ------------------------------------------------------------
 
     def refresh_needed(self) -> None:
-        """Read the policy; keep the last answer while the registry is unreachable."""
-        from llmship.registry import Registry
-
+        """Read what the environment needs; keep the last answer while the registry is
+        unreachable."""
         try:
             with Registry.open(self.cfg.registry_url, home=self.cfg.home) as registry:
-                releases = registry.get_traffic(self.cfg.env).releases()
+                needs = needed_releases(
+                    registry, self.cfg.env, endpoint_max_age=self.cfg.endpoint_max_age
+                )
         except LlmshipError as exc:
-            log.warning("cannot read the traffic policy: %s", exc.message)
+            log.warning("cannot read what the environment needs: %s", exc.message)
             return
-        self.needed = {GATEWAY, CONTROLLER} | {SERVE_PREFIX + ref for ref in releases}
+        self.needed = {GATEWAY, CONTROLLER} | {SERVE_PREFIX + ref for ref in needs.releases}
+        self.settled = needs.settled
 
     # -- children --------------------------------------------------------------------
 
@@ -136,7 +170,7 @@ class Stack:
             return
         child.stop()
         record_exit(self.states[name], self.clock(), expected=True)
-        self.console.print(f"stopped {name.removeprefix(SERVE_PREFIX)}: no longer in the policy")
+        self.console.print(f"stopped {name.removeprefix(SERVE_PREFIX)}: nothing needs it any more")
 
     def tick(self) -> None:
         """One round: notice exits, read the policy, start and stop children."""
@@ -152,7 +186,7 @@ class Stack:
                     highlight=False,
                 )
         self.refresh_needed()
-        actions = plan(self.needed, self.states, now)
+        actions = plan(self.needed, self.states, now, settled=self.settled)
         for name in actions.stop:
             self._stop(name)
         for name in actions.start:
@@ -174,30 +208,48 @@ class Stack:
             time.sleep(0.2)
         return False
 
-    def run(self) -> None:
-        """Supervise until Ctrl-C or SIGTERM, then stop every child."""
+    @contextmanager
+    def signals(self) -> Iterator[None]:
+        """While inside, SIGTERM and SIGINT (Ctrl-C) ask the stack to stop. SIGINT is taken
+        back even where it was ignored, as in a job a shell started in the background."""
 
         def on_signal(signum: int, frame: FrameType | None) -> None:
             self._stopping = True
 
-        previous = signal.signal(signal.SIGTERM, on_signal)
+        previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    @property
+    def stopping(self) -> bool:
+        """Whether a signal asked the stack to stop."""
+        return self._stopping
+
+    def run(self) -> None:
+        """Supervise until asked to stop (see :meth:`signals`), then stop every child."""
         try:
             while not self._stopping:
                 self.tick()
                 time.sleep(TICK_SECONDS)
-        except KeyboardInterrupt:
-            pass
         finally:
-            signal.signal(signal.SIGTERM, previous)
             self.shutdown()
 
     def shutdown(self) -> None:
         """Stop the controller (no more traffic changes), then the gateway (no new
-        requests), then the model servers."""
+        requests), then every model server at once."""
         self._stopping = True
         self.console.print("stopping the local stack ...")
-        rank = {CONTROLLER: 0, GATEWAY: 1}
-        order = sorted(self.children, key=lambda name: rank.get(name, 2))
-        for name in order:
-            self.children[name].stop()
+        waves = [
+            [self.children[n] for n in (CONTROLLER,) if n in self.children],
+            [self.children[n] for n in (GATEWAY,) if n in self.children],
+            [c for n, c in self.children.items() if n.startswith(SERVE_PREFIX)],
+        ]
+        for wave in waves:
+            for child in wave:
+                child.terminate()
+            for child in wave:
+                child.wait_stopped()
         self.console.print("stopped")
