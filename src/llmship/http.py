@@ -13,7 +13,7 @@ import re
 import uuid
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -21,6 +21,29 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from llmship.errors import InvalidRequestError, LlmshipError
 
 log = logging.getLogger(__name__)
+
+liveness = APIRouter()
+"""``/healthz`` and ``/health``, the same in both services."""
+
+
+@liveness.get("/healthz", tags=["ops"], summary="Liveness")
+async def healthz() -> dict[str, str]:
+    """200 while the process is up."""
+    return {"status": "ok"}
+
+
+@liveness.get(
+    "/health",
+    tags=["ops"],
+    summary="Liveness (vLLM-compatible)",
+    response_class=Response,
+    responses={200: {"description": "The process is up; the body is empty."}},
+)
+async def health() -> Response:
+    """200 with an empty body while the process is up, as vLLM's OpenAI server answers
+    it: the same meaning as `/healthz`, for tools that probe `/health` first."""
+    return Response(status_code=200)
+
 
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
 

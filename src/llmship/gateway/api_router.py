@@ -169,24 +169,6 @@ async def flag_state(name: str, request: Request) -> FlagState:
     return FlagState(name=flag.name, on=flag.is_on(ctx.user_key, ctx.attrs))
 
 
-@router.get("/healthz", tags=["ops"], summary="Liveness")
-async def healthz() -> dict[str, str]:
-    """200 while the process is up."""
-    return {"status": "ok"}
-
-
-@router.get(
-    "/health",
-    tags=["ops"],
-    summary="Liveness (vLLM-compatible)",
-    response_class=Response,
-    responses={200: {"description": "The process is up; the body is empty."}},
-)
-async def health() -> Response:
-    """200 with an empty body while the process is up, as vLLM's OpenAI server answers
-    it: the same meaning as `/healthz`, for tools that probe `/health` first."""
-    return Response(status_code=200)
-
 
 @router.get(
     "/readyz", tags=["ops"], summary="Readiness", responses={503: {"description": "Not ready"}}

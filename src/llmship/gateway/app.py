@@ -26,7 +26,7 @@ from llmship.gateway.serving import GatewayService
 from llmship.gateway.shadow import ShadowMirror
 from llmship.gateway.state import GatewayState
 from llmship.gateway.store import GatewayStore
-from llmship.http import fastapi_options, install_error_handlers
+from llmship.http import fastapi_options, install_error_handlers, liveness
 from llmship.server.protocol import ChatCompletionRequest, CompletionRequest, PredictRequest
 from llmship.settings import Settings
 
@@ -152,6 +152,7 @@ def create_app(
     )
     app.state.gateway = gateway
     app.include_router(api_router.router)
+    app.include_router(liveness)
     app.include_router(admin_router.router)
     install_error_handlers(app)
     app.add_middleware(

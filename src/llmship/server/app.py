@@ -12,7 +12,7 @@ from fastapi import FastAPI
 
 from llmship import __version__
 from llmship.errors import LlmshipError
-from llmship.http import fastapi_options, install_error_handlers
+from llmship.http import fastapi_options, install_error_handlers, liveness
 from llmship.server.api_router import router
 from llmship.server.metrics import ServerMetrics
 from llmship.server.middleware import RequestMiddleware
@@ -71,6 +71,7 @@ def create_app(
     )
     app.state.service = service
     app.include_router(router)
+    app.include_router(liveness)
     install_error_handlers(app)
     app.add_middleware(RequestMiddleware, metrics=service.metrics)
     return app
