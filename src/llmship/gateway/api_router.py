@@ -169,7 +169,6 @@ async def flag_state(name: str, request: Request) -> FlagState:
     return FlagState(name=flag.name, on=flag.is_on(ctx.user_key, ctx.attrs))
 
 
-
 @router.get(
     "/readyz", tags=["ops"], summary="Readiness", responses={503: {"description": "Not ready"}}
 )

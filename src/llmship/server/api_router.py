@@ -184,7 +184,6 @@ async def predict(body: PredictRequest, request: Request) -> Response:
     return JSONResponse(payload.model_dump())
 
 
-
 @router.get(
     "/readyz", tags=["ops"], summary="Readiness", responses={503: {"description": "Loading"}}
 )
