@@ -25,12 +25,15 @@ CONFIG = """\
 env: dev
 
 gates:
-  # `llmship eval`: the candidate against the production release, on evals/.
+  # `llmship eval`: the candidate against the production release, on evals/:
+  #   llmship eval --dataset evals/golden.jsonl --candidate {candidate}
   eval:
     alpha: 0.05
     metrics:
       pass_rate: {max_regression: 0.1}
-  # `llmship loadtest`: service-level objectives of a load test.
+  # `llmship loadtest`: service-level objectives of a load test of the candidate,
+  # with the golden dataset's prompts for a minute (enough answers for a p95):
+  #   llmship loadtest --release {candidate} --prompts evals/golden.jsonl --duration 1m
   loadtest:
     slo:
       ttft_p95: 2s
@@ -43,7 +46,9 @@ gates:
 
 ROLLOUT = """\
 # A canary: 20% of the traffic, a pause for a person, 50% for a minute, then all,
-# with the error rate and latency watched the whole time (docs/rollouts.md).
+# with the error rate and latency watched the whole time (docs/rollouts.md). The
+# latency is judged against stable's over the same minute (docs/analysis.md,
+# comparison mode): a busy machine slows both, and does not fail the candidate.
 #
 #   llmship rollout start rollouts/canary.yaml --candidate {name}@1.1.0
 name: canary
@@ -67,12 +72,12 @@ analysisTemplates:
         successCondition: result <= 0.05
         provider:
           builtin: {{metric: error_rate, window: 1m}}
-      - name: latency-p95
+      - name: latency                 # not significantly slower than stable
         interval: 15s
         failureLimit: 2
-        successCondition: result < 5
+        inconclusiveLimit: 4          # the first minute may have too few requests
         provider:
-          builtin: {{metric: latency_p95, window: 1m}}
+          builtin: {{metric: latency_p95, window: 1m, compare: stable, minSamples: 10}}
 """
 
 GOLDEN_CASES = (
@@ -144,7 +149,7 @@ def project_files() -> list[ProjectFile]:
     spec_path, spec_text = _release_spec()
     name = bundled_spec().name
     return [
-        ProjectFile("llmship.yaml", CONFIG),
+        ProjectFile("llmship.yaml", CONFIG.replace("{candidate}", f"{name}@1.1.0")),
         ProjectFile(spec_path, spec_text),
         ProjectFile("rollouts/canary.yaml", ROLLOUT.format(name=name)),
         ProjectFile(
