@@ -1055,7 +1055,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--threads",
         type=int,
         default=os.cpu_count() or 1,
-        help="model: n_threads (default os.cpu_count(), the server's default)",
+        help="model: n_threads (default os.cpu_count(); the server defaults to half)",
     )
     parser.add_argument("--seed", type=int, default=1234, help="model: sampling seed")
     parser.add_argument(

@@ -25,8 +25,6 @@ import warnings
 from collections.abc import Sequence
 from typing import Literal
 
-from scipy import stats as scipy_stats
-
 from llmship.analysis.phases import Measurement, Phase
 from llmship.analysis.stats import BUILTIN_METRICS, VersionStats, builtin_value, sample_size
 
@@ -43,6 +41,8 @@ def _errors(stats: VersionStats) -> int:
 
 
 def _fisher(table: list[list[int]], alternative: Alternative) -> float:
+    from scipy import stats as scipy_stats  # loaded when a test runs: ~1 s every CLI start
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         p = float(scipy_stats.fisher_exact(table, alternative=alternative).pvalue)
@@ -53,6 +53,8 @@ def _mann_whitney(
     candidate: Sequence[float], stable: Sequence[float], alternative: Alternative
 ) -> tuple[float, bool]:
     """p-value, and whether the candidate's values tend to be the larger."""
+    from scipy import stats as scipy_stats
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         result = scipy_stats.mannwhitneyu(

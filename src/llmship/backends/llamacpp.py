@@ -26,6 +26,15 @@ log = logging.getLogger(__name__)
 _DONE = object()
 
 
+def default_threads() -> int:
+    """Threads of a release that sets no ``runtime.n_threads``: half the logical cores
+    (about the physical ones, and llama-cpp-python's own default), at least one. All
+    of them would make several model servers on one machine (``llmship up`` runs stable
+    and a candidate, ``llmship loadtest --release`` one more) fight over every core,
+    and llama.cpp's threads wait by spinning: answers then stall for seconds."""
+    return max(1, (os.cpu_count() or 1) // 2)
+
+
 class _Cancelled(Exception):
     """The consumer went away; stop generating."""
 
@@ -58,7 +67,7 @@ class LlamaCppBackend(Backend):
             llm = Llama(
                 model_path=str(self.weights),
                 n_ctx=runtime.n_ctx,
-                n_threads=runtime.n_threads or os.cpu_count() or 1,
+                n_threads=runtime.n_threads or default_threads(),
                 n_batch=runtime.n_batch,
                 n_gpu_layers=runtime.n_gpu_layers,
                 verbose=False,
