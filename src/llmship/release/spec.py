@@ -101,7 +101,9 @@ class Runtime(_Strict):
     """How the backend runs the model."""
 
     n_ctx: int = Field(2048, ge=64, description="Context window in tokens.")
-    n_threads: int | None = Field(None, ge=1, description="CPU threads (default: half the cores, at least 1).")
+    n_threads: int | None = Field(
+        None, ge=1, description="CPU threads (default: half the cores, at least 1)."
+    )
     n_batch: int = Field(512, ge=1, description="Prompt-processing batch size.")
     n_gpu_layers: int = Field(0, ge=-1, description="Layers offloaded to a GPU (-1: all).")
     max_concurrency: int = Field(
