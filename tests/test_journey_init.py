@@ -33,7 +33,7 @@ from _journey import (
 from llmship.registry import Registry
 from llmship.release.guard import missing_gates
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900), pytest.mark.xdist_group("journeys")]
 
 STABLE, NEW = "smollm2-chat@1.0.0", "smollm2-chat@1.1.0"
 NEW_PROMPT = "You are a concise assistant."
