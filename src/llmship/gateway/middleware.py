@@ -141,6 +141,8 @@ class GatewayMiddleware:
             variant=ctx.variant,
         ).inc()
         if not (ctx.proxied and ctx.version):
+            if ctx.proxied and ctx.disconnected:  # gone before any release answered
+                _log_access(ctx, route, status, time.perf_counter() - ctx.started, None)
             return
         total = time.perf_counter() - ctx.started
         overhead = max(total - ctx.upstream_wait, 0.0)
@@ -172,25 +174,34 @@ class GatewayMiddleware:
                 user_key=key[:MAX_USER_KEY] if key else None,
             )
         )
-        if access_log.isEnabledFor(logging.INFO):
-            fields = [
-                f"id={ctx.query_id}",
-                f"version={ctx.version}",
-                f"variant={ctx.variant}",
-                f"route={route}",
-                f"status={status}",
-                f"latency_ms={total * 1000:.1f}",
-                f"overhead_ms={overhead * 1000:.2f}",
-            ]
-            if ctx.ttft is not None:
-                fields.append(f"ttft_ms={ctx.ttft * 1000:.1f}")
-            if ctx.retried_from:
-                fields.append(f"retried_from={ctx.retried_from}")
-            if ctx.stream_error:
-                fields.append(f"stream_error={ctx.stream_error}")
-            if ctx.disconnected:
-                fields.append("client_disconnected=true")
-            access_log.info(" ".join(fields))
+        _log_access(ctx, route, status, total, overhead)
+
+
+def _log_access(
+    ctx: GatewayContext, route: str, status: int, total: float, overhead: float | None
+) -> None:
+    """One line per proxied request (ids, sizes and timings; never the prompt)."""
+    if not access_log.isEnabledFor(logging.INFO):
+        return
+    fields = [
+        f"id={ctx.query_id}",
+        f"version={ctx.version or ctx.sent_to}",
+        f"variant={ctx.variant}",
+        f"route={route}",
+        f"status={status}",
+        f"latency_ms={total * 1000:.1f}",
+    ]
+    if overhead is not None:
+        fields.append(f"overhead_ms={overhead * 1000:.2f}")
+    if ctx.ttft is not None:
+        fields.append(f"ttft_ms={ctx.ttft * 1000:.1f}")
+    if ctx.retried_from:
+        fields.append(f"retried_from={ctx.retried_from}")
+    if ctx.stream_error:
+        fields.append(f"stream_error={ctx.stream_error}")
+    if ctx.disconnected:
+        fields.append("client_disconnected=true")
+    access_log.info(" ".join(fields))
 
 
 def _route(scope: Scope) -> str:

@@ -56,6 +56,8 @@ class GatewayContext:
     version: str = ""
     """The release that answered (NAME@VERSION)."""
     variant: str = ""
+    sent_to: str = ""
+    """The release the request was first sent to (before any fallback to stable)."""
     at: datetime | None = None
     upstream_wait: float = 0.0
     """Seconds spent waiting on model servers."""
@@ -188,6 +190,7 @@ class GatewayService:
         ctx.user_key = key
         ctx.at = self.clock()
         choice = self.choose(snapshot, key, ctx)
+        ctx.sent_to = choice.ref
         job: ShadowJob | None = None
         policy = snapshot.policy
         if policy.shadow and policy.shadow_percent > 0:
