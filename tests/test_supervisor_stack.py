@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import io
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
 from _registry import make_spec
 from llmship.flags import Flag
 from llmship.registry import Registry
 from llmship.rollout import ops, parse_rollout
 from llmship.rollout.controller import Controller
-from llmship.supervisor.stack import needed_releases
+from llmship.settings import Settings
+from llmship.supervisor.stack import Stack, needed_releases
 
 CANARY = parse_rollout(
     {"name": "c", "strategy": {"canary": {"steps": [{"setWeight": 20}, {"pause": {}}]}}}
@@ -65,3 +70,33 @@ def test_policy_flags_and_settling(registry: Registry) -> None:
     assert not settled  # the canary takes requests and has no server yet
     registry.register_endpoint("dev", "chat@1.1.0", "http://127.0.0.1:8102", pid=2)
     assert needs(registry)[1]  # the shadow's answers reach nobody: not waited for
+
+
+def test_an_unneeded_server_holding_requests_is_busy(tmp_path: Path) -> None:
+    # A model server's in-flight gauge, as its /metrics shows it
+    gauge = {"value": 2.0}
+
+    class Metrics(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            body = f'llm_requests_in_flight{{version="chat@1.0.0"}} {gauge["value"]}\n'.encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Metrics)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        stack = Stack(Settings(home=tmp_path), gateway_port=0, console=Console(file=io.StringIO()))
+        stack.ports["serve:chat@1.0.0"] = server.server_address[1]
+        # While it answers or queues requests sent before a switch, it is not stopped
+        assert stack._busy("serve:chat@1.0.0")
+        gauge["value"] = 0.0
+        assert not stack._busy("serve:chat@1.0.0")
+        assert not stack._busy("serve:chat@9.9.9")  # not running: nothing to wait for
+    finally:
+        server.shutdown()
+        server.server_close()

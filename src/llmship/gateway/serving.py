@@ -256,7 +256,9 @@ class GatewayService:
             return await self._attempt(snapshot, choice, route, payload, body, ctx), choice
         except UpstreamFailure as failure:
             self._count_failure(choice, failure.reason)
-            if choice.variant == "stable" or not stable:
+            if choice.variant == "stable" or not stable or choice.ref == stable:
+                # (an experiment arm that is the stable release: the same server again
+                # would fail the same way)
                 raise self._error(choice, failure, ctx) from None
             log.warning(
                 "query %s: %s (%s) failed before answering (%s); retrying on stable %s",

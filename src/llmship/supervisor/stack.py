@@ -36,6 +36,9 @@ GATEWAY = "gateway"
 CONTROLLER = "controller"
 SERVE_PREFIX = "serve:"
 TICK_SECONDS = 1.0
+DRAIN_MAX = 60.0
+"""Seconds an unneeded model server may go on answering the requests it still holds
+(running or queued) before it is stopped anyway."""
 
 
 @dataclass(frozen=True)
@@ -109,6 +112,8 @@ class Stack:
         self.ports: dict[str, int] = {}
         self.needed: set[str] = {GATEWAY, CONTROLLER}
         self.settled = True
+        self._draining: dict[str, float] = {}
+        """Unneeded servers still holding requests: when they were first found busy."""
         self._stopping = False
         self.token, self.token_path = ensure_admin_token(cfg)
 
@@ -164,6 +169,20 @@ class Stack:
         where = self.gateway_port if name == GATEWAY else self.ports[name]
         self.console.print(f"started {what} on port {where}, pid {child.pid}{again}")
 
+    def _busy(self, name: str) -> bool:
+        """Whether the model server ``name`` holds requests (its in-flight gauge)."""
+        port = self.ports.get(name)
+        if not name.startswith(SERVE_PREFIX) or port is None:
+            return False
+        try:
+            text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=1.0).text
+        except httpx.HTTPError:
+            return False
+        for line in text.splitlines():
+            if line.startswith("llm_requests_in_flight{") and float(line.rsplit(" ", 1)[1]) > 0:
+                return True
+        return False
+
     def _stop(self, name: str) -> None:
         child = self.children.get(name)
         if child is None:
@@ -187,7 +206,11 @@ class Stack:
                 )
         self.refresh_needed()
         actions = plan(self.needed, self.states, now, settled=self.settled)
+        self._draining = {n: t for n, t in self._draining.items() if n in actions.stop}
         for name in actions.stop:
+            if self._busy(name) and now - self._draining.setdefault(name, now) < DRAIN_MAX:
+                continue  # requests sent before the switch are answered first
+            self._draining.pop(name, None)
             self._stop(name)
         for name in actions.start:
             self._start(name)
