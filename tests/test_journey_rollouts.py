@@ -37,7 +37,8 @@ from _journey import (
 )
 from llmship.supervisor.plan import STOP_GRACE
 
-pytestmark = [pytest.mark.slow]
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("journeys")]
+"""The journeys run one after the other on one worker: each runs several model servers."""
 
 STABLE = "smollm2-chat@1.0.0"
 CONCISE = "s/system: You are a helpful assistant./system: You are a concise assistant./"
