@@ -44,6 +44,6 @@ def register(app: typer.Typer) -> None:
             "\nnext:\n"
             f"  {where}llmship models register models/{spec.name}-{spec.version}.yaml\n"
             f"  llmship alias set production {spec.ref}\n"
-            "  llmship up                      # the gateway on http://127.0.0.1:8080\n"
+            "  llmship up                      # runs until Ctrl-C: go on in another terminal\n"
             "  pytest tests/ -v                # regression tests of production"
         )
