@@ -184,7 +184,7 @@ def test_seed_canary_paused_for_a_person_then_promoted(tmp_path: Path) -> None:
 def test_bluegreen_previews_then_switches_by_itself(tmp_path: Path) -> None:
     started = time.monotonic()
     shell = Shell(project(tmp_path), free_port())
-    # most requests ask for the preview: the smoke analysis judges 5 of them after 5 s
+    # most requests ask for the preview: the smoke analysis judges them at 25 s (minSamples 5)
     with stack(shell) as up, Traffic(shell.url, preview_share=0.75) as traffic:
         # Given the stack serving 1.0.0 under steady traffic, some of it asking for the
         # preview, and 1.1.0 registered
