@@ -36,6 +36,7 @@ analysisTemplates:
   - name: errors
     metrics:
       - name: error-rate
+        initialDelay: 10s         # some requests at the new weight first
         interval: 5s
         count: 3
         failureLimit: 1
