@@ -32,7 +32,7 @@ from llmship.rollout.transitions import (
     waited,
 )
 
-__all__ = ["Canary", "describe_step"]
+__all__ = ["Canary", "describe_step", "waiting_weight"]
 
 BACKGROUND = "strategy.canary.analysis"
 
@@ -52,6 +52,19 @@ def describe_step(step: CanaryStep) -> str:
         return f"pause {waited(step.pause.duration)}"
     names = ", ".join(t.template_name for t in step.analysis.templates) if step.analysis else ""
     return f"analysis {names}"
+
+
+def waiting_weight(state: RolloutState) -> str | None:
+    """``step 1/5 (setWeight 20)`` when a canary's current step is a weight change not
+    made yet (it waits for the candidate's model server), else None: a weight change is
+    never skipped by a plain promote."""
+    canary = state.spec.strategy.canary
+    if canary is None or state.phase.is_terminal or state.step_applied:
+        return None
+    steps = canary.steps
+    if state.step_index >= len(steps) or steps[state.step_index].set_weight is None:
+        return None
+    return f"step {state.step_index + 1}/{len(steps)} ({describe_step(steps[state.step_index])})"
 
 
 class Canary:
@@ -165,19 +178,20 @@ class Canary:
         if full or state.step_index >= len(steps):
             why = reason or f"promoted in full by {actor}"
             return promote_now(state, now, actor=actor, why=why)
-        index = state.step_index
-        step = steps[index]
-        if step.set_weight is not None and not state.step_applied:
+        waiting = waiting_weight(state)
+        if waiting is not None:
             # A weight change is never skipped: promote only lifts the pause it waits in.
             state, actions = self._restart_inconclusive_background(state, now)
             state = note(
                 replace(state, pause_reason=None, pause_message=""),
                 "rollout.step",
-                f"promoted by {actor}: step {index + 1}/{len(steps)} ({describe_step(step)}) "
-                "is not skipped; it is made once the candidate is ready",
+                f"promoted by {actor}: {waiting} is not skipped; it is made once the "
+                "candidate is ready",
                 actor,
             )
             return state, actions
+        index = state.step_index
+        step = steps[index]
         state, actions = stop_runs(state, now, f"step skipped by {actor}", roles=("step",))
         state, more = self._restart_inconclusive_background(state, now)
         state = note(

@@ -28,7 +28,7 @@ from dataclasses import replace
 
 from llmship.analysis.durations import format_duration
 from llmship.rollout.bluegreen import BlueGreen
-from llmship.rollout.canary import Canary, describe_step
+from llmship.rollout.canary import Canary, waiting_weight
 from llmship.rollout.events import (
     Abort,
     AnalysisResult,
@@ -79,7 +79,7 @@ def check(state: RolloutState, event: RolloutEvent) -> None:
     if isinstance(event, Promote) and terminal:
         raise TransitionError(f"{who} is {state.phase}: there is nothing to promote")
     if isinstance(event, Promote) and not event.full:
-        weight = _waiting_weight(state)
+        weight = waiting_weight(state)
         if weight is not None and not state.paused:
             raise TransitionError(
                 f"{who} is at {weight}, which waits for {state.candidate} to have a ready "
@@ -105,18 +105,6 @@ def check(state: RolloutState, event: RolloutEvent) -> None:
         raise TransitionError(f"{who} is already {state.phase}")
     if isinstance(event, Retry) and state.phase is not RolloutPhase.ABORTED:
         raise TransitionError(f"{who} is {state.phase}: only an Aborted rollout can be retried")
-
-
-def _waiting_weight(state: RolloutState) -> str | None:
-    """``step 1/5 (setWeight 20)`` when a canary's current step is a weight change not
-    made yet, else None."""
-    canary = state.spec.strategy.canary
-    if canary is None or state.phase.is_terminal or state.step_applied:
-        return None
-    steps = canary.steps
-    if state.step_index >= len(steps) or steps[state.step_index].set_weight is None:
-        return None
-    return f"step {state.step_index + 1}/{len(steps)} ({describe_step(steps[state.step_index])})"
 
 
 def _timed_pause(state: RolloutState) -> bool:
