@@ -269,18 +269,6 @@ def rollout_status(shell: Shell) -> dict[str, Any]:
     return data
 
 
-def wait_phase(shell: Shell, phases: set[str], timeout: float) -> dict[str, Any]:
-    """Poll ``llmship rollout status`` until the phase is one of ``phases``; its status."""
-    seen: dict[str, Any] = {}
-
-    def reached() -> bool:
-        seen.update(rollout_status(shell))
-        return seen.get("phase") in phases
-
-    wait_for(reached, f"the rollout to be {' or '.join(sorted(phases))} (last: {seen})", timeout)
-    return seen
-
-
 def production(shell: Shell) -> str:
     """Where the production alias points, as ``llmship alias list`` says."""
     rows = json.loads(shell.run("llmship alias list --format json").stdout)
@@ -312,5 +300,4 @@ __all__ = [
     "rollout_status",
     "stack",
     "wait_for",
-    "wait_phase",
 ]
