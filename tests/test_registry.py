@@ -40,6 +40,8 @@ TABLES = {
     "rollouts",
     "rollout_intents",
     "analysis_measurements",
+    "gateways",
+    "leases",
 }
 
 

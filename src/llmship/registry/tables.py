@@ -304,3 +304,37 @@ class AnalysisMeasurementRow(Base):
     message: Mapped[str] = mapped_column(Text)
     started_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class GatewayRow(Base):
+    """A gateway of one environment, announced with the URL other processes reach it at
+    and renewed by its heartbeat; removed when it stops cleanly."""
+
+    __tablename__ = "gateways"
+
+    env: Mapped[str] = mapped_column(String(32), primary_key=True)
+    instance: Mapped[str] = mapped_column(String(128), primary_key=True)
+    """Unique per process: ``host-pid-random``."""
+    url: Mapped[str] = mapped_column(String(1024))
+    pid: Mapped[int | None] = mapped_column(Integer)
+    host: Mapped[str] = mapped_column(String(255))
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    heartbeat_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    policy_revision: Mapped[int | None] = mapped_column(Integer)
+    """Revision of the traffic policy it routed by at its last heartbeat."""
+    recent_requests: Mapped[int] = mapped_column(Integer)
+    """Requests it answered over the minute before its last heartbeat."""
+
+
+class LeaseRow(Base):
+    """A named lease (``controller/ENV``): who holds it until when, and its fencing token,
+    which grows by one whenever the lease changes hands."""
+
+    __tablename__ = "leases"
+
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(255))
+    token: Mapped[int] = mapped_column(Integer)
+    acquired_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    renewed_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
