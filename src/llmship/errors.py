@@ -14,7 +14,8 @@ and exits non-zero.
     ├── PermissionDeniedError        403 permission_error (a wrong token)
     ├── NotFoundError                404 (unknown release, alias, model)
     ├── ConflictError                409 (registering a changed version, ...)
-    │   └── GateError                409 (code gates_missing: promotion without passing gates)
+    │   ├── GateError                409 (code gates_missing: promotion without passing gates)
+    │   └── FencedError              409 (code fenced: a newer controller holds the lease)
     ├── QueueFullError               429 rate_limit_error (carries Retry-After)
     ├── NotReadyError                503 (model not loaded yet)
     ├── UpstreamError                502 (an OpenAI-compatible upstream failed)
@@ -123,6 +124,14 @@ class GateError(ConflictError):
     """A release lacks the passing gate runs ``llmship.yaml`` requires for production."""
 
     default_code = "gates_missing"
+
+
+class FencedError(ConflictError):
+    """A write carried a lease's fencing token that is no longer the current one: a newer
+    leader (another controller) holds the lease, so the write was refused, in the
+    transaction that would have made it, and nothing was written."""
+
+    default_code = "fenced"
 
 
 class QueueFullError(LlmshipError):

@@ -1,5 +1,5 @@
 """What every part of the registry shares: the engine, transactions, the clock, events,
-and moving an alias inside a transaction.
+moving an alias inside a transaction, and the lease fence every write can carry.
 
 ``Registry`` (``store.py``) builds on this; so do the gateway's methods
 (``_gateway.py``), which are part of ``Registry`` too.
@@ -17,14 +17,15 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import exc as sa_exc
+from sqlalchemy import select
 from sqlalchemy.engine import URL, Engine
 from sqlalchemy.orm import Session
 
-from llmship.errors import RegistryUnavailableError, SpecError
+from llmship.errors import FencedError, RegistryUnavailableError, SpecError
 from llmship.registry import _queries as q
 from llmship.registry._engine import WRITE, safe_url
 from llmship.registry.records import AliasMove, Event, ReleaseRecord
-from llmship.registry.tables import AliasHistoryRow, AliasRow, EventRow, ReleaseRow
+from llmship.registry.tables import AliasHistoryRow, AliasRow, EventRow, LeaseRow, ReleaseRow
 
 logger = logging.getLogger("llmship.registry.store")
 
@@ -50,6 +51,8 @@ class Store:
         self._clock = clock
         self.home = home
         """The llmship state directory this registry belongs to, when known."""
+        self._fence: tuple[str, int] | None = None
+        """``(lease name, token)`` every write of this view checks first (``fenced()``)."""
 
     @property
     def url(self) -> str:
@@ -157,11 +160,16 @@ class Store:
             raise self._unavailable(exc) from exc
 
     @contextmanager
-    def _write(self) -> Iterator[Session]:
+    def _write(self, *, fenced: bool = True) -> Iterator[Session]:
+        """A write transaction (SQLite: ``BEGIN IMMEDIATE``). On a fenced view
+        (``Registry.fenced``) it first checks the lease's token, unless ``fenced`` is
+        False (the lease methods themselves)."""
         try:
             with self._engine.connect() as conn:
                 conn.execution_options(**{WRITE: True})
                 with conn.begin(), Session(bind=conn, expire_on_commit=False) as session:
+                    if fenced and self._fence is not None:
+                        _check_fence(session, *self._fence)
                     yield session
                     session.flush()
         except sa_exc.OperationalError as exc:
@@ -175,6 +183,30 @@ class Store:
 
 
 # -- checks and messages ----------------------------------------------------------
+
+
+def _check_fence(session: Session, name: str, token: int) -> None:
+    """Refuse the write in ``session`` unless ``token`` is the lease's current token.
+
+    PostgreSQL locks the lease row in share mode for the rest of the transaction, so
+    a takeover (which locks it for update) waits for this write to commit, or this
+    write sees the takeover; SQLite's ``BEGIN IMMEDIATE`` already serialises both.
+    """
+    row = session.scalars(
+        select(LeaseRow).where(LeaseRow.name == name).with_for_update(read=True)
+    ).first()
+    if row is None:
+        raise FencedError(
+            f"write refused: no one holds the lease {name} (this writer's token {token} "
+            "is not current)",
+            param="lease",
+        )
+    if row.token != token:
+        raise FencedError(
+            f"write refused: the lease {name} passed to {row.holder} (token {row.token}); "
+            f"this writer's token {token} is stale, so it changes nothing",
+            param="lease",
+        )
 
 
 def required_reason(reason: str, doing: str) -> str:

@@ -254,3 +254,23 @@ class MeasurementRecord:
     started_at: datetime | None
     at: datetime
     """When the measurement finished."""
+
+
+@dataclass(frozen=True)
+class Lease:
+    """A named lease (``controller/ENV``): who holds it, until when, and its fencing
+    token, which grows by one whenever the lease changes hands (never on a renewal)."""
+
+    name: str
+    holder: str
+    """Who holds it, e.g. ``HOST:PID`` of a controller."""
+    token: int
+    acquired_at: datetime
+    """When this holder took it (from someone else, or first)."""
+    renewed_at: datetime
+    expires_at: datetime
+    """Held until then, unless renewed; a released lease expires when released."""
+
+    def live(self, now: datetime) -> bool:
+        """True when the lease has not expired at ``now``."""
+        return now < self.expires_at

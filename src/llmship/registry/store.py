@@ -33,6 +33,7 @@ from llmship.registry._base import (
 from llmship.registry._engine import create_registry_engine, parse_url, safe_url, upgrade
 from llmship.registry._gates import GateMethods
 from llmship.registry._gateway import GatewayMethods
+from llmship.registry._leases import LeaseMethods
 from llmship.registry._rollouts import RolloutMethods
 from llmship.registry.records import AliasMove, AliasRecord, Event, ReleaseRecord
 from llmship.registry.tables import AliasRow, EventRow, ReleaseRow
@@ -43,7 +44,7 @@ from llmship.release.weights import with_sha256
 ALIAS_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 
 
-class Registry(GatewayMethods, GateMethods, RolloutMethods):
+class Registry(GatewayMethods, GateMethods, RolloutMethods, LeaseMethods):
     """Releases, aliases and events in one SQL database (SQLite or PostgreSQL), the
     gateway's traffic policies, endpoints, queries, feedback and flags, the
     release gates' runs and output cache, and rollouts with their intents and
