@@ -32,17 +32,19 @@ def unavailable() -> str | None:
     if shutil.which("ip") is None:
         return "needs iproute2 (`apt-get install iproute2`)"
     probe = f"llmship-probe-{secrets.token_hex(3)}"
-    made = subprocess.run(["ip", "netns", "add", probe], capture_output=True, text=True)
+    made = subprocess.run(
+        ["ip", "netns", "add", probe], check=False, capture_output=True, text=True
+    )
     if made.returncode != 0:
         return f"cannot make a network namespace: {made.stderr.strip()}"
-    subprocess.run(["ip", "netns", "del", probe], capture_output=True)
+    subprocess.run(["ip", "netns", "del", probe], check=False, capture_output=True)
     return None
 
 
 def ip(*args: str, ns: str | None = None) -> None:
     """Run ``ip ARGS`` (in namespace ``ns``); raise with its message when it fails."""
     argv = ["ip", "netns", "exec", ns, "ip", *args] if ns else ["ip", *args]
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    done = subprocess.run(argv, check=False, capture_output=True, text=True, timeout=30)
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)}: {done.stderr.strip()}")
 
@@ -141,14 +143,14 @@ class Hosts:
         """Kill what still runs in the namespaces, then remove them and the bridges."""
         for host in self.hosts.values():
             pids = subprocess.run(
-                ["ip", "netns", "pids", host.ns], capture_output=True, text=True
+                ["ip", "netns", "pids", host.ns], check=False, capture_output=True, text=True
             ).stdout.split()
             for pid in pids:
                 with contextlib.suppress(ProcessLookupError, ValueError):
                     os.kill(int(pid), 9)
-            subprocess.run(["ip", "netns", "del", host.ns], capture_output=True)
+            subprocess.run(["ip", "netns", "del", host.ns], check=False, capture_output=True)
         for net in self.nets.values():
-            subprocess.run(["ip", "link", "del", net.bridge], capture_output=True)
+            subprocess.run(["ip", "link", "del", net.bridge], check=False, capture_output=True)
 
     def __enter__(self) -> Hosts:
         return self
@@ -161,19 +163,22 @@ def netem_works(link: str) -> bool:
     """Whether ``tc netem`` can delay ``link`` (the kernel may lack sch_netem)."""
     done = subprocess.run(
         ["tc", "qdisc", "add", "dev", link, "root", "netem", "delay", "0ms"],
+        check=False,
         capture_output=True,
         text=True,
     )
     if done.returncode != 0:
         return False
-    subprocess.run(["tc", "qdisc", "del", "dev", link, "root"], capture_output=True)
+    subprocess.run(["tc", "qdisc", "del", "dev", link, "root"], check=False, capture_output=True)
     return True
 
 
 def set_delay(link: str, ms: float) -> None:
     """Delay every packet leaving ``link`` by ``ms`` (0: remove the delay)."""
     if ms <= 0:
-        subprocess.run(["tc", "qdisc", "del", "dev", link, "root"], capture_output=True)
+        subprocess.run(
+            ["tc", "qdisc", "del", "dev", link, "root"], check=False, capture_output=True
+        )
         return
     subprocess.run(
         ["tc", "qdisc", "replace", "dev", link, "root", "netem", "delay", f"{ms:g}ms"],
@@ -282,24 +287,22 @@ def postgres_on(host: Host, workdir: Path, *, net: str = "db") -> Iterator[str]:
         os.chown(workdir, entry.pw_uid, entry.pw_gid)
     data, sockets = workdir / "data", workdir / "sock"
     _run(_as_server_user(["mkdir", "-p", str(sockets)]))
-    _run(
-        _as_server_user(
-            [str(bindir / "initdb"), "-D", str(data), "-U", SERVER_USER, "-A", "trust"]
-            + ["-E", "UTF8", "--no-sync"]
-        )
-    )
+    initdb = [str(bindir / "initdb"), "-D", str(data), "-U", SERVER_USER, "-A", "trust"]
+    _run(_as_server_user([*initdb, "-E", "UTF8", "--no-sync"]))
     hba = "host all all 0.0.0.0/0 trust\n"
     _run(_as_server_user(["sh", "-c", f"echo '{hba.strip()}' >> {data}/pg_hba.conf"]))
     addr = host.ip(net)
     log = (workdir / "server.log").open("wb")
-    argv = host.argv(
-        _as_server_user(
-            [str(bindir / "postgres"), "-D", str(data), "-p", "5432", "-k", str(sockets)]
-            + ["-c", f"listen_addresses={addr}", "-c", "fsync=off"]
-            + ["-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
-            + ["-c", "max_connections=200"]
-        )
-    )
+    settings = {
+        "listen_addresses": addr,
+        "fsync": "off",
+        "synchronous_commit": "off",
+        "full_page_writes": "off",
+        "max_connections": "200",
+    }
+    options = [arg for key, value in settings.items() for arg in ("-c", f"{key}={value}")]
+    server = [str(bindir / "postgres"), "-D", str(data), "-p", "5432", "-k", str(sockets)]
+    argv = host.argv(_as_server_user([*server, *options]))
     proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
     try:
         import psycopg
