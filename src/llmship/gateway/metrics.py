@@ -64,6 +64,20 @@ class GatewayMetrics:
             ["version", "variant", "reason"],
             registry=r,
         )
+        self.upstream_replicas = Gauge(
+            "llmship_upstream_replicas",
+            "Live model servers (replicas) of each release by the balancer's state: `in` "
+            "rotation, or `out` (failed recently; backing off until a trial request).",
+            ["version", "state"],
+            registry=r,
+        )
+        self.upstream_outstanding = Gauge(
+            "llmship_upstream_outstanding",
+            "Requests this gateway has open on each replica, from sending until the answer "
+            "is fully streamed (what least-outstanding balancing compares).",
+            ["version", "replica"],
+            registry=r,
+        )
         self.shadow_similarity = Histogram(
             "llmship_shadow_similarity",
             "ROUGE-L F1 between a shadow release's answer and the answer the client got.",

@@ -9,6 +9,7 @@ point of a gateway benchmark.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator
 
@@ -29,12 +30,16 @@ would close them under a request."""
 UPSTREAM_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError)
 """What a model server that breaks off raises while a body is read."""
 
+_SSE_STARTS = (b"data:", b":", b"event:", b"id:", b"retry:")
+"""How the first line of a server-sent event stream can begin."""
+
 
 class UpstreamFailure(Exception):
     """The model server could not be reached or broke off before answering.
 
     ``reason`` is the label of ``llmship_upstream_failures_total``: ``connect``,
-    ``timeout``, ``disconnected``, ``no_endpoint`` or ``http_<status>``.
+    ``timeout``, ``disconnected``, ``malformed`` (a 2xx answer that is not JSON, or a
+    stream that is not server-sent events), ``no_endpoint`` or ``http_<status>``.
     """
 
     def __init__(self, reason: str, message: str, *, waited: float = 0.0):
@@ -76,6 +81,21 @@ class UpstreamReply:
     @property
     def is_stream(self) -> bool:
         return self.body is None
+
+    def malformed(self) -> str | None:
+        """Why a successful (2xx) answer is garbage, or None when it looks right: a whole
+        body must be JSON, a stream must begin with a server-sent event."""
+        if not 200 <= self.status < 300:
+            return None
+        if self.body is not None:
+            try:
+                json.loads(self.body)
+            except ValueError:
+                return "the answer is not JSON"
+            return None
+        if not self.first.lstrip().startswith(_SSE_STARTS):
+            return "the stream is not server-sent events" if self.first else "the stream is empty"
+        return None
 
     async def aclose(self) -> None:
         """Give the connection back (closed when the body was not read to its end)."""

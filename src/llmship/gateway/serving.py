@@ -1,5 +1,6 @@
-"""The gateway's request path: choose a release, forward the raw body, retry a failed
-candidate on stable, stream the answer back, mirror to the shadow."""
+"""The gateway's request path: choose a release, forward the raw body to one of its
+replicas, retry a failed one on another replica and then on stable, stream the answer
+back, mirror to the shadow."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from llmship.errors import (
     NotReadyError,
     UpstreamError,
 )
+from llmship.gateway.balancer import Attempt
 from llmship.gateway.metrics import GatewayMetrics
 from llmship.gateway.proxy import UPSTREAM_ERRORS, Upstream, UpstreamFailure, UpstreamReply
 from llmship.gateway.shadow import ShadowJob, ShadowMirror, SseText, answer_text
@@ -127,6 +129,7 @@ class GatewayService:
         self.metrics = metrics
         self.rng = rng
         self.clock = clock
+        self.balancer = state.balancer
 
     # -- choosing ------------------------------------------------------------------
 
@@ -197,10 +200,15 @@ class GatewayService:
             shadow_ref = mirror(policy, self.rng)
             if shadow_ref is not None:
                 job = self.shadow.start(
-                    shadow_ref, snapshot.endpoints.get(shadow_ref), route, payload, body, key
+                    shadow_ref,
+                    self.balancer.pick(shadow_ref, snapshot.endpoints.get(shadow_ref, ())),
+                    route,
+                    payload,
+                    body,
+                    key,
                 )
         try:
-            reply, answered = await self._unless_gone(
+            reply, answered, attempt = await self._unless_gone(
                 receive, self._forward(snapshot, choice, route, payload, body, ctx), ctx
             )
         except BaseException:
@@ -208,14 +216,14 @@ class GatewayService:
                 job.primary_done(None)
             raise
         ctx.version, ctx.variant = answered.ref, answered.variant
-        return ProxyResponse(reply, ctx, self.metrics, job)
+        return ProxyResponse(reply, ctx, self.metrics, job, attempt)
 
     @staticmethod
     async def _unless_gone(
         receive: Receive,
-        forward: Coroutine[Any, Any, tuple[UpstreamReply, Route]],
+        forward: Coroutine[Any, Any, tuple[UpstreamReply, Route, Attempt]],
         ctx: GatewayContext,
-    ) -> tuple[UpstreamReply, Route]:
+    ) -> tuple[UpstreamReply, Route, Attempt]:
         """``forward``, cancelled when the client disconnects first (a non-streamed
         answer, or a stream before its first byte: the model server would otherwise
         generate for nobody). One watcher task; ``forward`` runs in this task."""
@@ -250,46 +258,102 @@ class GatewayService:
         payload: dict[str, Any],
         body: bytes,
         ctx: GatewayContext,
-    ) -> tuple[UpstreamReply, Route]:
+    ) -> tuple[UpstreamReply, Route, Attempt]:
+        """Send to a replica of the chosen release; one that fails before its first byte
+        is retried on another replica of it (each at most once, see ``balancer.py``), then
+        on stable. A 5xx or 429 that no other replica replaces is passed through."""
         stable = snapshot.policy.stable
+        options = [choice]
+        if choice.variant != "stable" and stable and choice.ref != stable:
+            # (an experiment arm that is the stable release: the same servers again
+            # would fail the same way)
+            options.append(Route("stable", stable))
+        tries = _Tries()
         try:
-            return await self._attempt(snapshot, choice, route, payload, body, ctx), choice
-        except UpstreamFailure as failure:
-            self._count_failure(choice, failure.reason)
-            if choice.variant == "stable" or not stable or choice.ref == stable:
-                # (an experiment arm that is the stable release: the same server again
-                # would fail the same way)
-                raise self._error(choice, failure, ctx) from None
-            log.warning(
-                "query %s: %s (%s) failed before answering (%s); retrying on stable %s",
-                ctx.query_id,
-                choice.ref,
-                choice.variant,
-                failure.reason,
-                stable,
+            for option in options:
+                if option is not choice:
+                    log.warning(
+                        "query %s: %s (%s) failed before answering (%s); retrying on stable %s",
+                        ctx.query_id,
+                        choice.ref,
+                        choice.variant,
+                        tries.failure.reason if tries.failure else "?",
+                        stable,
+                    )
+                    ctx.retried_from = choice.ref
+                urls = snapshot.endpoints.get(option.ref, ())
+                found = await self._on_replicas(option, urls, route, payload, body, ctx, tries)
+                if found is not None:
+                    return found
+            if tries.held is not None:
+                found, tries.held = tries.held, None
+                return found
+        finally:
+            await tries.drop()  # cancelled while trying the next one
+        assert tries.failure is not None
+        raise self._error(options[-1], tries.failure, ctx) from None
+
+    async def _on_replicas(
+        self,
+        option: Route,
+        urls: tuple[str, ...],
+        route: str,
+        payload: dict[str, Any],
+        body: bytes,
+        ctx: GatewayContext,
+        tries: _Tries,
+    ) -> tuple[UpstreamReply, Route, Attempt] | None:
+        """Try the replicas of one release in the balancer's order; the first good answer,
+        or None (``tries`` then holds the last failure, and a 5xx answer if one came)."""
+        if not urls:
+            tries.failure = UpstreamFailure(
+                "no_endpoint", f"no live model server of {option.ref} in env {self.env!r}"
             )
-            ctx.retried_from = choice.ref
-        fallback = Route("stable", stable)
-        try:
-            return await self._attempt(snapshot, fallback, route, payload, body, ctx), fallback
-        except UpstreamFailure as failure:
-            self._count_failure(fallback, failure.reason)
-            raise self._error(fallback, failure, ctx) from None
+            self._count_failure(option, "no_endpoint")
+            return None
+        for attempt in self.balancer.attempts(option.ref, urls):
+            await tries.drop()
+            try:
+                reply = await self._attempt(option, attempt.url, route, payload, body, ctx)
+            except UpstreamFailure as failure:
+                attempt.failed(failure.reason)
+                attempt.end()
+                self._count_failure(option, failure.reason)
+                tries.failure = failure
+                log.warning(
+                    "query %s: %s failed before answering (%s)",
+                    ctx.query_id,
+                    option.ref,
+                    failure.message,
+                )
+                continue
+            except BaseException:
+                attempt.end()
+                raise
+            if reply.status >= 500 or reply.status == 429:  # the server failed, not the request
+                reason = f"http_{reply.status}"
+                attempt.failed(reason)
+                self._count_failure(option, reason)
+                tries.failure = UpstreamFailure(reason, f"{option.ref} answered {reply.status}")
+                tries.held = (reply, option, attempt)  # passed on if nothing better comes
+                continue
+            attempt.succeeded()
+            if reply.is_stream:
+                ctx.ttft = reply.first_at - ctx.started
+            return reply, option, attempt
+        return None
 
     async def _attempt(
         self,
-        snapshot: Snapshot,
         choice: Route,
+        url: str,
         route: str,
         payload: dict[str, Any],
         body: bytes,
         ctx: GatewayContext,
     ) -> UpstreamReply:
-        url = snapshot.endpoints.get(choice.ref)
-        if url is None:
-            raise UpstreamFailure(
-                "no_endpoint", f"no live model server of {choice.ref} in env {self.env!r}"
-            )
+        """One try on the model server at ``url``: its answer (any status), or
+        UpstreamFailure when it failed before the first byte or answered garbage."""
         model = payload.get("model")
         if model and model != choice.ref:
             name = choice.ref.partition("@")[0]
@@ -301,15 +365,12 @@ class GatewayService:
             ctx.upstream_wait += failure.waited
             raise
         ctx.upstream_wait += reply.waited
-        if reply.status >= 500 or reply.status == 429:  # the release failed, not the request
-            if choice.variant != "stable":
-                await reply.aclose()
-                raise UpstreamFailure(
-                    f"http_{reply.status}", f"{choice.ref} answered {reply.status}"
-                )
-            self._count_failure(choice, f"http_{reply.status}")
-        if reply.is_stream:
-            ctx.ttft = reply.first_at - ctx.started
+        wrong = reply.malformed()
+        if wrong is not None:
+            await reply.aclose()
+            raise UpstreamFailure(
+                "malformed", f"the model server of {choice.ref} at {url} answered garbage: {wrong}"
+            )
         return reply
 
     def _count_failure(self, choice: Route, reason: str) -> None:
@@ -342,9 +403,12 @@ class ProxyResponse(Response):
         ctx: GatewayContext,
         metrics: GatewayMetrics,
         job: ShadowJob | None,
+        attempt: Attempt | None = None,
     ):
         # Response.__init__ is skipped on purpose: nothing of it is used.
         self.reply = reply
+        self.attempt = attempt
+        """The replica's request: outstanding until the answer has been sent."""
         self.ctx = ctx
         self.metrics = metrics
         self.job = job
@@ -356,7 +420,11 @@ class ProxyResponse(Response):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         reply = self.reply
         if reply.body is not None:
-            await self._whole(reply.body, send)
+            try:
+                await self._whole(reply.body, send)
+            finally:
+                if self.attempt is not None:
+                    self.attempt.end()
             return
         try:
             async with anyio.create_task_group() as group:
@@ -377,6 +445,8 @@ class ProxyResponse(Response):
                 self.job.primary_done(None)  # no-op when the text was handed over
             with anyio.CancelScope(shield=True):
                 await reply.aclose()
+            if self.attempt is not None:
+                self.attempt.end()
 
     async def _whole(self, body: bytes, send: Send) -> None:
         reply, ctx, job = self.reply, self.ctx, self.job
@@ -443,6 +513,8 @@ class ProxyResponse(Response):
         """End a stream whose model server broke off: an error event, then [DONE]."""
         ctx = self.ctx
         ctx.stream_error = error
+        if self.attempt is not None:
+            self.attempt.failed("mid_stream")
         self.metrics.upstream_failures.labels(
             version=ctx.version, variant=ctx.variant, reason="mid_stream"
         ).inc()
@@ -465,3 +537,24 @@ def whole_events(partial: bytes, chunk: bytes) -> tuple[bytes, bytes]:
     if cut == 1:  # no event is complete yet
         return (data, b"") if len(data) >= _MAX_PARTIAL_EVENT else (b"", data)
     return data[:cut], data[cut:]
+
+
+class _Tries:
+    """What one request's failed tries left: the last failure, and the last 5xx answer
+    (kept open, to pass on when no other replica answers)."""
+
+    __slots__ = ("failure", "held")
+
+    def __init__(self) -> None:
+        self.failure: UpstreamFailure | None = None
+        self.held: tuple[UpstreamReply, Route, Attempt] | None = None
+
+    async def drop(self) -> None:
+        """Close the held answer: another replica replaces it."""
+        if self.held is not None:
+            reply, _, attempt = self.held
+            self.held = None
+            try:
+                await reply.aclose()
+            finally:
+                attempt.end()

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from llmship.gateway.balancer import Attempt
 from llmship.gateway.metrics import GatewayMetrics
 from llmship.gateway.proxy import UPSTREAM_ERRORS, Upstream, UpstreamFailure
 from llmship.gateway.recorder import QueryRecorder
@@ -119,18 +120,21 @@ class ShadowMirror:
     def start(
         self,
         ref: str,
-        url: str | None,
+        attempt: Attempt | None,
         route: str,
         payload: dict[str, Any],
         body: bytes,
         user_key: str | None,
     ) -> ShadowJob | None:
-        """Mirror one request to ``ref`` (at ``url``); None when it was dropped."""
+        """Mirror one request to ``ref`` (to the replica of ``attempt``, None when it has
+        no live model server); None when it was dropped."""
         if len(self.tasks) >= self.max_in_flight:
             self.metrics.shadow_requests.labels(version=ref, outcome="dropped").inc()
+            if attempt is not None:
+                attempt.end()
             return None
         job = ShadowJob()
-        task = asyncio.create_task(self._run(job, ref, url, route, payload, body, user_key))
+        task = asyncio.create_task(self._run(job, ref, attempt, route, payload, body, user_key))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
         return job
@@ -139,7 +143,7 @@ class ShadowMirror:
         self,
         job: ShadowJob,
         ref: str,
-        url: str | None,
+        attempt: Attempt | None,
         route: str,
         payload: dict[str, Any],
         body: bytes,
@@ -149,27 +153,17 @@ class ShadowMirror:
         at = self.clock()
         status, text = 502, None
         try:
-            if url is None:
+            if attempt is None:
                 raise UpstreamFailure("no_endpoint", f"no live model server for {ref}")
-            reply = await self.upstream.open(url, route, non_stream_body(payload, body), query_id)
-            try:
-                status = reply.status
-                data = reply.body
-                if data is None:  # a stream after all: gather it
-                    parts = [reply.first]
-                    if reply.chunks is not None:
-                        parts += [chunk async for chunk in reply.chunks]
-                    data = b"".join(parts)
-            finally:
-                await reply.aclose()
-            if status == 200:
-                text = answer_text(route, json.loads(data))
-        except (UpstreamFailure, *UPSTREAM_ERRORS, ValueError) as exc:
+            status, text = await self._ask(attempt, route, non_stream_body(payload, body), query_id)
+        except (UpstreamFailure, *UPSTREAM_ERRORS) as exc:
             log.info("shadow request %s to %s failed: %s", query_id, ref, exc)
         except asyncio.CancelledError:
             job.primary_done(None)
             raise
         finally:
+            if attempt is not None:
+                attempt.end()
             self.recorder.add(
                 QueryRecord(query_id, self.env, ref, "shadow", route, status, at, user_key)
             )
@@ -188,6 +182,39 @@ class ShadowMirror:
         score = await asyncio.to_thread(rouge_l, text, primary)
         self.metrics.shadow_similarity.labels(version=ref).observe(score)
         self.metrics.window.shadow(ref, error=False, similarity=score)
+
+    async def _ask(
+        self, attempt: Attempt, route: str, body: bytes, query_id: str
+    ) -> tuple[int, str | None]:
+        """Send the copy to the replica of ``attempt``: the answer's status and text (None
+        when it has none). The replica is judged as for a client's request."""
+        try:
+            reply = await self.upstream.open(attempt.url, route, body, query_id)
+            try:
+                data = reply.body
+                if data is None:  # a stream after all: gather it
+                    parts = [reply.first]
+                    if reply.chunks is not None:
+                        parts += [chunk async for chunk in reply.chunks]
+                    data = b"".join(parts)
+            finally:
+                await reply.aclose()
+        except UpstreamFailure as failure:
+            attempt.failed(failure.reason)
+            raise
+        except UPSTREAM_ERRORS:
+            attempt.failed("disconnected")
+            raise
+        status, text = reply.status, None
+        if status >= 500 or status == 429:
+            attempt.failed(f"http_{status}")
+        elif status == 200:
+            try:
+                text = answer_text(route, json.loads(data))
+            except ValueError:
+                attempt.failed("malformed")
+        attempt.succeeded()  # (nothing when it failed above)
+        return status, text
 
     async def aclose(self) -> None:
         """Cancel what is in flight."""

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from llmship.flags import Flag
+from llmship.gateway.balancer import Balancer
 from llmship.gateway.metrics import GatewayMetrics
 from llmship.gateway.store import GatewayStore
 from llmship.registry.records import Endpoint
@@ -29,8 +30,9 @@ class Snapshot:
     """Everything routing needs, read from the registry at one moment."""
 
     policy: TrafficPolicy
-    endpoints: Mapping[str, str]
-    """``ref`` -> base URL of its newest live model server."""
+    endpoints: Mapping[str, tuple[str, ...]]
+    """``ref`` -> base URLs of its live model servers (its replicas), newest heartbeat
+    first; a ref without one is absent."""
     flags: Mapping[str, Flag]
     """Flags of the environment, by name."""
     loaded_at: float
@@ -53,9 +55,10 @@ class Snapshot:
 
     @property
     def stable_url(self) -> str | None:
-        """The endpoint of the stable release, if one is live."""
+        """A live endpoint of the stable release (the newest), if it has one."""
         stable = self.policy.stable
-        return self.endpoints.get(stable) if stable else None
+        urls = self.endpoints.get(stable, ()) if stable else ()
+        return urls[0] if urls else None
 
     def flag(self, name: str) -> Flag | None:
         """The flag ``name``; ``new-model`` finds ``new_model`` and the other way round."""
@@ -72,14 +75,21 @@ def alternate_name(name: str) -> str:
 
 def newest_endpoints(endpoints: list[Endpoint]) -> dict[str, str]:
     """``ref`` -> URL of the endpoint with the newest heartbeat."""
-    urls: dict[str, str] = {}
+    return {ref: urls[0] for ref, urls in live_endpoints(endpoints).items()}
+
+
+def live_endpoints(endpoints: list[Endpoint]) -> dict[str, tuple[str, ...]]:
+    """``ref`` -> URLs of all its endpoints (its replicas), newest heartbeat first, each
+    once."""
+    urls: dict[str, dict[str, None]] = {}
     for endpoint in sorted(endpoints, key=lambda e: e.heartbeat_at, reverse=True):
-        urls.setdefault(endpoint.ref, endpoint.url.rstrip("/"))
-    return urls
+        urls.setdefault(endpoint.ref, {}).setdefault(endpoint.url.rstrip("/"), None)
+    return {ref: tuple(found) for ref, found in urls.items()}
 
 
 class GatewayState:
-    """Holds the current :class:`Snapshot` and refreshes it from the store."""
+    """Holds the current :class:`Snapshot` and refreshes it from the store; its
+    :class:`Balancer` follows each snapshot's replicas."""
 
     def __init__(
         self,
@@ -89,12 +99,15 @@ class GatewayState:
         *,
         endpoint_max_age: float,
         switch_wait: float = 0.0,
+        balancer: Balancer | None = None,
     ):
         self.store = store
         self.env = env
         self.metrics = metrics
         self.endpoint_max_age = endpoint_max_age
         self.switch_wait = switch_wait
+        self.balancer = balancer or Balancer(metrics)
+        """Spreads each release's requests over its replicas (state in memory)."""
         self.snapshot: Snapshot | None = None
         """None until the registry has been read once."""
         self.waiting_for: tuple[str, ...] = ()
@@ -130,9 +143,10 @@ class GatewayState:
                 self._outage = False
                 log.info("the registry is reachable again")
             previous = self.snapshot
-            urls = newest_endpoints(endpoints)
+            urls = live_endpoints(endpoints)
             if previous is not None:
                 policy = self._effective(previous.policy, policy, urls)
+            self.balancer.sync(urls)  # before requests can see the new replicas
             self.snapshot = Snapshot(
                 policy=policy,
                 endpoints=urls,
@@ -152,7 +166,10 @@ class GatewayState:
             return True
 
     def _effective(
-        self, current: TrafficPolicy, stored: TrafficPolicy, urls: Mapping[str, str]
+        self,
+        current: TrafficPolicy,
+        stored: TrafficPolicy,
+        urls: Mapping[str, tuple[str, ...]],
     ) -> TrafficPolicy:
         """The policy to route by: ``stored``, unless it sends requests to a release with
         no live model server while ``current`` does not; then ``current`` for up to
