@@ -69,13 +69,14 @@ def heartbeat(session: Session, env: str, ref: str, url: str, *, now: datetime) 
         )
 
 
-def remove(session: Session, env: str, ref: str, url: str) -> None:
-    """Forget an endpoint (nothing happens when there is none)."""
-    session.execute(
+def remove(session: Session, env: str, ref: str, url: str) -> bool:
+    """Forget an endpoint; False when there was none (nothing happens then)."""
+    result = session.execute(
         delete(EndpointRow).where(
             EndpointRow.env == env, EndpointRow.ref == ref, EndpointRow.url == url
         )
     )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
 def live(session: Session, env: str, *, max_age_s: float | None, now: datetime) -> list[Endpoint]:

@@ -17,6 +17,7 @@ from llmship.flags.model import Flag
 from llmship.registry import _endpoints, _feedback, _flags, _traffic
 from llmship.registry import _queries as q
 from llmship.registry._base import RETRIES, Store, check_env, logger, required_reason
+from llmship.registry._hosts import notify_change
 from llmship.registry.records import Endpoint, FeedbackRecord, FeedbackSummary, QueryRecord
 from llmship.routing.policy import TrafficPolicy
 
@@ -140,6 +141,7 @@ class GatewayMethods(Store):
                         actor=actor,
                         data={**new.to_dict(), "reason": reason},
                     )
+                    notify_change(session, env)
                 logger.info("%s %s revision %d: %s by %s", kind, env, new.revision, summary, actor)
                 return new
             except sa_exc.IntegrityError:
@@ -158,7 +160,11 @@ class GatewayMethods(Store):
         check_env(env)
         _endpoints.check(ref, url)
         with self._write() as session:
-            return _endpoints.upsert(session, env, ref, url, pid=pid, now=self._now())
+            now = self._now()
+            endpoint = _endpoints.upsert(session, env, ref, url, pid=pid, now=now)
+            if endpoint.started_at == now:  # a new server (not a renewal): route to it now
+                notify_change(session, env)
+            return endpoint
 
     def heartbeat_endpoint(self, env: str, ref: str, url: str) -> None:
         """Renew an endpoint's heartbeat; NotFoundError when it is not registered."""
@@ -168,7 +174,8 @@ class GatewayMethods(Store):
     def remove_endpoint(self, env: str, ref: str, url: str) -> None:
         """Forget an endpoint; nothing happens when it is not registered."""
         with self._write() as session:
-            _endpoints.remove(session, env, ref, url)
+            if _endpoints.remove(session, env, ref, url):
+                notify_change(session, env)
 
     def list_endpoints(self, env: str, *, max_age_s: float | None = None) -> list[Endpoint]:
         """The endpoints of ``env``, newest heartbeat first.
@@ -247,6 +254,7 @@ class GatewayMethods(Store):
                 release = q.canonical_ref(session, flag.release, env, role=f"flag {flag.name}")
                 flag = replace(flag, release=release)
             _flags.upsert(session, env, flag, actor=actor, now=self._now())
+            notify_change(session, env)
             self._add_event(
                 session,
                 kind="flag.changed",
@@ -274,6 +282,7 @@ class GatewayMethods(Store):
             row = _flags.flag_row(session, env, name)
             data = _flags.to_flag(row).to_dict()
             session.delete(row)
+            notify_change(session, env)
             self._add_event(
                 session,
                 kind="flag.deleted",

@@ -105,6 +105,25 @@ class Endpoint:
 
 
 @dataclass(frozen=True)
+class GatewayRecord:
+    """A running gateway of one environment, as it announced itself."""
+
+    env: str
+    instance: str
+    """Unique per process: ``host-pid-random``."""
+    url: str
+    """The base URL other processes reach it at (its admin API is under ``/api/v1``)."""
+    pid: int | None
+    host: str
+    started_at: datetime
+    heartbeat_at: datetime
+    policy_revision: int | None
+    """Revision of the traffic policy it routed by at its last heartbeat."""
+    recent_requests: int
+    """Requests it answered over the minute before its last heartbeat."""
+
+
+@dataclass(frozen=True)
 class QueryRecord:
     """Which release answered a query: what feedback is attributed by."""
 

@@ -33,6 +33,7 @@ from llmship.registry._base import (
 from llmship.registry._engine import create_registry_engine, parse_url, safe_url, upgrade
 from llmship.registry._gates import GateMethods
 from llmship.registry._gateway import GatewayMethods
+from llmship.registry._hosts import HostMethods, notify_change
 from llmship.registry._leases import LeaseMethods
 from llmship.registry._rollouts import RolloutMethods
 from llmship.registry.records import AliasMove, AliasRecord, Event, ReleaseRecord
@@ -44,7 +45,7 @@ from llmship.release.weights import with_sha256
 ALIAS_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 
 
-class Registry(GatewayMethods, GateMethods, RolloutMethods, LeaseMethods):
+class Registry(GatewayMethods, HostMethods, GateMethods, RolloutMethods, LeaseMethods):
     """Releases, aliases and events in one SQL database (SQLite or PostgreSQL), the
     gateway's traffic policies, endpoints, queries, feedback and flags, the
     release gates' runs and output cache, and rollouts with their intents and
@@ -206,7 +207,9 @@ class Registry(GatewayMethods, GateMethods, RolloutMethods, LeaseMethods):
     def _move_alias(self, env: str, alias: str, ref: str, *, actor: str, reason: str) -> AliasMove:
         with self._write() as session:
             target = q.resolve(session, ref, env)
-            return self._move_alias_in(session, env, alias, target, actor=actor, reason=reason)
+            move = self._move_alias_in(session, env, alias, target, actor=actor, reason=reason)
+            notify_change(session, env)  # ``production`` is where stable traffic goes
+            return move
 
     def get_alias(self, env: str, alias: str) -> ReleaseRecord | None:
         """The release ``alias`` of ``env`` points at, or None."""
