@@ -20,6 +20,8 @@ def _clean(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         "LLMSHIP_QUEUE_SIZE",
         "LLMSHIP_DATABASE_URL",
         "LLMSHIP_HOME",
+        "LLMSHIP_REPLICAS",
+        "LLMSHIP_N_THREADS",
     ):
         monkeypatch.delenv(var, raising=False)
 
@@ -61,6 +63,12 @@ def test_config_path_from_environment(tmp_path: Path, monkeypatch: pytest.Monkey
         ("database_url: not-a-url\n", "database_url"),
         ("- a list\n", "must be a mapping"),
         ("env: [unclosed\n", "not valid YAML"),
+        ("replicas: 0\n", "replicas: 0: use a whole number from 1 to 64"),
+        ("replicas: two\n", "replicas: 'two': use a whole number"),
+        ("replicas: {chat: 0}\n", "chat: 0 is not a whole number from 1 to 64"),
+        ("replicas: {Chat: 2}\n", "'Chat' is not a release NAME or NAME@VERSION"),
+        ("replicas: {'chat@': 2}\n", "'chat@' is not a release NAME or NAME@VERSION"),
+        ("n_threads: 0\n", "n_threads: 0: Input should be greater than or equal to 1"),
     ],
 )
 def test_invalid_settings_say_what_to_fix(tmp_path: Path, content: str, message: str) -> None:
@@ -118,3 +126,34 @@ def test_missing_config_named_by_environment_is_an_error(
     monkeypatch.setenv("LLMSHIP_CONFIG", str(tmp_path / "nope.yaml"))
     with pytest.raises(SpecError, match="no such file"):
         load_settings()
+
+
+def test_replicas_for_every_release_or_by_name_and_version(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = load_settings()
+    assert (cfg.replicas, cfg.n_threads, cfg.replicas_of("chat@1.0.0")) == (1, None, 1)
+    (tmp_path / "llmship.yaml").write_text("replicas: 3\nn_threads: 2\n")
+    cfg = load_settings()
+    assert (cfg.replicas_of("chat@1.0.0"), cfg.n_threads) == (3, 2)
+    # NAME@VERSION wins over NAME; a release in neither gets one server
+    (tmp_path / "llmship.yaml").write_text("replicas: {chat: 2, chat@1.1.0: 4}\n")
+    cfg = load_settings()
+    counts = [cfg.replicas_of(r) for r in ("chat@1.0.0", "chat@1.1.0", "other@1.0.0")]
+    assert counts == [2, 4, 1]
+    # From the environment: a number, or the mapping in JSON or YAML flow style
+    monkeypatch.setenv("LLMSHIP_REPLICAS", "2")
+    assert load_settings().replicas == 2
+    monkeypatch.setenv("LLMSHIP_REPLICAS", '{"chat": 5}')
+    assert load_settings().replicas_of("chat@9.0.0") == 5
+    monkeypatch.setenv("LLMSHIP_REPLICAS", "{chat@1.0.0: 2}")
+    assert load_settings().replicas == {"chat@1.0.0": 2}
+    assert load_settings(n_threads=1).n_threads == 1
+
+
+def test_a_bad_threads_option_names_the_option() -> None:
+    with pytest.raises(SpecError) as info:
+        load_settings(n_threads=0)
+    assert info.value.message == (
+        "invalid settings: --threads 0: Input should be greater than or equal to 1"
+    )

@@ -13,6 +13,9 @@ from llmship.supervisor.plan import (
     plan,
     record_exit,
     record_start,
+    server_names,
+    server_ref,
+    server_threads,
 )
 
 
@@ -80,3 +83,44 @@ def test_nothing_stops_until_what_takes_traffic_is_ready() -> None:
     start = 1 + STOP_GRACE * 3
     assert plan({"serve:new@1"}, children, start, settled=True).stop == []
     assert plan({"serve:new@1"}, children, start + STOP_GRACE, settled=True).stop == ["serve:old@1"]
+
+
+def test_each_replica_is_a_child_of_its_own() -> None:
+    assert server_names("chat@1.0.0", 2) == ["serve:chat@1.0.0#1", "serve:chat@1.0.0#2"]
+    assert server_ref("serve:chat@1.0.0#2") == ("chat@1.0.0", 2)
+    assert [server_ref(n) for n in server_names("a-b.c@2.0.0-rc.1", 1)] == [("a-b.c@2.0.0-rc.1", 1)]
+
+
+@pytest.mark.parametrize(
+    ("setting", "spec", "replicas", "share", "threads"),
+    [
+        (None, None, 1, 8, None),  # one server: the release's own, else half the cores
+        (None, 4, 1, 8, None),
+        (None, None, 2, 8, 4),  # replicas share half the cores
+        (None, None, 3, 8, 2),
+        (None, None, 4, 1, 1),  # at least one each
+        (None, 4, 2, 8, None),  # the release's runtime.n_threads is per server
+        (3, None, 1, 8, 3),  # the setting wins over everything
+        (3, 4, 2, 8, 3),
+    ],
+)
+def test_threads_of_each_replica(
+    setting: int | None, spec: int | None, replicas: int, share: int, threads: int | None
+) -> None:
+    assert server_threads(setting, spec, replicas, share) == threads
+
+
+def test_a_crashed_replica_restarts_alone_and_unneeded_replicas_stop() -> None:
+    # Given two replicas of a@1 running
+    names = server_names("a@1", 2)
+    children = {name: ChildState(name) for name in names}
+    for child in children.values():
+        record_start(child, 0)
+    # When the second one crashes, only it is restarted, after its backoff
+    record_exit(children[names[1]], 2, expected=False)
+    assert plan(set(names), children, 2.5) == plan(set(), {}, 0)
+    assert plan(set(names), children, 3).start == [names[1]]
+    record_start(children[names[1]], 3)
+    # When fewer replicas are needed (a@1 with one), the others stop after the grace
+    assert plan({names[0]}, children, 4).stop == []
+    assert plan({names[0]}, children, 4 + STOP_GRACE).stop == [names[1]]

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import getpass
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -20,6 +21,7 @@ from pydantic_settings import (
 )
 
 from llmship.errors import SpecError
+from llmship.release.spec import NAME_PATTERN
 
 CONFIG_ENV = "LLMSHIP_CONFIG"
 DEFAULT_CONFIG = "llmship.yaml"
@@ -31,6 +33,7 @@ OPTIONS = {
     "serve_port": "--port",
     "gateway_host": "--host",
     "gateway_port": "--port",
+    "n_threads": "--threads",
 }
 """The command-line option that overrides a setting, where it is not ``--<name>``."""
 
@@ -117,6 +120,18 @@ class Settings(BaseSettings):
     )
     serve_host: str = Field("127.0.0.1", description="Address `llmship serve` listens on.")
     serve_port: int = Field(8000, ge=0, le=65535, description="Port `llmship serve` listens on.")
+    n_threads: int | None = Field(
+        None,
+        ge=1,
+        description="llama.cpp CPU threads of each model server, over the release's "
+        "`runtime.n_threads` (default: the release's, else half the cores; under "
+        "`llmship up`, half the cores shared among a release's replicas).",
+    )
+    replicas: int | dict[str, int] = Field(
+        1,
+        description="Model servers `llmship up` runs per release: a number for every "
+        "release, or a mapping of NAME or NAME@VERSION to a number (others get 1).",
+    )
     queue_size: int = Field(
         16, ge=0, description="Requests that may wait for a busy model; more get 429."
     )
@@ -187,6 +202,11 @@ class Settings(BaseSettings):
         "http://127.0.0.1:4318/v1/traces (default: the OTEL_EXPORTER_OTLP_* variables).",
     )
 
+    @field_validator("replicas", mode="before")
+    @classmethod
+    def _check_replicas(cls, value: Any) -> int | dict[str, int]:
+        return _replicas(value)
+
     @model_validator(mode="after")
     def _check(self) -> Settings:
         if self.database_url is not None and "://" not in self.database_url:
@@ -210,6 +230,14 @@ class Settings(BaseSettings):
             raise SpecError(f"{CONFIG_ENV}={explicit}: no such file; fix the path or unset it")
         return (init_settings, env_settings, _YamlSource(settings_cls, path))
 
+    def replicas_of(self, ref: str) -> int:
+        """How many model servers ``llmship up`` runs of the release ``ref``
+        (NAME@VERSION): its own entry, else its name's, else 1."""
+        if isinstance(self.replicas, int):
+            return self.replicas
+        name = ref.partition("@")[0]
+        return self.replicas.get(ref, self.replicas.get(name, 1))
+
     @property
     def registry_url(self) -> str:
         """The database URL actually used."""
@@ -223,6 +251,43 @@ def _login_name() -> str:
         return getpass.getuser()
     except (KeyError, OSError):
         return "unknown"
+
+
+REPLICAS_RULE = "a whole number from 1 to 64, or a mapping of NAME or NAME@VERSION to one"
+
+
+def _replicas(value: Any) -> int | dict[str, int]:
+    """``replicas`` checked: a count from 1 to 64, or a mapping of release name or
+    NAME@VERSION to one; ValueError says what to fix."""
+    if isinstance(value, str) and value.strip().startswith("{"):  # from the environment
+        try:
+            value = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            raise ValueError(f"not a mapping ({exc.__class__.__name__}); {REPLICAS_RULE}") from exc
+    if not isinstance(value, dict):
+        count = _count(value)
+        if count is None:
+            raise ValueError(f"use {REPLICAS_RULE}")
+        return count
+    counts = {}
+    for key, count in value.items():
+        name, at, version = str(key).partition("@")
+        if not re.match(NAME_PATTERN, name) or (at and not version):
+            raise ValueError(f"{key!r} is not a release NAME or NAME@VERSION")
+        checked = _count(count)
+        if checked is None:
+            raise ValueError(f"{key}: {count!r} is not a whole number from 1 to 64")
+        counts[str(key)] = checked
+    return counts
+
+
+def _count(value: Any) -> int | None:
+    """``value`` as a replica count from 1 to 64, else None."""
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 64:
+        return None
+    return value
 
 
 def load_settings(**overrides: Any) -> Settings:
@@ -239,7 +304,7 @@ def _problem(error: Any, overrides: dict[str, Any]) -> str:
     option, the ``LLMSHIP_*`` variable or the configuration file."""
     loc = error["loc"]
     if not loc:  # a contradiction between settings (a model validator)
-        return str(error["msg"])
+        return str(error["msg"]).removeprefix("Value error, ")
     name = str(loc[0])
     value = error.get("input")
     if name in overrides:
@@ -250,7 +315,7 @@ def _problem(error: Any, overrides: dict[str, Any]) -> str:
         origin = f"{config_path()}: {'.'.join(str(p) for p in loc)}: {value!r}"
     if name == "env" and error["type"] in ("string_pattern_mismatch", "string_type"):
         return f"{origin} is not a valid environment name; use {ENV_RULE}"
-    return f"{origin}: {error['msg']}"
+    return f"{origin}: {str(error['msg']).removeprefix('Value error, ')}"
 
 
 def _from_environment(name: str) -> bool:

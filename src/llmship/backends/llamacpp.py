@@ -35,6 +35,21 @@ def default_threads() -> int:
     return max(1, (os.cpu_count() or 1) // 2)
 
 
+def with_threads(spec: ReleaseSpec, threads: int | None) -> ReleaseSpec:
+    """``spec`` with ``runtime.n_threads`` set to ``threads`` (the ``n_threads`` setting,
+    ``llmship serve --threads``); as it is when ``threads`` is None or the backend is
+    not llama.cpp."""
+    if threads is None or spec.backend != "llamacpp":
+        return spec
+    runtime = spec.runtime.model_copy(update={"n_threads": threads})
+    return spec.model_copy(update={"runtime": runtime})
+
+
+def threads_of(spec: ReleaseSpec) -> int:
+    """The threads llama.cpp runs ``spec`` with."""
+    return spec.runtime.n_threads or default_threads()
+
+
 class _Cancelled(Exception):
     """The consumer went away; stop generating."""
 
@@ -67,7 +82,7 @@ class LlamaCppBackend(Backend):
             llm = Llama(
                 model_path=str(self.weights),
                 n_ctx=runtime.n_ctx,
-                n_threads=runtime.n_threads or default_threads(),
+                n_threads=threads_of(self.spec),
                 n_batch=runtime.n_batch,
                 n_gpu_layers=runtime.n_gpu_layers,
                 verbose=False,
@@ -88,7 +103,13 @@ class LlamaCppBackend(Backend):
             )
         self._eos = eos
         self._llm = llm
-        log.info("loaded %s from %s (n_ctx=%d)", self.spec.ref, self.weights, runtime.n_ctx)
+        log.info(
+            "loaded %s from %s (n_ctx=%d, n_threads=%d)",
+            self.spec.ref,
+            self.weights,
+            runtime.n_ctx,
+            threads_of(self.spec),
+        )
 
     async def close(self) -> None:
         llm, self._llm = self._llm, None

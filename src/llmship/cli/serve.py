@@ -20,6 +20,7 @@ from llmship.cli._common import (
 from llmship.errors import LlmshipError, NotFoundError
 from llmship.release.bundled import bundled_spec
 from llmship.release.spec import ReleaseSpec, load_spec
+from llmship.server.announce import check_advertise_url
 from llmship.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -94,17 +95,34 @@ def register(app: typer.Typer) -> None:
             None,
             "--advertise-url",
             metavar="URL",
-            help="URL gateways use to reach this server (default: http://HOST:PORT).",
+            help="URL gateways use to reach this server (default: http://HOST:PORT; on "
+            "0.0.0.0 or ::, this host's address).",
+        ),
+        threads: int | None = typer.Option(
+            None,
+            "--threads",
+            metavar="N",
+            help="llama.cpp CPU threads, over the release's runtime.n_threads "
+            "(default: the n_threads setting).",
         ),
     ) -> None:
         """Serve one release: OpenAI-compatible API, /predict, /metrics.
 
         With no --spec or --release it serves the `production` alias; when the
-        registry is empty it registers the bundled SmolLM2 release first.
+        registry is empty it registers the bundled SmolLM2 release first. A
+        registered release is announced in the registry, so gateways on any host
+        find it at --advertise-url.
         """
         if spec and release:
             raise fail("give --spec or --release, not both")
-        cfg = settings(env=env, serve_host=host, serve_port=port)
+        if spec and advertise_url:
+            raise fail(
+                "--advertise-url announces a registered release (--release, or the production "
+                "alias); a --spec file is not announced"
+            )
+        if advertise_url is not None:
+            advertise_url = check_advertise_url(advertise_url)
+        cfg = settings(env=env, serve_host=host, serve_port=port, n_threads=threads)
         configure_logging(cfg.log_level)
         tracing.setup(cfg.tracing, "llmship-serve", cfg.tracing_endpoint)
         chosen = load_spec(spec) if spec else resolve_release(cfg, release)
@@ -117,14 +135,18 @@ def run_server(
 ) -> None:
     """Start uvicorn for ``spec`` and block until it stops; exit 1 if the model fails to load.
 
-    With ``announce`` the server registers its endpoint (``advertise_url``) in the
-    registry once the model is loaded, and withdraws it when it stops.
+    With ``announce`` the server registers its endpoint (``advertise_url``, else
+    :func:`~llmship.server.announce.advertised_url`) in the registry once the model is
+    loaded, and withdraws it when it stops. The ``n_threads`` setting overrides a
+    llama.cpp release's ``runtime.n_threads``.
     """
     import uvicorn
 
+    from llmship.backends.llamacpp import threads_of, with_threads
     from llmship.server import build_service, create_app
-    from llmship.server.announce import EndpointAnnouncer
+    from llmship.server.announce import EndpointAnnouncer, advertised_url
 
+    spec = with_threads(spec, cfg.n_threads)
     service = build_service(spec, cfg)  # checks the weights' sha256 before anything listens
     failures: list[LlmshipError] = []
     server: uvicorn.Server | None = None
@@ -135,7 +157,13 @@ def run_server(
             server.should_exit = True
 
     url = f"http://{_display_host(cfg.serve_host)}:{cfg.serve_port}"
-    announcer = EndpointAnnouncer(cfg, spec.ref, advertise_url or url) if announce else None
+    announcer = None
+    if announce:
+        if advertise_url is not None:
+            announced, how = advertise_url, "--advertise-url"
+        else:
+            announced, how = advertised_url(cfg)
+        announcer = EndpointAnnouncer(cfg, spec.ref, announced)
     app = create_app(
         service,
         on_load_error=on_load_error,
@@ -150,7 +178,17 @@ def run_server(
         timeout_graceful_shutdown=5,
     )
     server = uvicorn.Server(config)
-    console.print(f"serving [bold]{spec.ref}[/] ({spec.backend}) at [bold]{url}[/]")
+    backend: str = spec.backend
+    if backend == "llamacpp":
+        count = threads_of(spec)
+        backend += f", {count} thread{'s' if count != 1 else ''}"
+    console.print(f"serving [bold]{spec.ref}[/] ({backend}) at [bold]{url}[/]")
+    if announcer is not None:
+        console.print(
+            f"  announced at {announcer.url} in env {cfg.env} ({how})",
+            highlight=False,
+            soft_wrap=True,
+        )
     console.print(f"  docs: {url}/docs   metrics: {url}/metrics", highlight=False)
     console.print(
         f"  try:  curl -s {url}/predict -H 'Content-Type: application/json' "

@@ -8,6 +8,7 @@ import typer
 
 from llmship.cli._common import configure_logging, console, fail, handle_errors, settings
 from llmship.cli.serve import resolve_release
+from llmship.supervisor.plan import SERVE_PREFIX
 
 if TYPE_CHECKING:
     from llmship.supervisor.stack import Stack
@@ -26,9 +27,10 @@ def register(app: typer.Typer) -> None:
             None, "--port", help="Gateway port (default: the gateway_port setting)."
         ),
     ) -> None:
-        """Start the local stack: a model server for every release the environment needs
-        (the traffic policy, a running rollout's candidate, flags), the gateway and the
-        rollout controller; restart what crashes; stop everything on Ctrl-C or SIGTERM.
+        """Start the local stack: model servers for every release the environment needs
+        (the traffic policy, a running rollout's candidate, flags; `replicas` of each,
+        with `n_threads` llama.cpp threads), the gateway and the rollout controller;
+        restart what crashes; stop everything on Ctrl-C or SIGTERM.
 
         On an empty registry the bundled SmolLM2 release becomes `production` first.
         """
@@ -68,5 +70,11 @@ def _print_ready(stack: Stack, url: str) -> None:
         highlight=False,
         soft_wrap=True,
     )
+    for name, port in sorted(stack.ports.items()):
+        if name in stack.children:
+            console.print(
+                f"  serving: {name.removeprefix(SERVE_PREFIX)} at http://127.0.0.1:{port}",
+                highlight=False,
+            )
     console.print(f"  logs:    {stack.logs}", highlight=False)
     console.print("  stop:    Ctrl-C\n")

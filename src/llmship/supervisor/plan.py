@@ -10,6 +10,8 @@ STOP_GRACE = 5.0
 """Seconds a release must stay unneeded before its server is stopped (no flapping)."""
 HEALTHY_AFTER = 30.0
 """Seconds of running after which a child's crash backoff starts over."""
+SERVE_PREFIX = "serve:"
+"""Model servers' child names: ``serve:NAME@VERSION#N``, N counting from 1."""
 
 
 @dataclass
@@ -30,6 +32,32 @@ class Plan:
 
     start: list[str] = field(default_factory=list)
     stop: list[str] = field(default_factory=list)
+
+
+def server_names(ref: str, replicas: int) -> list[str]:
+    """The child names of the ``replicas`` model servers of ``ref``."""
+    return [f"{SERVE_PREFIX}{ref}#{n}" for n in range(1, replicas + 1)]
+
+
+def server_ref(name: str) -> tuple[str, int]:
+    """The release and the replica number of the model server child ``name``."""
+    ref, _, number = name.removeprefix(SERVE_PREFIX).rpartition("#")
+    return ref, int(number)
+
+
+def server_threads(
+    setting: int | None, spec_threads: int | None, replicas: int, share: int
+) -> int | None:
+    """llama.cpp threads for each of a release's ``replicas`` model servers: the
+    ``n_threads`` setting, else the release's ``runtime.n_threads`` (None: the server
+    reads it from the spec), else one server's default ``share`` (half the cores)
+    divided among the replicas, at least one each. None leaves the choice to the server.
+    """
+    if setting is not None:
+        return setting
+    if spec_threads is not None or replicas <= 1:
+        return None
+    return max(1, share // replicas)
 
 
 def backoff(failures: int) -> float:

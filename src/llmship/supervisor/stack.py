@@ -1,8 +1,8 @@
-"""The local stack: a model server per release the environment needs, the gateway
-and the rollout controller.
+"""The local stack: model servers for each release the environment needs (the
+``replicas`` setting says how many), the gateway and the rollout controller.
 
 Every second the supervisor reads what the environment needs served (see
-:func:`needed_releases`), starts a model server for each release that has none,
+:func:`needed_releases`), starts the model servers each release lacks,
 stops those nothing has needed for a grace period (only once every release that
 takes traffic is ready: make before break), restarts any child that dies (with
 exponential backoff), and stops everything in order on Ctrl-C or SIGTERM.
@@ -28,13 +28,21 @@ from llmship.errors import LlmshipError
 from llmship.registry import Registry
 from llmship.settings import Settings
 from llmship.supervisor.children import Child
-from llmship.supervisor.plan import ChildState, plan, record_exit, record_start
+from llmship.supervisor.plan import (
+    SERVE_PREFIX,
+    ChildState,
+    plan,
+    record_exit,
+    record_start,
+    server_names,
+    server_ref,
+    server_threads,
+)
 
 log = logging.getLogger(__name__)
 
 GATEWAY = "gateway"
 CONTROLLER = "controller"
-SERVE_PREFIX = "serve:"
 TICK_SECONDS = 1.0
 DRAIN_MAX = 60.0
 """Seconds an unneeded model server may go on answering the requests it still holds
@@ -49,7 +57,7 @@ class Needs:
     """Every release something needs a model server for."""
     settled: bool
     """Whether every release that takes traffic (the policy's routed releases) has a
-    live model server."""
+    live model server (one replica is enough)."""
 
 
 def needed_releases(registry: Registry, env: str, *, endpoint_max_age: float) -> Needs:
@@ -110,6 +118,9 @@ class Stack:
         self.children: dict[str, Child] = {}
         self.states: dict[str, ChildState] = {}
         self.ports: dict[str, int] = {}
+        self.threads: dict[str, int | None] = {}
+        """llama.cpp threads each model server of a release is started with, by release
+        (None: the server's own choice)."""
         self.needed: set[str] = {GATEWAY, CONTROLLER}
         self.settled = True
         self._draining: dict[str, float] = {}
@@ -127,11 +138,33 @@ class Stack:
                 needs = needed_releases(
                     registry, self.cfg.env, endpoint_max_age=self.cfg.endpoint_max_age
                 )
+                for ref in needs.releases - set(self.threads):
+                    self.threads[ref] = self._threads(registry, ref)
         except LlmshipError as exc:
             log.warning("cannot read what the environment needs: %s", exc.message)
             return
-        self.needed = {GATEWAY, CONTROLLER} | {SERVE_PREFIX + ref for ref in needs.releases}
+        servers = {
+            name for ref in needs.releases for name in server_names(ref, self.cfg.replicas_of(ref))
+        }
+        self.needed = {GATEWAY, CONTROLLER} | servers
         self.settled = needs.settled
+
+    def _threads(self, registry: Registry, ref: str) -> int | None:
+        """The ``--threads`` each model server of ``ref`` gets (see
+        :func:`~llmship.supervisor.plan.server_threads`); None for other backends."""
+        from llmship.backends.llamacpp import default_threads
+
+        try:
+            spec = registry.resolve(ref, env=self.cfg.env).spec
+        except LlmshipError as exc:
+            log.warning("cannot read the release %s: %s", ref, exc.message)
+            return None
+        if spec.backend != "llamacpp":
+            return None
+        replicas = self.cfg.replicas_of(ref)
+        return server_threads(
+            self.cfg.n_threads, spec.runtime.n_threads, replicas, default_threads()
+        )
 
     # -- children --------------------------------------------------------------------
 
@@ -150,10 +183,14 @@ class Stack:
             gateway_url = f"http://127.0.0.1:{self.gateway_port}"
             args = ["controller", "--env", self.cfg.env, "--gateway-url", gateway_url]
             return Child(name, args, self.logs / "controller.log", env)
-        ref = name.removeprefix(SERVE_PREFIX)
+        ref, number = server_ref(name)
         port = self.ports.setdefault(name, free_port())
         args = ["serve", "--release", ref, "--port", str(port), "--host", "127.0.0.1"]
-        return Child(name, args, self.logs / f"serve-{ref.replace('@', '-')}.log", env)
+        threads = self.threads.get(ref)
+        if threads is not None:
+            args += ["--threads", str(threads)]
+        log_path = self.logs / f"serve-{ref.replace('@', '-')}-{number}.log"
+        return Child(name, args, log_path, env)
 
     def _start(self, name: str) -> None:
         child = self.children.get(name) or self._child(name)
@@ -165,9 +202,18 @@ class Stack:
         if name == CONTROLLER:
             self.console.print(f"started the rollout controller, pid {child.pid}{again}")
             return
-        what = "gateway" if name == GATEWAY else f"model server {name.removeprefix(SERVE_PREFIX)}"
-        where = self.gateway_port if name == GATEWAY else self.ports[name]
-        self.console.print(f"started {what} on port {where}, pid {child.pid}{again}")
+        if name == GATEWAY:
+            self.console.print(
+                f"started the gateway on port {self.gateway_port}, pid {child.pid}{again}"
+            )
+            return
+        ref, _ = server_ref(name)
+        threads = self.threads.get(ref)
+        how = f" ({threads} thread{'s' if threads != 1 else ''})" if threads else ""
+        self.console.print(
+            f"started model server {name.removeprefix(SERVE_PREFIX)} on port "
+            f"{self.ports[name]}{how}, pid {child.pid}{again}"
+        )
 
     def _busy(self, name: str) -> bool:
         """Whether the model server ``name`` holds requests (its in-flight gauge)."""
