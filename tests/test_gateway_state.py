@@ -105,3 +105,20 @@ def test_the_log_says_what_changed(caplog: pytest.LogCaptureFixture) -> None:
         state.refresh()
     assert f"stable {OLD} -> {NEW}" in caplog.text
     assert "revision 0 -> 0" not in caplog.text
+
+
+def test_every_live_server_of_a_release_is_in_the_snapshot() -> None:
+    store = FakeStore([OLD], production=OLD)
+    for url in ("http://a", "http://b/", "http://c"):
+        store.register_endpoint("dev", OLD, url, pid=None)
+    store.age_endpoint(OLD, 1)
+    store.register_endpoint("dev", OLD, "http://c", pid=None)  # the newest heartbeat
+    state = state_with(store)
+    assert state.snapshot is not None
+    assert state.snapshot.endpoints[OLD] == ("http://c", "http://b", "http://a")
+    assert state.snapshot.stable_url == "http://c"
+    assert [r.url for r in state.balancer.replicas(OLD)] == ["http://c", "http://b", "http://a"]
+    store.remove_endpoint("dev", OLD, "http://a")
+    state.refresh()
+    assert state.snapshot.endpoints[OLD] == ("http://c", "http://b")
+    assert [r.url for r in state.balancer.replicas(OLD)] == ["http://c", "http://b"]
