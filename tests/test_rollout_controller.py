@@ -633,11 +633,19 @@ class Killing:
     """The registry, except that the ``at``-th mutation kills the caller, before or
     after it reaches the database."""
 
-    def __init__(self, registry: Registry, at: int, after: bool):
+    def __init__(self, registry: Registry, at: int, after: bool, count: list[int] | None = None):
         self._registry = registry
         self._at = at
         self._after = after
-        self.calls = 0
+        self._count = count if count is not None else [0]
+
+    @property
+    def calls(self) -> int:
+        return self._count[0]
+
+    def fenced(self, name: str, token: int) -> Killing:
+        """The controller writes through a view fenced by its lease: the same count."""
+        return Killing(self._registry.fenced(name, token), self._at, self._after, self._count)
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self._registry, name)
@@ -645,7 +653,7 @@ class Killing:
             return attr
 
         def call(*args: Any, **kwargs: Any) -> Any:
-            self.calls += 1
+            self._count[0] += 1
             if self.calls == self._at and not self._after:
                 raise Killed
             result = attr(*args, **kwargs)

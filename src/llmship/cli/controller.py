@@ -1,4 +1,8 @@
-"""``llmship controller``: run the rollouts of an environment."""
+"""``llmship controller``: run the rollouts of an environment.
+
+Any number may run per environment; the one holding the lease ``controller/ENV``
+acts, the others stand by and take over when it stops or dies (``rollout/controller.py``).
+"""
 
 from __future__ import annotations
 
@@ -6,12 +10,16 @@ import signal
 import threading
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import typer
 
 from llmship.cli._common import configure_logging, console, fail, handle_errors, open_registry
 from llmship.cli._common import settings as load
 from llmship.settings import Settings
+
+if TYPE_CHECKING:
+    from llmship.registry import Registry
 
 DEFAULT_INTERVAL = "1s"
 
@@ -48,6 +56,14 @@ def register(app: typer.Typer) -> None:
             metavar="DURATION",
             help="Time between passes, e.g. 500ms, 1s, 5s.",
         ),
+        lease_duration: str | None = typer.Option(
+            None,
+            "--lease-duration",
+            metavar="DURATION",
+            help="How long the leader's lease lasts unrenewed (default: 1.5 x --interval); "
+            "a standby leads at most this plus a quarter interval after the leader dies.",
+            show_default=False,
+        ),
         once: bool = typer.Option(False, "--once", help="Make one pass and exit."),
         gateway_url: str | None = typer.Option(
             None,
@@ -63,31 +79,51 @@ def register(app: typer.Typer) -> None:
         Every transition is saved in the registry before traffic changes, so a
         controller that dies and starts again resumes where it was. One log line
         per transition.
-        """
-        from llmship.analysis.durations import parse_duration
 
-        try:
-            seconds = parse_duration(interval)
-        except ValueError as exc:
-            raise fail(f"--interval {interval!r}: {exc}") from None
-        if seconds <= 0:
-            raise fail("--interval must be longer than 0s, e.g. 1s")
+        Run two or more per environment to survive losing one: the holder of the
+        lease controller/ENV acts, the others stand by; when it is killed or cut
+        off, another leads within two intervals, at the same step. SIGTERM
+        releases the lease, so a standby leads at once.
+        """
+        seconds = _duration("--interval", interval)
+        lease = _duration("--lease-duration", lease_duration) if lease_duration else None
         cfg = load(env=env)
         configure_logging(cfg.log_level)
-        run_controller(cfg, interval=seconds, once=once, gateway_url=gateway_url)
+        run_controller(
+            cfg, interval=seconds, once=once, gateway_url=gateway_url, lease_duration=lease
+        )
+
+
+def _duration(option: str, text: str) -> float:
+    from llmship.analysis.durations import parse_duration
+
+    try:
+        seconds = parse_duration(text)
+    except ValueError as exc:
+        raise fail(f"{option} {text!r}: {exc}") from None
+    if seconds <= 0:
+        raise fail(f"{option} must be longer than 0s, e.g. 1s")
+    return seconds
 
 
 def run_controller(
-    cfg: Settings, *, interval: float, once: bool = False, gateway_url: str | None = None
+    cfg: Settings,
+    *,
+    interval: float,
+    once: bool = False,
+    gateway_url: str | None = None,
+    lease_duration: float | None = None,
 ) -> None:
-    """Run the controller of ``cfg.env`` until SIGTERM or Ctrl-C (or one pass)."""
+    """Run the controller of ``cfg.env`` until SIGTERM or Ctrl-C (or one pass), while
+    it holds the lease ``controller/ENV``; standing by while another controller does."""
     from llmship.analysis.providers import Providers
-    from llmship.rollout.controller import Controller
+    from llmship.rollout.controller import LEASE_INTERVALS, Controller
     from llmship.rollout.stats_http import GatewayStats
     from llmship.rollout.stats_http import gateway_url as url_of
 
     url = gateway_url or url_of(cfg.gateway_host, cfg.gateway_port)
     token = admin_token(cfg)
+    lease_s = lease_duration if lease_duration is not None else LEASE_INTERVALS * interval
     stop = threading.Event()
     with (
         open_registry(cfg) as registry,
@@ -98,14 +134,21 @@ def run_controller(
             env=cfg.env,
             providers=providers,
             endpoint_max_age=cfg.endpoint_max_age,
+            lease_duration=lease_s,
         ) as ctl,
     ):
         if once:
-            ctl.run_once()
+            try:
+                ctl.run_once()
+                if ctl.lease is None:
+                    console.print(_standby(registry, ctl.lease_name), highlight=False)
+            finally:
+                ctl.release()
             return
         console.print(
-            f"controller of env [bold]{cfg.env}[/]: a pass every {interval:g}s, "
-            f"statistics from {url} (registry {registry.url})",
+            f"controller of env [bold]{cfg.env}[/] ({ctl.holder}): a pass every {interval:g}s "
+            f"while it holds the lease {ctl.lease_name} ({lease_s:g}s), statistics from {url} "
+            f"(registry {registry.url})",
             highlight=False,
         )
         if not token:
@@ -124,3 +167,9 @@ def run_controller(
             pass
         finally:
             signal.signal(signal.SIGTERM, previous)
+
+
+def _standby(registry: Registry, name: str) -> str:
+    lease = registry.get_lease(name)
+    holder = lease.holder if lease is not None else "another controller"
+    return f"standby: {holder} holds the lease {name}; this pass did nothing"

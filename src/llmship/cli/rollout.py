@@ -76,6 +76,7 @@ PHASE_STYLE = {
     "Healthy": "green",
     "Aborted": "red",
 }
+FINAL = ("Healthy", "Aborted")
 RUN_STYLE = {
     "Successful": "green",
     "Failed": "red",
@@ -329,7 +330,7 @@ def status(
     output: FormatOption = Format.table,
 ) -> None:
     """Show a rollout: strategy, phase, step, weights, pauses, and its analysis runs
-    with their measurements."""
+    with their measurements, and which controller leads the environment."""
     cfg = settings(env=env)
     with open_registry(cfg) as registry:
         if output is Format.json:
@@ -356,7 +357,37 @@ def _status(registry: Registry, env: str, target: str | None) -> dict[str, Any]:
     record = registry.find_rollout(env, target)
     policy = registry.get_traffic(env)
     measurements = registry.list_measurements(record.id)
-    return ops.status(record, policy, measurements)
+    return {**ops.status(record, policy, measurements), "leader": _leader(registry, env)}
+
+
+def _leader(registry: Registry, env: str) -> dict[str, Any]:
+    """The controller holding the lease ``controller/ENV``, or what to do when none does."""
+    from datetime import datetime, timezone
+
+    from llmship.rollout.controller import lease_name
+
+    name = lease_name(env)
+    lease = registry.get_lease(name)
+    now = datetime.now(timezone.utc)
+    if lease is None or not lease.live(now):
+        return {
+            "lease": name,
+            "holder": None,
+            "token": lease.token if lease is not None else None,
+            "last_holder": lease.holder if lease is not None else None,
+            "expired_at": lease.expires_at.isoformat() if lease is not None else None,
+            "message": f"no controller holds the lease {name}: start one with "
+            f"`llmship controller --env {env}` (or `llmship up`)",
+        }
+    return {
+        "lease": name,
+        "holder": lease.holder,
+        "token": lease.token,
+        "acquired_at": lease.acquired_at.isoformat(),
+        "renewed_at": lease.renewed_at.isoformat(),
+        "renewed_s_ago": round(max(0.0, (now - lease.renewed_at).total_seconds()), 1),
+        "expires_at": lease.expires_at.isoformat(),
+    }
 
 
 def _value(value: Any) -> str:
@@ -365,6 +396,17 @@ def _value(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     return escape(json.dumps(value))[:40]
+
+
+def _render_leader(leader: dict[str, Any], *, finished: bool) -> str:
+    if leader["holder"] is not None:
+        return (
+            f"{escape(leader['holder'])} leads (token {leader['token']}, "
+            f"renewed {leader['renewed_s_ago']:g} s ago)"
+        )
+    if finished:
+        return "[dim]none running[/]"
+    return f"[yellow]{escape(leader['message'])}; until then the rollout does not progress[/]"
 
 
 def _render(data: dict[str, Any]) -> Group:
@@ -393,6 +435,9 @@ def _render(data: dict[str, Any]) -> Group:
         if data.get(key):
             head.add_row(label, escape(str(data[key])))
     head.add_row("last", escape(data["message"]))
+    leader = data.get("leader")
+    if leader is not None:
+        head.add_row("controller", _render_leader(leader, finished=data["phase"] in FINAL))
     parts: list[Any] = [
         Panel(
             head,

@@ -4,7 +4,9 @@ Each function reads what is there first and writes only when something must
 change, so an action carried out twice (after a controller died between doing
 it and recording that it was done) changes nothing the second time. Traffic
 policy writes name the revision they read and try again when someone else
-wrote meanwhile.
+wrote meanwhile. The controller passes a registry fenced by its lease
+(``Registry.fenced``): a write refused because another controller leads now
+(``FencedError``) is never retried here.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import replace
 
-from llmship.errors import ConflictError, InvalidRequestError
+from llmship.errors import ConflictError, FencedError, InvalidRequestError
 from llmship.registry import Registry
 from llmship.rollout.state import Action, RolloutState
 from llmship.routing.policy import Experiment, TrafficPolicy, Variant
@@ -106,6 +108,8 @@ def _update_policy(
                 expected_revision=policy.revision,
             )
             return True
+        except FencedError:
+            raise
         except ConflictError:
             log.info("the traffic policy of %s changed meanwhile; reading it again", env)
     raise ConflictError(

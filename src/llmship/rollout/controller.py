@@ -17,11 +17,25 @@ transition, *before* any action touches traffic; the saved actions are then
 carried out and cleared. A controller killed at any point and started again
 therefore resumes at the same step with the same weights: a step is neither
 skipped nor repeated, and every action is idempotent.
+
+Several controllers of one environment may run at once (on one host with SQLite,
+on many with PostgreSQL): each pass starts by acquiring or renewing the lease
+``controller/ENV`` in the registry, only its holder reconciles, and every write
+of its pass goes through ``Registry.fenced`` with the lease's token, so a holder
+that was paused or cut off while another took over writes nothing when it wakes
+(``FencedError``) and stands by. :meth:`Controller.run` renews the lease from a
+thread every third of its duration, and a standby tries for it every quarter of
+an interval: with the default lease of 1.5 intervals, a standby leads at most
+1.5 + 0.25 = 1.75 intervals after the leader's last renewal (it was killed, or cut
+off), within the two intervals promised. A clean stop releases the lease, so a
+standby leads within a quarter of an interval.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 import time
 from collections import defaultdict
@@ -36,18 +50,21 @@ from llmship.analysis.phases import Measurement, Phase, assess_metric_reason, as
 from llmship.analysis.phases import next_measurement_at as argo_next_measurement_at
 from llmship.analysis.providers import MeasureContext, Providers, run_measurement
 from llmship.analysis.stats import StatsSource
-from llmship.errors import ConflictError, LlmshipError
+from llmship.errors import ConflictError, FencedError, LlmshipError
 from llmship.registry import MeasurementRecord, Registry, RolloutIntent, RolloutRecord
-from llmship.registry.records import RolloutUpdate
+from llmship.registry.records import Lease, RolloutUpdate
 from llmship.rollout.actions import execute
 from llmship.rollout.events import AnalysisResult, RolloutEvent, Tick, TransitionError, intent_event
 from llmship.rollout.machine import describe, step
 from llmship.rollout.state import AnalysisRun, RolloutPhase, RolloutState
 
 __all__ = [
+    "LEASE_INTERVALS",
     "Controller",
+    "default_holder",
     "first_measurement_at",
     "from_timestamp",
+    "lease_name",
     "state_of",
     "update_of",
 ]
@@ -56,6 +73,23 @@ log = logging.getLogger(__name__)
 
 DEFAULT_WINDOW_S = 60.0
 """Look-back window of builtin metrics that give none."""
+LEASE_INTERVALS = 1.5
+"""The lease lasts this many reconcile intervals by default (``--lease-duration``)."""
+RENEWALS_PER_LEASE = 3
+"""The leader renews its lease this many times per lease duration (every 0.5 interval
+by default): two renewals in a row may fail before it loses the lease."""
+POLLS_PER_INTERVAL = 4
+"""A standby tries for the lease this many times per interval (every 0.25 interval)."""
+
+
+def lease_name(env: str | None) -> str:
+    """The lease the controllers of ``env`` share: ``controller/ENV``."""
+    return f"controller/{env}" if env is not None else "controller/*"
+
+
+def default_holder() -> str:
+    """Who this process is, as a lease holder: ``HOST:PID``."""
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def from_timestamp(seconds: float) -> datetime:
@@ -131,6 +165,10 @@ class Controller:
     metrics (``Providers(stats=GatewayStats(...))`` in production); ``stats``
     alone builds them. ``endpoint_max_age`` is how fresh a candidate's endpoint
     heartbeat must be for the candidate to count as ready (None: any endpoint).
+
+    Only the holder of the lease ``controller/ENV`` reconciles: ``holder`` names this
+    controller in it (``HOST:PID`` by default), ``lease_duration`` is how long it
+    lasts unrenewed (default: 1.5 intervals of :meth:`run`, 1.5 s before it runs).
     """
 
     def __init__(
@@ -144,6 +182,8 @@ class Controller:
         actor: str = "controller",
         endpoint_max_age: float | None = 30.0,
         window_s: float = DEFAULT_WINDOW_S,
+        holder: str | None = None,
+        lease_duration: float | None = None,
     ):
         self.registry = registry
         self.env = env
@@ -154,6 +194,18 @@ class Controller:
         self.actor = actor
         self.endpoint_max_age = endpoint_max_age
         self.window_s = window_s
+        self.holder = holder or default_holder()
+        self.lease_name = lease_name(env)
+        self._lease_given = lease_duration is not None
+        self.lease_duration = lease_duration if lease_duration is not None else LEASE_INTERVALS
+        self._view = registry
+        """The registry this pass writes through: fenced with the lease's token."""
+        self._lock = threading.Lock()
+        self._lease: Lease | None = None
+        """The lease while this controller holds it, as last acquired or renewed."""
+        self._seen_leader: tuple[str, int] | None = None
+        """The other leader last logged, so that standing by is logged once per leader."""
+        self._registry_down = False
 
     @property
     def providers(self) -> Providers:
@@ -161,6 +213,12 @@ class Controller:
         if self._providers is None:
             self._providers = Providers(stats=self._stats)
         return self._providers
+
+    @property
+    def lease(self) -> Lease | None:
+        """The lease while this controller leads, else None (it stands by)."""
+        with self._lock:
+            return self._lease
 
     def close(self) -> None:
         """Close the providers this controller made."""
@@ -176,20 +234,124 @@ class Controller:
     # -- the loop ------------------------------------------------------------------------
 
     def run(self, interval: float, stop: threading.Event | None = None) -> None:
-        """Reconcile every ``interval`` seconds until ``stop`` is set."""
+        """Reconcile every ``interval`` seconds while leading, until ``stop`` is set;
+        then release the lease.
+
+        While it leads, a thread renews the lease every third of its duration, so
+        a long pass does not lose it; while it stands by, it tries for the lease
+        every quarter of ``interval``.
+        """
         stop = stop or threading.Event()
-        while not stop.is_set():
-            started = time.monotonic()
-            self.run_once()
-            stop.wait(max(0.0, interval - (time.monotonic() - started)))
+        if not self._lease_given:
+            self.lease_duration = LEASE_INTERVALS * interval
+        renewing = threading.Event()
+        renewer = threading.Thread(
+            target=self._renew_until,
+            args=(renewing, self.lease_duration / RENEWALS_PER_LEASE),
+            name=f"lease {self.lease_name}",
+            daemon=True,
+        )
+        renewer.start()
+        try:
+            while not stop.is_set():
+                started = time.monotonic()
+                self.run_once()
+                period = interval if self.lease is not None else interval / POLLS_PER_INTERVAL
+                stop.wait(max(0.0, period - (time.monotonic() - started)))
+        finally:
+            renewing.set()
+            renewer.join(timeout=10)
+            self.release()
+
+    def _renew_until(self, stop: threading.Event, every: float) -> None:
+        while not stop.wait(every):
+            if self.lease is not None:
+                self.claim()
+
+    def release(self) -> None:
+        """Give the lease up (a clean stop), so that a standby leads at once."""
+        with self._lock:
+            held, self._lease = self._lease, None
+        if held is None:
+            return
+        try:
+            if self.registry.release_lease(self.lease_name, self.holder):
+                log.info("released the lease %s (token %d)", self.lease_name, held.token)
+        except LlmshipError as exc:
+            log.warning("cannot release the lease %s: %s", self.lease_name, exc.message)
+
+    def claim(self) -> Lease | None:
+        """Acquire or renew the lease; it, or None when another controller leads (or the
+        registry cannot be reached). Logs each change of leader once."""
+        try:
+            lease = self.registry.acquire_lease(
+                self.lease_name, self.holder, duration_s=self.lease_duration
+            )
+            other = self.registry.get_lease(self.lease_name) if lease is None else None
+        except LlmshipError as exc:
+            if not self._registry_down:
+                log.warning("cannot reach the registry for the lease: %s", exc.message)
+            self._registry_down = True
+            return None
+        self._registry_down = False
+        with self._lock:
+            before, self._lease = self._lease, lease
+            if lease is not None and (before is None or before.token != lease.token):
+                log.info(
+                    "leading %s: holding the lease %s (token %d) as %s",
+                    self.env or "every environment",
+                    self.lease_name,
+                    lease.token,
+                    self.holder,
+                )
+            if lease is None and other is not None:
+                leader = (other.holder, other.token)
+                if before is not None:
+                    log.warning(
+                        "lost the lease %s to %s (token %d); standing by",
+                        self.lease_name,
+                        other.holder,
+                        other.token,
+                    )
+                elif self._seen_leader != leader:
+                    log.info(
+                        "standby: %s leads (lease %s, token %d)",
+                        other.holder,
+                        self.lease_name,
+                        other.token,
+                    )
+                self._seen_leader = leader
+        return lease
+
+    def _fenced_out(self, exc: FencedError) -> None:
+        """A write of this pass was refused: another controller leads now."""
+        with self._lock:
+            lost, self._lease = self._lease, None
+        if lost is not None:
+            log.warning("lost the lease %s: %s; standing by", self.lease_name, exc.message)
 
     def run_once(self) -> list[RolloutState]:
-        """One pass over every rollout that needs one; the states it left them in.
+        """One pass over every rollout that needs one, if this controller holds the
+        lease (it acquires or renews it first); the states it left them in.
 
-        A failure with one rollout is logged and does not stop the others.
+        A failure with one rollout is logged and does not stop the others; a write
+        refused because another controller took the lease ends the pass.
         """
+        lease = self.claim()
+        if lease is None:
+            return []
+        self._view = self.registry.fenced(lease.name, lease.token)
         try:
-            records = self.registry.rollouts_to_reconcile(self.env)
+            return self._pass()
+        except FencedError as exc:
+            self._fenced_out(exc)
+            return []
+        finally:
+            self._view = self.registry
+
+    def _pass(self) -> list[RolloutState]:
+        try:
+            records = self._view.rollouts_to_reconcile(self.env)
         except LlmshipError as exc:
             log.warning("cannot list the rollouts: %s", exc.message)
             return []
@@ -197,6 +359,8 @@ class Controller:
         for record in records:
             try:
                 states.append(self.reconcile(record.id))
+            except FencedError:
+                raise
             except LlmshipError as exc:
                 log.warning("rollout %s (id %d): %s", record.name, record.id, exc.message)
             except Exception:
@@ -204,11 +368,14 @@ class Controller:
         return states
 
     def reconcile(self, rollout_id: int) -> RolloutState:
-        """One pass over one rollout (outbox, intents, analysis, tick); its new state."""
-        record = self.registry.get_rollout(rollout_id)
+        """One pass over one rollout (outbox, intents, analysis, tick); its new state.
+
+        Inside :meth:`run_once` every write is fenced by the lease; called alone, it
+        writes as the only controller would."""
+        record = self._view.get_rollout(rollout_id)
         current = _Current(record, state_of(record))
         failing = self._flush(current)
-        for intent in self.registry.pending_rollout_intents(rollout_id):
+        for intent in self._view.pending_rollout_intents(rollout_id):
             self._intent(current, intent)
             failing = self._flush(current)
         if current.state.phase.is_terminal:
@@ -229,7 +396,9 @@ class Controller:
             event = intent_event(intent.kind, actor=intent.actor, reason=intent.reason)
             self._apply(current, event, intent=intent)
         except ConflictError as exc:
-            if not isinstance(exc, TransitionError) and exc.param != "env":
+            if isinstance(exc, FencedError) or (
+                not isinstance(exc, TransitionError) and exc.param != "env"
+            ):
                 raise  # someone saved the rollout meanwhile: the next pass reads it again
             self._reject(current, intent, exc.message)
         except ValueError as exc:
@@ -244,7 +413,7 @@ class Controller:
             intent.actor,
             why,
         )
-        self.registry.reject_rollout_intent(intent.id, why, actor=self.actor)
+        self._view.reject_rollout_intent(intent.id, why, actor=self.actor)
 
     def _apply(
         self, current: _Current, event: RolloutEvent, *, intent: RolloutIntent | None = None
@@ -259,7 +428,7 @@ class Controller:
         # An abort supersedes whatever was still to do: only its own actions remain.
         pending = tuple(actions) if aborted else (*before.pending, *actions)
         after = replace(after, pending=pending)
-        record = self.registry.save_rollout(
+        record = self._view.save_rollout(
             before.rollout_id,
             update_of(after),
             expected_revision=current.record.revision,
@@ -290,7 +459,9 @@ class Controller:
         failure = None
         for action in pending:
             try:
-                changed = execute(self.registry, current.state, action)
+                changed = execute(self._view, current.state, action)
+            except FencedError:
+                raise
             except LlmshipError as exc:
                 failure = f"{action.describe()} failed: {exc.message}"
                 break
@@ -309,7 +480,7 @@ class Controller:
             )
         if done:
             state = replace(current.state, pending=pending[done:], notes=())
-            record = self.registry.save_rollout(
+            record = self._view.save_rollout(
                 state.rollout_id,
                 update_of(state),
                 expected_revision=current.record.revision,
@@ -319,7 +490,7 @@ class Controller:
         return failure
 
     def _ready(self, state: RolloutState) -> bool:
-        endpoints = self.registry.list_endpoints(state.env, max_age_s=self.endpoint_max_age)
+        endpoints = self._view.list_endpoints(state.env, max_age_s=self.endpoint_max_age)
         return any(e.ref == state.candidate for e in endpoints)
 
     # -- analysis --------------------------------------------------------------------------
@@ -331,7 +502,7 @@ class Controller:
         if not live:
             return []
         stored: dict[tuple[str, str], list[Measurement]] = defaultdict(list)
-        for m in self.registry.list_measurements(state.rollout_id, runs=[r.name for r in live]):
+        for m in self._view.list_measurements(state.rollout_id, runs=[r.name for r in live]):
             stored[(m.run, m.metric)].append(_measurement(m))
         refs: dict[str, AnalysisRef] = dict(state.spec.analysis_refs())
         results = []
@@ -438,7 +609,7 @@ class Controller:
     ) -> None:
         started = taken.started_at
         finished = taken.finished_at if taken.finished_at is not None else self.clock()
-        self.registry.record_measurement(
+        self._view.record_measurement(
             state.rollout_id,
             run.name,
             metric,
