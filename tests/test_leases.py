@@ -13,7 +13,12 @@ from datetime import datetime, timedelta
 import pytest
 
 from _registry import T0, make_spec, run_threads
-from llmship.errors import ConflictError, FencedError, InvalidRequestError
+from llmship.errors import (
+    ConflictError,
+    FencedError,
+    InvalidRequestError,
+    RegistryUnavailableError,
+)
 from llmship.registry import Registry, RolloutUpdate
 from llmship.registry.records import Lease
 from llmship.routing.policy import TrafficPolicy
@@ -294,3 +299,27 @@ def test_a_takeover_waits_for_a_fenced_write_in_flight(world: Registry, clock: C
     assert taken and taken[0] is not None and taken[0].token == 2
     with pytest.raises(FencedError):
         view.record_event("x.y", "s", "m", actor="a")
+
+
+@pytest.mark.postgres
+def test_a_writer_stalled_in_its_transaction_does_not_hold_off_a_takeover(
+    postgres_url: str, clock: Clock
+) -> None:
+    """A holder paused or cut off inside a fenced write holds the lease row's share lock;
+    PostgreSQL ends its session after STALL_LIMIT_MS idle, and the takeover goes on."""
+    with Registry.open(postgres_url, clock=clock) as reg:
+        reg.acquire_lease(NAME, "a", duration_s=1)
+        view = reg.fenced(NAME, 1)
+        clock.advance(5)
+        taken: list[Lease | None] = []
+        started = time.monotonic()
+
+        def stall() -> None:
+            with view._write():
+                taken.append(acquire(reg, "b"))  # waits for the stalled session to end
+
+        with pytest.raises(RegistryUnavailableError):
+            stall()
+        waited = time.monotonic() - started
+        assert taken and taken[0] is not None and taken[0].token == 2
+        assert 0.5 < waited < 5, waited

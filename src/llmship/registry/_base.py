@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import exc as sa_exc
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.engine import URL, Engine
 from sqlalchemy.orm import Session
 
@@ -35,6 +35,9 @@ RETRIES = 3
 """Attempts of a write that can lose a race on a unique key (two first aliases, ...)."""
 
 Clock = Callable[[], datetime]
+STALL_LIMIT_MS = 1000
+"""PostgreSQL ends a lease holder's session idle this long inside a transaction (it was
+paused or cut off), so the row locks it holds do not hold off a takeover."""
 
 
 def utc_now() -> datetime:
@@ -174,6 +177,10 @@ class Store:
                     session.flush()
         except sa_exc.OperationalError as exc:
             raise self._unavailable(exc) from exc
+        except sa_exc.DBAPIError as exc:
+            if exc.connection_invalidated:  # the server ended the session (a stall)
+                raise self._unavailable(exc) from exc
+            raise
 
     def _now(self) -> datetime:
         return self._clock().astimezone(timezone.utc)
@@ -192,6 +199,7 @@ def _check_fence(session: Session, name: str, token: int) -> None:
     a takeover (which locks it for update) waits for this write to commit, or this
     write sees the takeover; SQLite's ``BEGIN IMMEDIATE`` already serialises both.
     """
+    limit_stalls(session)
     row = session.scalars(
         select(LeaseRow).where(LeaseRow.name == name).with_for_update(read=True)
     ).first()
@@ -207,6 +215,14 @@ def _check_fence(session: Session, name: str, token: int) -> None:
             f"this writer's token {token} is stale, so it changes nothing",
             param="lease",
         )
+
+
+def limit_stalls(session: Session) -> None:
+    """PostgreSQL: end this session if it idles inside this transaction for
+    :data:`STALL_LIMIT_MS` (SQLite has no such limit: a writer paused inside its
+    transaction holds the database lock until it resumes)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text(f"SET LOCAL idle_in_transaction_session_timeout = {STALL_LIMIT_MS}"))
 
 
 def required_reason(reason: str, doing: str) -> str:

@@ -34,7 +34,7 @@ from sqlalchemy.orm import Session
 
 from llmship.errors import InvalidRequestError
 from llmship.registry import _queries as q
-from llmship.registry._base import RETRIES, Store, logger
+from llmship.registry._base import RETRIES, Store, limit_stalls, logger
 from llmship.registry.records import Lease
 from llmship.registry.tables import LeaseRow
 
@@ -69,6 +69,7 @@ class LeaseMethods(Store):
 
     def _acquire(self, name: str, holder: str, duration_s: float) -> Lease | None:
         with self._write(fenced=False) as session:
+            limit_stalls(session)
             now = self._now()
             expires = now + timedelta(seconds=duration_s)
             inserted = session.execute(
