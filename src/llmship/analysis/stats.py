@@ -5,7 +5,10 @@ window. A :class:`StatsSource` hands that over as :class:`VersionStats`; the
 ``builtin`` provider turns it into one number per metric name
 (:data:`BUILTIN_METRICS`). The source that reads the gateway's
 ``GET /api/v1/stats?env=&window=`` lives with the controller; tests use
-:class:`InMemoryStats`.
+:class:`InMemoryStats`. With several gateways, each one's stats are combined by
+:func:`merge_stats` (counts summed, samples pooled, so a quantile is over every
+request); a source that misses a gateway carrying traffic raises
+:class:`IncompleteStats`, which makes the measurement Inconclusive.
 """
 
 from __future__ import annotations
@@ -19,9 +22,11 @@ __all__ = [
     "BUILTIN_METRICS",
     "BuiltinMetricInfo",
     "InMemoryStats",
+    "IncompleteStats",
     "StatsSource",
     "VersionStats",
     "builtin_value",
+    "merge_stats",
     "quantile",
     "sample_size",
 ]
@@ -43,12 +48,18 @@ class VersionStats:
     """Seconds to the first token of each request."""
     tokens_per_second: float = math.nan
     """Mean completion tokens per second; NaN without requests."""
+    tokens_per_second_samples: int = 0
+    """How many requests ``tokens_per_second`` is the mean of (0: not said, as from a
+    gateway before this field; merging then weighs by successful requests)."""
     ratings: list[int] = field(default_factory=list)
     """Feedback ratings (1..5) given to its answers."""
     thumbs_up: int = 0
     thumbs_down: int = 0
     shadow_similarities: list[float] = field(default_factory=list)
     """ROUGE-L F1 of each mirrored answer against the answer the client got (shadow only)."""
+    notes: list[str] = field(default_factory=list)
+    """What the source wants said with a measurement taken from these stats (e.g. a
+    gateway without traffic that did not answer and was left out)."""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (NaN stays a float NaN)."""
@@ -71,23 +82,66 @@ class VersionStats:
                 latencies=[float(v) for v in data.get("latencies") or []],
                 ttfts=[float(v) for v in data.get("ttfts") or []],
                 tokens_per_second=_float("tokens_per_second"),
+                tokens_per_second_samples=int(data.get("tokens_per_second_samples") or 0),
                 ratings=[int(v) for v in data.get("ratings") or []],
                 thumbs_up=int(data.get("thumbs_up", 0)),
                 thumbs_down=int(data.get("thumbs_down", 0)),
                 shadow_similarities=[float(v) for v in data.get("shadow_similarities") or []],
+                notes=[str(v) for v in data.get("notes") or []],
             )
         except (TypeError, ValueError) as exc:
             raise ValueError(f"not version statistics: {exc}") from exc
 
 
+def merge_stats(parts: Sequence[VersionStats]) -> VersionStats:
+    """One release's stats from several gateways as if one gateway had seen it all.
+
+    Counts are summed and samples pooled, so a quantile of the result is the
+    quantile over the union of every gateway's requests (never an average of
+    per-gateway quantiles); ``tokens_per_second`` is the mean weighted by how many
+    requests each mean is over; notes are kept in order.
+    """
+    requests = sum(p.requests for p in parts)
+    errors = sum(p.errors for p in parts)
+    rated, weighted = 0, 0.0
+    for part in parts:
+        if math.isnan(part.tokens_per_second):
+            continue
+        weight = part.tokens_per_second_samples or max(part.requests - part.errors, 1)
+        rated += weight
+        weighted += part.tokens_per_second * weight
+    return VersionStats(
+        requests=requests,
+        errors=errors,
+        error_rate=errors / requests if requests else math.nan,
+        latencies=[v for p in parts for v in p.latencies],
+        ttfts=[v for p in parts for v in p.ttfts],
+        tokens_per_second=weighted / rated if rated else math.nan,
+        tokens_per_second_samples=rated,
+        ratings=[v for p in parts for v in p.ratings],
+        thumbs_up=sum(p.thumbs_up for p in parts),
+        thumbs_down=sum(p.thumbs_down for p in parts),
+        shadow_similarities=[v for p in parts for v in p.shadow_similarities],
+        notes=[note for p in parts for note in p.notes],
+    )
+
+
+class IncompleteStats(Exception):
+    """The statistics would miss traffic: a gateway that carried requests (or may have)
+    did not answer. Judging the rest could pass a bad release, so the builtin provider
+    (and the experiment decision) make the measurement Inconclusive with this message."""
+
+
 class StatsSource(Protocol):
-    """Where the builtin provider gets per-version statistics (the gateway)."""
+    """Where the builtin provider gets per-version statistics (the gateways)."""
 
     def stats(self, env: str, ref: str, window_s: float) -> VersionStats:
         """What release ``ref`` did in ``env`` over the last ``window_s`` seconds.
 
-        A release that got no traffic gives empty stats; a source that cannot
-        answer raises (the measurement becomes an Error).
+        A release that got no traffic gives empty stats; a source that misses
+        traffic raises :class:`IncompleteStats` (the measurement becomes
+        Inconclusive); one that cannot answer at all raises anything else (the
+        measurement becomes an Error).
         """
         ...
 

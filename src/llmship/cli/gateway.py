@@ -5,7 +5,14 @@ from __future__ import annotations
 import typer
 
 from llmship import tracing
-from llmship.cli._common import configure_logging, console, handle_errors, open_registry, settings
+from llmship.cli._common import (
+    configure_logging,
+    console,
+    fail,
+    handle_errors,
+    open_registry,
+    settings,
+)
 from llmship.settings import Settings
 
 
@@ -28,27 +35,47 @@ def register(app: typer.Typer) -> None:
         port: int | None = typer.Option(
             None, help="Port to listen on (default: the gateway_port setting)."
         ),
+        advertise_url: str | None = typer.Option(
+            None,
+            "--advertise-url",
+            metavar="URL",
+            help="URL other hosts reach this gateway at, announced in the registry so the "
+            "controller reads its statistics (default: from --host and --port; with "
+            "0.0.0.0, this host's outward address).",
+        ),
     ) -> None:
         """Run the gateway: OpenAI-compatible API, /predict, /feedback, flags, metrics and
         the admin API, in front of every live release of the environment.
 
         Requests go where the environment's traffic policy says (`llmship traffic`);
         model servers announce themselves when started with `llmship serve --release`.
+        Any number of gateways of one environment can share a PostgreSQL registry: each
+        announces itself there and hears of a policy change at once.
         """
+        if advertise_url is not None and not advertise_url.startswith(("http://", "https://")):
+            raise fail(
+                f"--advertise-url {advertise_url!r}: give a base URL, e.g. http://10.0.0.5:8080"
+            )
         cfg = settings(env=env, gateway_host=host, gateway_port=port)
         configure_logging(cfg.log_level)
         tracing.setup(cfg.tracing, "llmship-gateway", cfg.tracing_endpoint)
-        run_gateway(cfg)
+        run_gateway(cfg, advertise_url=advertise_url)
 
 
-def run_gateway(cfg: Settings) -> None:
-    """Start uvicorn for the gateway of ``cfg.env`` and block until it stops."""
+def run_gateway(cfg: Settings, *, advertise_url: str | None = None) -> None:
+    """Start uvicorn for the gateway of ``cfg.env`` and block until it stops.
+
+    It announces itself in the registry at ``advertise_url`` (default: derived from
+    the host and port it listens on).
+    """
     import uvicorn
 
     from llmship.gateway import create_app
+    from llmship.gateway.announce import advertised_url
 
+    announced = (advertise_url or advertised_url(cfg.gateway_host, cfg.gateway_port)).rstrip("/")
     with open_registry(cfg) as registry:
-        app = create_app(registry, cfg)
+        app = create_app(registry, cfg, advertise_url=announced)
         config = uvicorn.Config(
             app,
             host=cfg.gateway_host,
@@ -63,6 +90,7 @@ def run_gateway(cfg: Settings) -> None:
             f"gateway of env [bold]{cfg.env}[/] at [bold]{url}[/] (registry {registry.url})"
         )
         console.print(f"  docs: {url}/docs   metrics: {url}/metrics", highlight=False)
+        console.print(f"  announced as {announced}", highlight=False)
         if cfg.admin_token:
             console.print(f"  admin API: {url}/api/v1/ (bearer token: LLMSHIP_ADMIN_TOKEN)")
         else:

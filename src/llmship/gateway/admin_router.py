@@ -200,6 +200,11 @@ async def stats(
     ref: str = Query(description="The release, NAME@VERSION."),
     window: float = Query(60.0, gt=0, le=3600, description="Window in seconds (at most 3600)."),
     env: str | None = Query(None, description="Must be this gateway's env when given."),
+    feedback: bool = Query(
+        True,
+        description="Add the feedback its answers got (from the registry, so the same at "
+        "every gateway: a reader merging several gateways asks for it once, or not at all).",
+    ),
 ) -> dict[str, Any]:
     """What `ref` did over the last `window` seconds at this gateway: requests, errors
     (a failed attempt retried on stable counts against `ref`), latencies and TTFTs of
@@ -211,9 +216,13 @@ async def stats(
             f"this gateway serves env {gateway.env!r}, not {env!r}", param="env"
         )
     since = datetime.now(timezone.utc) - timedelta(seconds=window)
-    feedback = await asyncio.to_thread(gateway.store.list_feedback, gateway.env, ref, since=since)
-    ratings = [f.value for f in feedback if f.kind == "rating"]
-    thumbs = [f.value for f in feedback if f.kind == "thumbs"]
+    given = (
+        await asyncio.to_thread(gateway.store.list_feedback, gateway.env, ref, since=since)
+        if feedback
+        else []
+    )
+    ratings = [f.value for f in given if f.kind == "rating"]
+    thumbs = [f.value for f in given if f.kind == "thumbs"]
     result = gateway.metrics.window.stats(
         ref, window, ratings=ratings, thumbs_up=sum(thumbs), thumbs_down=len(thumbs) - sum(thumbs)
     )

@@ -16,16 +16,18 @@ from fastapi.openapi.utils import get_openapi
 
 from llmship import __version__
 from llmship.gateway import admin_router, api_router
+from llmship.gateway.announce import RECENT_SECONDS, GatewayAnnouncer
 from llmship.gateway.feedback import NOT_FOUND_RETRY
 from llmship.gateway.metrics import GatewayMetrics
 from llmship.gateway.middleware import GatewayMiddleware
+from llmship.gateway.notify import ChangeListener
 from llmship.gateway.protocol import FeedbackRequest
 from llmship.gateway.proxy import Upstream
 from llmship.gateway.recorder import QueryRecorder
 from llmship.gateway.serving import GatewayService
 from llmship.gateway.shadow import ShadowMirror
 from llmship.gateway.state import GatewayState
-from llmship.gateway.store import GatewayStore
+from llmship.gateway.store import GatewayDirectory, GatewayStore
 from llmship.http import fastapi_options, install_error_handlers, liveness
 from llmship.server.protocol import ChatCompletionRequest, CompletionRequest, PredictRequest
 from llmship.settings import Settings
@@ -64,6 +66,7 @@ class Gateway:
         env: str | None = None,
         rng: random.Random | None = None,
         clock: Callable[[], datetime] = _utc_now,
+        advertise_url: str | None = None,
     ):
         self.store = store
         self.settings = settings
@@ -103,19 +106,46 @@ class Gateway:
             rng=rng or random.Random(),
             clock=clock,
         )
+        directory = store if isinstance(store, GatewayDirectory) else None
+        self.announcer: GatewayAnnouncer | None = None
+        """Keeps this gateway announced in the registry (when it has an advertised URL)."""
+        if directory is not None and advertise_url:
+            self.announcer = GatewayAnnouncer(
+                directory,
+                self.env,
+                advertise_url,
+                revision=self._revision,
+                recent=lambda: self.metrics.window.recent_requests(RECENT_SECONDS),
+            )
+        channel = directory.change_channel() if directory is not None else None
+        self.listener: ChangeListener | None = None
+        """Refreshes the state at once on a change notice (PostgreSQL only)."""
+        if channel is not None:
+            self.listener = ChangeListener(channel, self.env, self.state.refresh)
+
+    def _revision(self) -> int | None:
+        snapshot = self.state.snapshot
+        return snapshot.policy.revision if snapshot is not None else None
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
-        """Read the registry, then refresh and write query records in the background."""
+        """Read the registry, then refresh and write query records in the background,
+        listen for change notices, and keep this gateway announced."""
         self.upstream.start()
         await asyncio.to_thread(self.state.refresh)
         tasks = [
             asyncio.create_task(self.state.run(self.settings.policy_refresh_interval)),
             asyncio.create_task(self.recorder.run()),
         ]
+        if self.announcer is not None:
+            tasks.append(asyncio.create_task(self.announcer.run()))
+        if self.listener is not None:
+            self.listener.start()
         try:
             yield
         finally:
+            if self.listener is not None:
+                await asyncio.to_thread(self.listener.stop)
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -131,12 +161,15 @@ def create_app(
     env: str | None = None,
     rng: random.Random | None = None,
     clock: Callable[[], datetime] = _utc_now,
+    advertise_url: str | None = None,
 ) -> FastAPI:
     """The gateway for ``env`` (default: the ``env`` setting) over ``store``.
 
     ``rng`` makes routing deterministic in tests; ``clock`` stamps query records.
+    With ``advertise_url`` (the URL other hosts reach it at) it announces itself in
+    the registry while it runs.
     """
-    gateway = Gateway(store, settings, env=env, rng=rng, clock=clock)
+    gateway = Gateway(store, settings, env=env, rng=rng, clock=clock, advertise_url=advertise_url)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

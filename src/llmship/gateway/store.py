@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from llmship.flags import Flag
 from llmship.registry.records import (
     Endpoint,
     FeedbackRecord,
+    GatewayRecord,
     QueryRecord,
     RolloutRecord,
 )
@@ -76,3 +77,25 @@ class GatewayStore(GateRecords, Protocol):
     def request_rollout_abort(
         self, env: str, rollout_id: int, *, reason: str, dedupe_key: str
     ) -> bool: ...
+
+
+@runtime_checkable
+class GatewayDirectory(Protocol):
+    """Where gateways announce themselves and hear of changes (the registry has it; a
+    store without it gives a gateway that neither announces itself nor listens)."""
+
+    def announce_gateway(
+        self,
+        env: str,
+        instance: str,
+        url: str,
+        *,
+        pid: int | None,
+        host: str,
+        policy_revision: int | None = None,
+        recent_requests: int = 0,
+    ) -> GatewayRecord: ...
+
+    def remove_gateway(self, env: str, instance: str) -> None: ...
+
+    def change_channel(self) -> str | None: ...

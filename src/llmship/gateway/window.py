@@ -59,6 +59,18 @@ class WindowStats:
         """Record a mirrored request to the shadow release ``ref``."""
         self._add(ref, Outcome(self.clock(), error, similarity=similarity))
 
+    def recent_requests(self, window_s: float) -> int:
+        """Requests (and mirrored requests) of every release over the last ``window_s``
+        seconds: what a gateway reports in its heartbeat."""
+        since = self.clock() - window_s
+        count = 0
+        for queue in list(self._outcomes.values()):
+            for outcome in reversed(queue):
+                if outcome.at < since:
+                    break
+                count += 1
+        return count
+
     def stats(
         self,
         ref: str,
@@ -80,6 +92,7 @@ class WindowStats:
             latencies=[o.latency for o in recent if o.latency is not None and not o.error],
             ttfts=[o.ttft for o in recent if o.ttft is not None and not o.error],
             tokens_per_second=sum(rates) / len(rates) if rates else math.nan,
+            tokens_per_second_samples=len(rates),
             ratings=list(ratings or []),
             thumbs_up=thumbs_up,
             thumbs_down=thumbs_down,
