@@ -212,8 +212,11 @@ class Balancer:
         if ready:
             if len(ready) == 1:
                 chosen = ready[0]
-            else:
-                a, b = self.rng.sample(ready, 2)
+            else:  # two distinct at random (cheaper than rng.sample), the less busy wins
+                n = len(ready)
+                i = int(self.rng.random() * n)
+                j = int(self.rng.random() * (n - 1))
+                a, b = ready[i], ready[j + 1 if j >= i else j]
                 chosen = b if b.outstanding < a.outstanding else a
             trial = chosen.failures > 0
             if trial:
