@@ -320,10 +320,10 @@ def test_a_canary_across_hosts_survives_failures(cluster: Cluster) -> None:
 
     # and the analysis counted every gateway's requests of the candidate
     from llmship.registry import Registry
-    from llmship.rollout.stats_http import GatewaysStats  # type: ignore[attr-defined]
+    from llmship.rollout.stats_http import GatewaysStats
 
     with Registry.open(cluster.database_url) as registry:
-        source = GatewaysStats(registry, ENV, TOKEN)
+        source = GatewaysStats(registry, TOKEN)
         counted = source.stats(ENV, CANDIDATE, 3600).requests
     assert counted == len(served)
 

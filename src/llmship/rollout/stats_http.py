@@ -134,8 +134,9 @@ class GatewaysStats:
     """Every live gateway of the environment, merged: a ``StatsSource``.
 
     Lists the gateways announced in ``directory`` (heartbeat at most ``max_age_s``
-    old), asks each one's ``/api/v1/stats`` at the same time (``timeout`` seconds
-    each), and merges the answers with the feedback read once from ``directory``.
+    old, or the window when it is longer), asks each one's ``/api/v1/stats`` at the
+    same time (``timeout`` seconds each), and merges the answers with the feedback
+    read once from ``directory``.
     A gateway that does not answer is left out and named in the stats' notes when its
     last heartbeat counted no requests in the last minute (and the window is no
     longer); otherwise the stats would miss traffic and :class:`IncompleteStats` is
@@ -160,11 +161,15 @@ class GatewaysStats:
         self._client = httpx.Client(transport=transport, timeout=timeout)
 
     def stats(self, env: str, ref: str, window_s: float) -> VersionStats:
-        gateways = self.directory.list_gateways(env, max_age_s=self.max_age_s)
+        # A gateway that announced itself within the window may have answered requests
+        # in it, even when its heartbeat has stopped since (cut off from the registry,
+        # it still serves): it is asked too.
+        max_age = max(self.max_age_s, window_s)
+        gateways = self.directory.list_gateways(env, max_age_s=max_age)
         if not gateways:
             raise MeasurementError(
                 f"no live gateway of env {env} is announced in the registry (none has sent a "
-                f"heartbeat in the last {self.max_age_s:g}s): start `llmship gateway`, or give "
+                f"heartbeat in the last {max_age:g}s): start `llmship gateway`, or give "
                 "the controller `--gateway-url`"
             )
         with ThreadPoolExecutor(max_workers=min(len(gateways), 16)) as pool:
