@@ -69,8 +69,8 @@ def register(app: typer.Typer) -> None:
             None,
             "--gateway-url",
             metavar="URL",
-            help="Gateway whose statistics feed builtin metrics "
-            "(default: from the gateway_host and gateway_port settings).",
+            help="One gateway whose statistics alone feed builtin metrics "
+            "(default: every gateway of the environment announced in the registry, merged).",
         ),
     ) -> None:
         """Run the environment's rollouts: measure their analysis, apply verdicts, timers,
@@ -118,16 +118,16 @@ def run_controller(
     it holds the lease ``controller/ENV``; standing by while another controller does."""
     from llmship.analysis.providers import Providers
     from llmship.rollout.controller import LEASE_INTERVALS, Controller
-    from llmship.rollout.stats_http import GatewayStats
-    from llmship.rollout.stats_http import gateway_url as url_of
+    from llmship.rollout.stats_http import GatewaysStats, GatewayStats
 
-    url = gateway_url or url_of(cfg.gateway_host, cfg.gateway_port)
     token = admin_token(cfg)
     lease_s = lease_duration if lease_duration is not None else LEASE_INTERVALS * interval
     stop = threading.Event()
     with (
         open_registry(cfg) as registry,
-        GatewayStats(url, token) as stats,
+        (
+            GatewayStats(gateway_url, token) if gateway_url else GatewaysStats(registry, token)
+        ) as stats,
         Providers(stats=stats) as providers,
         Controller(
             registry,
@@ -147,7 +147,8 @@ def run_controller(
             return
         console.print(
             f"controller of env [bold]{cfg.env}[/] ({ctl.holder}): a pass every {interval:g}s "
-            f"while it holds the lease {ctl.lease_name} ({lease_s:g}s), statistics from {url} "
+            f"while it holds the lease {ctl.lease_name} ({lease_s:g}s), statistics from "
+            f"{gateway_url or 'every live gateway of ' + cfg.env} "
             f"(registry {registry.url})",
             highlight=False,
         )

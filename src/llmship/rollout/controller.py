@@ -34,6 +34,7 @@ standby leads within a quarter of an interval.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import socket
 import threading
@@ -49,7 +50,7 @@ from llmship.analysis.models import AnalysisRef, Metric
 from llmship.analysis.phases import Measurement, Phase, assess_metric_reason, assess_run
 from llmship.analysis.phases import next_measurement_at as argo_next_measurement_at
 from llmship.analysis.providers import MeasureContext, Providers, run_measurement
-from llmship.analysis.stats import StatsSource
+from llmship.analysis.stats import IncompleteStats, StatsSource
 from llmship.errors import ConflictError, FencedError, LlmshipError
 from llmship.registry import MeasurementRecord, Registry, RolloutIntent, RolloutRecord
 from llmship.registry.records import Lease, RolloutUpdate
@@ -586,6 +587,8 @@ class Controller:
                         alpha=decision.alpha,
                         min_samples=decision.min_samples,
                     )
+                except IncompleteStats as exc:  # a gateway that carried traffic is missing
+                    taken = Measurement(math.nan, Phase.INCONCLUSIVE, str(exc))
                 except Exception as exc:
                     message = (
                         exc.message
