@@ -18,6 +18,7 @@ import os
 import secrets
 import shutil
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -273,13 +274,14 @@ class DelayRelay:
 
 
 @contextlib.contextmanager
-def postgres_on(host: Host, workdir: Path, *, net: str = "db") -> Iterator[str]:
+def postgres_on(host: Host, *, net: str = "db") -> Iterator[str]:
     """A PostgreSQL server inside ``host``, listening on its ``net`` address (port 5432,
-    trust from everywhere), with one database ``llmship``; yields the SQLAlchemy URL."""
+    trust from everywhere), with one database ``llmship``; yields the SQLAlchemy URL.
+    Its files are in a temporary directory the server's user can reach, removed after."""
     from _postgres import SERVER_USER, _as_server_user, _run, find_bindir
 
     bindir = find_bindir()
-    workdir.mkdir(parents=True, exist_ok=True)
+    workdir = Path(tempfile.mkdtemp(prefix="llmship-pg-"))
     if os.geteuid() == 0:
         import pwd
 
@@ -332,3 +334,4 @@ def postgres_on(host: Host, workdir: Path, *, net: str = "db") -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
+        shutil.rmtree(workdir, ignore_errors=True)

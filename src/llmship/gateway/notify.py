@@ -17,6 +17,8 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from llmship.registry._engine import PG_CONNECT_ARGS
+
 if TYPE_CHECKING:
     import psycopg
 
@@ -26,14 +28,6 @@ WAIT_SECONDS = 0.5
 """Longest wait for a notice before the thread checks whether it should stop."""
 BACKOFF_SECONDS = (0.5, 10.0)
 """First and longest pause between attempts to reconnect (doubling in between)."""
-CONNECT_OPTIONS = {
-    "connect_timeout": "5",
-    "keepalives": "1",
-    "keepalives_idle": "5",
-    "keepalives_interval": "2",
-    "keepalives_count": "3",
-}
-"""libpq options: a lost server is noticed within about 11 s even when no notice comes."""
 
 
 class ChangeListener:
@@ -81,7 +75,7 @@ class ChangeListener:
         while not self._stop.is_set():
             try:
                 with psycopg.connect(
-                    psycopg.conninfo.make_conninfo(self.dsn, **CONNECT_OPTIONS), autocommit=True
+                    psycopg.conninfo.make_conninfo(self.dsn, **PG_CONNECT_ARGS), autocommit=True
                 ) as conn:
                     conn.execute(
                         psycopg.sql.SQL("LISTEN {}").format(psycopg.sql.Identifier(self.channel))

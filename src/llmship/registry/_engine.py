@@ -29,6 +29,21 @@ BUSY_TIMEOUT_S = 10.0
 WRITE = "llmship_write"
 """Connection execution option: the transaction will write (SQLite: BEGIN IMMEDIATE)."""
 
+NETWORK_TIMEOUT_S = 5
+"""PostgreSQL: connecting, and data the server has not acknowledged, give up after this
+long; an idle connection to a server that is gone is found by keepalives within about
+twice as long. A registry cut off by the network then fails fast (the gateway logs it
+and routes on, the controller stands by) instead of waiting for TCP's own minutes."""
+PG_CONNECT_ARGS: dict[str, Any] = {
+    "connect_timeout": NETWORK_TIMEOUT_S,
+    "keepalives": 1,
+    "keepalives_idle": NETWORK_TIMEOUT_S,
+    "keepalives_interval": 2,
+    "keepalives_count": 3,
+    "tcp_user_timeout": NETWORK_TIMEOUT_S * 1000,
+}
+"""libpq options every PostgreSQL connection gets, unless the URL's query sets them."""
+
 _PG_MIGRATION_LOCK = 0x6C6C6D73  # "llms": pg_advisory_xact_lock key for migrations
 
 
@@ -49,7 +64,8 @@ def safe_url(url: URL) -> str:
 
 
 def create_registry_engine(url: URL) -> Engine:
-    """An engine for ``url``; SQLite gets its parent directory and pragmas."""
+    """An engine for ``url``; SQLite gets its parent directory and pragmas, PostgreSQL
+    network timeouts (:data:`PG_CONNECT_ARGS`)."""
     connect_args: dict[str, Any] = {}
     if url.get_backend_name() == "sqlite":
         database = url.database or ""
@@ -63,6 +79,8 @@ def create_registry_engine(url: URL) -> Engine:
                     f"directory {folder} ({exc.strerror or exc})"
                 ) from exc
         connect_args["timeout"] = BUSY_TIMEOUT_S
+    elif url.get_backend_name() == "postgresql":
+        connect_args = {k: v for k, v in PG_CONNECT_ARGS.items() if k not in url.query}
     try:
         engine = create_engine(url, connect_args=connect_args, pool_pre_ping=False)
     except NoSuchModuleError as exc:
