@@ -50,7 +50,16 @@ def _gateway_threads(url: str, count: int, seconds: float, queue: Any) -> None:
     """``count`` simulated gateways in this process; puts their refresh times (s)."""
     from llmship.registry import Registry
 
-    registries = [Registry.open(url) for _ in range(count)]  # a connection pool each
+    registries: list[Registry] = []
+    try:
+        for _ in range(count):  # a connection pool each
+            registries.append(Registry.open(url))
+            registries[-1].get_traffic(ENV)  # hold a connection, as a running gateway does
+    except Exception as exc:  # the server refused: the limit this script looks for
+        for registry in registries:
+            registry.close()
+        queue.put(f"{type(exc).__name__}: {str(exc).splitlines()[0]}")
+        return
     times: list[float] = []
     lock = threading.Lock()
     stop_at = time.monotonic() + seconds
@@ -132,10 +141,17 @@ def measure(url: str, gateways: int, seconds: float, workers: int) -> dict[str, 
     cpu = (_postgres_cpu_s() - cpu_before) / (time.monotonic() - began)
     connections = _connections(url)
     times: list[float] = []
+    errors: list[str] = []
     for _ in procs:
-        times.extend(queue.get(timeout=seconds + 120))
+        got = queue.get(timeout=seconds + 120)
+        if isinstance(got, str):
+            errors.append(got)
+        else:
+            times.extend(got)
     for proc in procs:
         proc.join()
+    if errors:
+        return {"gateways": gateways, "error": errors[0], "connections": connections}
     rate = len(times) / seconds
     return {
         "gateways": gateways,
@@ -187,13 +203,16 @@ def main() -> int:
         f"{'pg cpu':>7} {'pg ms/gw/s':>10} {'conns':>6}"
     )
     for r in results:
+        if "error" in r:
+            print(f"{r['gateways']:>8} failed: {r['error']}")
+            continue
         print(
             f"{r['gateways']:>8} {r['refreshes_per_s']:>10.1f} {r['target_per_s']:>7.0f} "
             f"{r['refresh_ms_p50']:>7.2f} {r['refresh_ms_p95']:>7.2f} "
             f"{r['postgres_cpu_per_s']:>7.2f} {r['postgres_cpu_ms_per_gateway_s']:>10.2f} "
             f"{r['connections']:>6}"
         )
-    kept = [r for r in results if r["kept_up"]]
+    kept = [r for r in results if r.get("kept_up")]
     if kept:
         best = max(kept, key=lambda r: r["gateways"])
         per_core = 1000 / best["postgres_cpu_ms_per_gateway_s"]
