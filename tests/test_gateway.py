@@ -833,6 +833,7 @@ def test_traffic_show_set_promote_and_reset(rig: Rig) -> None:
         0,
         {STABLE: rig.fakes.url("stable")},
     )
+    assert view["replicas"] == {STABLE: [rig.fakes.url("stable")]}
     update = {"canary": {"release": CANARY, "weight": 100}, "preview": PREVIEW, "reason": "try"}
     r = rig.client.put("/api/v1/traffic", json=update, headers=ADMIN)
     assert r.status_code == 200

@@ -7,7 +7,7 @@ from dataclasses import replace
 from llmship.errors import InvalidRequestError, NotFoundError
 from llmship.flags import Flag
 from llmship.gateway.protocol import FlagBody, TrafficView
-from llmship.gateway.state import alternate_name, newest_endpoints
+from llmship.gateway.state import alternate_name, live_endpoints
 from llmship.gateway.store import GatewayStore
 from llmship.registry.records import given_reason
 from llmship.release.guard import check_promotion
@@ -27,10 +27,11 @@ def promote_preview(
 
 
 def traffic_view(store: GatewayStore, env: str, *, endpoint_max_age: float) -> TrafficView:
-    """The stored policy and the live model server of each of its releases."""
+    """The stored policy and the live model servers of each of its releases."""
     policy = store.get_traffic(env)
-    endpoints = newest_endpoints(store.list_endpoints(env, max_age_s=endpoint_max_age))
-    return TrafficView.of(policy, endpoints)
+    return TrafficView.of(
+        policy, live_endpoints(store.list_endpoints(env, max_age_s=endpoint_max_age))
+    )
 
 
 def put_flag(store: GatewayStore, env: str, name: str, body: FlagBody, *, actor: str) -> Flag:

@@ -6,6 +6,7 @@ are the model server's (``llmship.server.protocol``).
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -188,14 +189,21 @@ class TrafficView(BaseModel):
     revision: int = Field(description="Grows by one with every change.")
     weights: dict[str, float] = Field(description="Percent of ordinary traffic per variant.")
     endpoints: dict[str, str | None] = Field(
-        description="Each release of the policy and the URL of its live model server (or null)."
+        description="Each release of the policy and the URL of its newest live model server "
+        "(or null)."
+    )
+    replicas: dict[str, list[str]] = Field(
+        description="Each release of the policy and the URLs of all its live model servers, "
+        "newest heartbeat first (empty when none is live)."
     )
 
     @classmethod
-    def of(cls, policy: TrafficPolicy, endpoints: dict[str, str]) -> TrafficView:
-        data = policy.to_dict()
+    def of(cls, policy: TrafficPolicy, endpoints: Mapping[str, Sequence[str]]) -> TrafficView:
+        """The view of ``policy`` with ``endpoints`` (release -> URLs, newest first)."""
+        refs = policy.releases()
         return cls(
-            **data,
+            **policy.to_dict(),
             weights=policy.weights(),
-            endpoints={ref: endpoints.get(ref) for ref in policy.releases()},
+            endpoints={ref: next(iter(endpoints.get(ref, ())), None) for ref in refs},
+            replicas={ref: list(endpoints.get(ref, ())) for ref in refs},
         )

@@ -73,11 +73,6 @@ def alternate_name(name: str) -> str:
     return name.replace("-", "_") if "-" in name else name.replace("_", "-")
 
 
-def newest_endpoints(endpoints: list[Endpoint]) -> dict[str, str]:
-    """``ref`` -> URL of the endpoint with the newest heartbeat."""
-    return {ref: urls[0] for ref, urls in live_endpoints(endpoints).items()}
-
-
 def live_endpoints(endpoints: list[Endpoint]) -> dict[str, tuple[str, ...]]:
     """``ref`` -> URLs of all its endpoints (its replicas), newest heartbeat first, each
     once."""
