@@ -9,7 +9,6 @@ point of a gateway benchmark.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import AsyncIterator
 
@@ -88,10 +87,11 @@ class UpstreamReply:
         if not 200 <= self.status < 300:
             return None
         if self.body is not None:
-            try:
-                json.loads(self.body)
-            except ValueError:
-                return "the answer is not JSON"
+            # An OpenAI answer is a JSON object: its first and last bytes tell an HTML
+            # error page, plain text or a cut-off body without parsing it all.
+            whole = self.body.strip()
+            if not (whole.startswith(b"{") and whole.endswith(b"}")):
+                return "the answer is not a JSON object"
             return None
         if not self.first.lstrip().startswith(_SSE_STARTS):
             return "the stream is not server-sent events" if self.first else "the stream is empty"
