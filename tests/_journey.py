@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
@@ -173,7 +173,42 @@ class Answer:
     detail: str = ""
 
 
-class Traffic:
+_Clients = TypeVar("_Clients", bound="ClientThreads")
+
+
+class ClientThreads:
+    """Client threads, started by ``with`` and stopped by :meth:`stop` (or the end of
+    the block); a subclass says what each runs (:meth:`clients`) and checks
+    ``self._stop``."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def clients(self) -> list[tuple[Callable[..., None], tuple[Any, ...]]]:
+        """Each client's function and its arguments."""
+        raise NotImplementedError
+
+    def __enter__(self: _Clients) -> _Clients:
+        self._threads = [
+            threading.Thread(target=target, args=args, daemon=True)
+            for target, args in self.clients()
+        ]
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=120)
+
+
+class Traffic(ClientThreads):
     """Steady client traffic through the gateway: ``clients`` threads, each sending a
     ``/predict`` (or, with ``preview``, some with ``X-Llmship-Variant: preview``) every
     ``every`` seconds, each as one of ``users`` sticky users. Every answer is kept."""
@@ -188,16 +223,17 @@ class Traffic:
         preview_share: float = 0.0,
         max_new_tokens: int = 8,
     ):
+        super().__init__()
         self.url = url
-        self.clients = clients
+        self.n_clients = clients
         self.every = every
         self.users = users
         self.preview_share = preview_share
         self.max_new_tokens = max_new_tokens
         self.answers: list[Answer] = []
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
+
+    def clients(self) -> list[tuple[Callable[..., None], tuple[Any, ...]]]:
+        return [(self._client, (i,)) for i in range(self.n_clients)]
 
     def _client(self, seed: int) -> None:
         rng = random.Random(seed)
@@ -228,23 +264,6 @@ class Traffic:
                 with self._lock:
                     self.answers.append(answer)
                 self._stop.wait(max(0.0, self.every - (time.monotonic() - sent)))
-
-    def __enter__(self) -> Traffic:
-        self._threads = [
-            threading.Thread(target=self._client, args=(i,), daemon=True)
-            for i in range(self.clients)
-        ]
-        for thread in self._threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def stop(self) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(timeout=120)
 
     def snapshot(self) -> list[Answer]:
         with self._lock:

@@ -29,6 +29,19 @@ def make_spec(name: str = "chat", version: str = "1.0.0", **changes: Any) -> Rel
     return parse_spec(spec_data(name, version, **changes))
 
 
+class StillClock:
+    """A registry clock that stands still until moved, from :data:`T0`."""
+
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
 class TickClock:
     """A clock that moves one second per reading, from :data:`T0` (thread-safe)."""
 

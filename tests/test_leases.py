@@ -8,11 +8,11 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import pytest
 
-from _registry import T0, make_spec, run_threads
+from _registry import T0, StillClock, make_spec, run_threads
 from llmship.errors import (
     ConflictError,
     FencedError,
@@ -26,17 +26,7 @@ from llmship.routing.policy import TrafficPolicy
 NAME = "controller/dev"
 
 
-class Clock:
-    """A registry clock that stands still until moved."""
-
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
+Clock = StillClock
 
 
 @pytest.fixture

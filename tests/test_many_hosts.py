@@ -22,7 +22,6 @@ import re
 import signal
 import statistics
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -33,7 +32,7 @@ import httpx
 import pytest
 
 from _hosts import DelayRelay, Hosts, netem_works, postgres_on, set_delay, unavailable
-from _journey import REPO, Shell, project, wait_for
+from _journey import REPO, ClientThreads, Shell, project, wait_for
 from _procs import Process
 
 WHY_NOT = unavailable()
@@ -87,20 +86,21 @@ class Reply:
     detail: str
 
 
-class Load:
+class Load(ClientThreads):
     """Steady traffic through every gateway: ``per_gateway`` client threads each, one
     non-streamed chat completion after another; every reply kept."""
 
     def __init__(self, gateways: dict[str, str], per_gateway: int = 2):
+        super().__init__()
         self.gateways = gateways
         self.per_gateway = per_gateway
         self.replies: list[Reply] = []
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._threads = [
-            threading.Thread(target=self._client, args=(name, url, i), daemon=True)
-            for name, url in gateways.items()
-            for i in range(per_gateway)
+
+    def clients(self) -> list[tuple[Callable[..., None], tuple[Any, ...]]]:
+        return [
+            (self._client, (name, url, i))
+            for name, url in self.gateways.items()
+            for i in range(self.per_gateway)
         ]
 
     def _client(self, name: str, url: str, seed: int) -> None:
@@ -126,19 +126,6 @@ class Load:
                 reply = Reply(name, began, time.monotonic() - began, status, version, detail)
                 with self._lock:
                     self.replies.append(reply)
-
-    def __enter__(self) -> Load:
-        for thread in self._threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def stop(self) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(90)
 
     def since(self, t: float) -> list[Reply]:
         with self._lock:

@@ -17,7 +17,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import func, inspect, select, text
 
-from _registry import T0, make_spec, run_threads
+from _registry import T0, StillClock, make_spec, run_threads
 from llmship.errors import ConflictError, InvalidRequestError, NotFoundError, SpecError
 from llmship.flags import Flag
 from llmship.registry import Endpoint, FeedbackRecord, QueryRecord, Registry, _engine
@@ -27,17 +27,7 @@ from llmship.routing import Experiment, TrafficPolicy, Variant
 GATEWAY_TABLES = {"traffic_policies", "endpoints", "queries", "feedback", "flags"}
 
 
-class Clock:
-    """A clock that stands still until moved (thread-safe reads)."""
-
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
+Clock = StillClock
 
 
 @pytest.fixture

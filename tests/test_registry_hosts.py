@@ -4,28 +4,19 @@ sends them, against SQLite and a real PostgreSQL server."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import psycopg
 import pytest
 
-from _registry import T0, make_spec
+from _registry import T0, StillClock, make_spec
 from llmship.errors import InvalidRequestError, SpecError
 from llmship.flags import Flag
 from llmship.registry import Registry
 from llmship.registry._hosts import CHANNEL
 from llmship.routing import TrafficPolicy
 
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
+Clock = StillClock
 
 
 @pytest.fixture
