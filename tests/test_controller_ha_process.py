@@ -9,6 +9,7 @@ candidate's readiness is an endpoint recorded in the registry."""
 from __future__ import annotations
 
 import signal
+import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
@@ -112,6 +113,31 @@ class Controllers:
             proc.stop()
 
 
+def tmp_db(registry: Registry) -> str:
+    """The SQLite file of ``registry``."""
+    return registry.url.removeprefix("sqlite:///")
+
+
+def pause_outside_a_write(proc: Any, database: str) -> float:
+    """SIGSTOP ``proc`` at a moment it holds no SQLite write lock (a process frozen
+    inside its few-millisecond write transaction holds the whole database until it
+    resumes: SQLite's nature, see docs/controller.md); when it was paused."""
+    for _ in range(50):
+        paused = time.monotonic()
+        proc.proc.send_signal(signal.SIGSTOP)
+        probe = sqlite3.connect(database, timeout=0.05, isolation_level=None)
+        try:
+            probe.execute("BEGIN IMMEDIATE")
+            probe.execute("ROLLBACK")
+            return paused
+        except sqlite3.OperationalError:  # frozen mid-write: let it finish, try again
+            proc.proc.send_signal(signal.SIGCONT)
+            time.sleep(0.01)
+        finally:
+            probe.close()
+    raise AssertionError("the controller held the database's write lock at every try")
+
+
 @pytest.fixture
 def world(tmp_path: Path) -> Iterator[tuple[Registry, Controllers]]:
     home = tmp_path / ".llmship"
@@ -157,8 +183,7 @@ def test_controllers_take_over_within_two_intervals_and_apply_each_step_once(
     c = ctl.start()
     ctl.wait_log(c, "standby: ")
     # When b is paused (SIGSTOP) past its lease: c leads within two intervals
-    paused = time.monotonic()
-    b.proc.send_signal(signal.SIGSTOP)
+    paused = pause_outside_a_write(b, tmp_db(registry))
     new, taken["SIGSTOP"] = ctl.takeover(b, paused)
     assert new is c
     wait_until(lambda: time.monotonic() - paused > 3 * INTERVAL, "b to stay paused a while")

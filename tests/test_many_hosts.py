@@ -284,6 +284,7 @@ def timed(check: Callable[[], bool], what: str, timeout: float, step: float = 0.
     return time.monotonic() - began
 
 
+@pytest.mark.timeout(600)
 def test_a_canary_across_hosts_survives_failures(cluster: Cluster) -> None:
     shell = cluster.shell
     prepare_releases(cluster)

@@ -8,7 +8,6 @@ import typer
 
 from llmship.cli._common import configure_logging, console, fail, handle_errors, settings
 from llmship.cli.serve import resolve_release
-from llmship.supervisor.plan import SERVE_PREFIX
 
 if TYPE_CHECKING:
     from llmship.supervisor.stack import Stack
@@ -73,7 +72,7 @@ def _print_ready(stack: Stack, url: str) -> None:
     for name, port in sorted(stack.ports.items()):
         if name in stack.children:
             console.print(
-                f"  serving: {name.removeprefix(SERVE_PREFIX)} at http://127.0.0.1:{port}",
+                f"  serving: {stack.shown(name)} at http://127.0.0.1:{port}",
                 highlight=False,
             )
     console.print(f"  logs:    {stack.logs}", highlight=False)

@@ -211,9 +211,15 @@ class Stack:
         threads = self.threads.get(ref)
         how = f" ({threads} thread{'s' if threads != 1 else ''})" if threads else ""
         self.console.print(
-            f"started model server {name.removeprefix(SERVE_PREFIX)} on port "
+            f"started model server {self.shown(name)} on port "
             f"{self.ports[name]}{how}, pid {child.pid}{again}"
         )
+
+    def shown(self, name: str) -> str:
+        """How the model server child ``name`` is named to people: ``NAME@VERSION``, with
+        ``#N`` when its release runs several replicas."""
+        ref, number = server_ref(name)
+        return f"{ref}#{number}" if self.cfg.replicas_of(ref) > 1 or number > 1 else ref
 
     def _busy(self, name: str) -> bool:
         """Whether the model server ``name`` holds requests (its in-flight gauge)."""
@@ -235,7 +241,7 @@ class Stack:
             return
         child.stop()
         record_exit(self.states[name], self.clock(), expected=True)
-        self.console.print(f"stopped {name.removeprefix(SERVE_PREFIX)}: nothing needs it any more")
+        self.console.print(f"stopped {self.shown(name)}: nothing needs it any more")
 
     def tick(self) -> None:
         """One round: notice exits, read the policy, start and stop children."""
