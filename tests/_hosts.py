@@ -220,6 +220,8 @@ class DelayRelay:
 
         asyncio.run_coroutine_threadsafe(stop(), self._loop)
         self._thread.join(10)
+        if not self._thread.is_alive():
+            self._loop.close()
 
     def _run(self) -> None:
         asyncio.set_event_loop(self._loop)
