@@ -66,6 +66,28 @@ def test_only_live_gateways_of_the_env_are_listed(registry: Registry, clock: Clo
     assert [g.instance for g in registry.list_gateways("prod", max_age_s=15)] == ["other"]
 
 
+def test_processes_that_died_an_hour_ago_are_forgotten(registry: Registry, clock: Clock) -> None:
+    # Given a gateway and a model server that died without withdrawing
+    registry.announce_gateway("dev", "dead", "http://10.0.0.1:8080", pid=1, host="a")
+    registry.register_endpoint("dev", "chat@1.0.0", "http://10.0.0.7:8000", pid=7)
+    registry.announce_gateway("prod", "elsewhere", "http://10.0.0.9:8080", pid=9, host="c")
+    # When, 59 minutes later, others of the environment announce themselves
+    clock.advance(59 * 60)
+    registry.announce_gateway("dev", "new", "http://10.0.0.2:8080", pid=2, host="b")
+    registry.register_endpoint("dev", "chat@1.0.0", "http://10.0.0.8:8000", pid=8)
+    # Then the dead are still listed (their requests may be in an analysis window)
+    assert [g.instance for g in registry.list_gateways("dev")] == ["dead", "new"]
+    assert len(registry.list_endpoints("dev", max_age_s=None)) == 2
+    # And past the hour, the next announcements delete them, in their environment only
+    clock.advance(2 * 60)
+    registry.announce_gateway("dev", "new", "http://10.0.0.2:8080", pid=2, host="b")
+    registry.register_endpoint("dev", "chat@1.0.0", "http://10.0.0.6:8000", pid=6)
+    assert [g.instance for g in registry.list_gateways("dev")] == ["new"]
+    urls = {e.url for e in registry.list_endpoints("dev", max_age_s=None)}
+    assert urls == {"http://10.0.0.8:8000", "http://10.0.0.6:8000"}
+    assert [g.instance for g in registry.list_gateways("prod")] == ["elsewhere"]
+
+
 def test_a_bad_announcement_is_refused(registry: Registry) -> None:
     with pytest.raises(InvalidRequestError, match="advertise-url"):
         registry.announce_gateway("dev", "x", "10.0.0.5:8080", pid=1, host="h")

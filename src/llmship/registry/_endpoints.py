@@ -79,6 +79,14 @@ def remove(session: Session, env: str, ref: str, url: str) -> bool:
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
+def forget_stale(session: Session, env: str, *, before: datetime) -> None:
+    """Delete the endpoints of ``env`` whose last heartbeat is older than ``before``
+    (servers that died without withdrawing)."""
+    session.execute(
+        delete(EndpointRow).where(EndpointRow.env == env, EndpointRow.heartbeat_at < before)
+    )
+
+
 def live(session: Session, env: str, *, max_age_s: float | None, now: datetime) -> list[Endpoint]:
     """The endpoints of ``env``, newest heartbeat first, without stale ones."""
     stmt = (

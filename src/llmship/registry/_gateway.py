@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session
@@ -17,7 +17,7 @@ from llmship.flags.model import Flag
 from llmship.registry import _endpoints, _feedback, _flags, _traffic
 from llmship.registry import _queries as q
 from llmship.registry._base import RETRIES, Store, check_env, logger, required_reason
-from llmship.registry._hosts import notify_change
+from llmship.registry._hosts import FORGET_AFTER_S, notify_change
 from llmship.registry.records import Endpoint, FeedbackRecord, FeedbackSummary, QueryRecord
 from llmship.routing.policy import TrafficPolicy
 
@@ -164,6 +164,9 @@ class GatewayMethods(Store):
             endpoint = _endpoints.upsert(session, env, ref, url, pid=pid, now=now)
             if endpoint.started_at == now:  # a new server (not a renewal): route to it now
                 notify_change(session, env)
+                _endpoints.forget_stale(
+                    session, env, before=now - timedelta(seconds=FORGET_AFTER_S)
+                )
             return endpoint
 
     def heartbeat_endpoint(self, env: str, ref: str, url: str) -> None:

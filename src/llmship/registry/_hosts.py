@@ -25,6 +25,10 @@ from llmship.registry._base import Store, check_env
 from llmship.registry.records import GatewayRecord
 from llmship.registry.tables import GatewayRow
 
+FORGET_AFTER_S = 3600.0
+"""A gateway or model server whose heartbeat is older than this (an hour: no analysis
+window is longer) died without withdrawing; its row is deleted when another of its
+environment announces itself."""
 CHANNEL = "llmship"
 """The PostgreSQL ``NOTIFY`` channel; the payload is the environment that changed."""
 
@@ -85,6 +89,12 @@ class HostMethods(Store):
                             "recent_requests",
                         )
                     },
+                )
+            )
+            session.execute(
+                delete(GatewayRow).where(
+                    GatewayRow.env == env,
+                    GatewayRow.heartbeat_at < now - timedelta(seconds=FORGET_AFTER_S),
                 )
             )
             row = session.get(GatewayRow, (env, instance), populate_existing=True)
