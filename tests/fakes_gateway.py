@@ -274,19 +274,14 @@ class FakeServer:
         return "".join(self.words)
 
 
-class FakeModelServers:
-    """Fake model servers behind one real HTTP server (uvicorn in a thread): server
-    ``slug`` answers under ``http://127.0.0.1:PORT/<slug>``. ``dead_url`` is a port
-    nothing listens on (connection refused)."""
+class ThreadedServer:
+    """An ASGI ``app`` served by uvicorn on a free local port, in a daemon thread."""
 
-    def __init__(self, hang: float = 2.0) -> None:
-        self.servers: dict[str, FakeServer] = {}
-        self.hang = hang
+    def __init__(self, app: Any, what: str) -> None:
+        self.what = what
         self.port = free_port()
-        self.dead_url = f"http://127.0.0.1:{free_port()}"
-        self._stopping = threading.Event()
         config = uvicorn.Config(
-            self.app,
+            app,
             host="127.0.0.1",
             port=self.port,
             log_level="error",
@@ -297,18 +292,40 @@ class FakeModelServers:
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, daemon=True)
 
-    def __enter__(self) -> FakeModelServers:
+    def start(self) -> None:
+        """Serve, and return once the port accepts connections."""
         self._thread.start()
         deadline = time.monotonic() + 10
         while not self._server.started:
-            assert time.monotonic() < deadline, "the fake model servers did not start"
+            assert time.monotonic() < deadline, f"{self.what} did not start"
             time.sleep(0.01)
+
+    def stop(self) -> None:
+        """Stop serving: from then on the port refuses connections."""
+        self._server.should_exit = True
+        self._thread.join(timeout=10)
+
+
+class FakeModelServers:
+    """Fake model servers behind one real HTTP server (uvicorn in a thread): server
+    ``slug`` answers under ``http://127.0.0.1:PORT/<slug>``. ``dead_url`` is a port
+    nothing listens on (connection refused)."""
+
+    def __init__(self, hang: float = 2.0) -> None:
+        self.servers: dict[str, FakeServer] = {}
+        self.hang = hang
+        self.dead_url = f"http://127.0.0.1:{free_port()}"
+        self._stopping = threading.Event()
+        self._http = ThreadedServer(self.app, "the fake model servers")
+        self.port = self._http.port
+
+    def __enter__(self) -> FakeModelServers:
+        self._http.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stopping.set()
-        self._server.should_exit = True
-        self._thread.join(timeout=10)
+        self._http.stop()
 
     def url(self, slug: str) -> str:
         return f"http://127.0.0.1:{self.port}/{slug}"

@@ -18,11 +18,10 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
 
 from _procs import free_port
-from fakes_gateway import FakeStore
+from fakes_gateway import FakeStore, ThreadedServer
 from llmship.gateway import Gateway, create_app
 from llmship.gateway.balancer import Balancer
 from llmship.gateway.metrics import GatewayMetrics
@@ -202,33 +201,17 @@ class FakeReplica:
         self.mode = "ok"
         self.gate: threading.Event | None = None
         self.requests = 0
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(
-            self.app,
-            host="127.0.0.1",
-            port=self.port,
-            log_level="error",
-            lifespan="off",
-            interface="asgi3",
-            timeout_graceful_shutdown=1,
-        )
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, daemon=True)
         self._stopping = threading.Event()
+        self._http = ThreadedServer(self.app, f"the fake replica {name}")
+        self.url = f"http://127.0.0.1:{self._http.port}"
 
     def start(self) -> FakeReplica:
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            assert time.monotonic() < deadline, f"the fake replica {self.name} did not start"
-            time.sleep(0.01)
+        self._http.start()
         return self
 
     def kill(self) -> None:
         self._stopping.set()
-        self._server.should_exit = True
-        self._thread.join(timeout=10)
+        self._http.stop()
 
     async def app(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         chunks, more = [], True
