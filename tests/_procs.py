@@ -1,4 +1,5 @@
-"""Real llmship processes for integration tests: free ports, readiness polls, clean stops."""
+"""Real llmship processes for integration tests: free ports, readiness polls, clean stops;
+and a test's own ASGI app served over real HTTP from a thread."""
 
 from __future__ import annotations
 
@@ -7,11 +8,14 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import httpx
+import uvicorn
 
 
 def free_port() -> int:
@@ -19,6 +23,38 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+class ThreadedServer:
+    """An ASGI ``app`` served by uvicorn on a free local port, in a daemon thread."""
+
+    def __init__(self, app: Any, what: str) -> None:
+        self.what = what
+        self.port = free_port()
+        config = uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=self.port,
+            log_level="error",
+            lifespan="off",
+            interface="asgi3",
+            timeout_graceful_shutdown=1,
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+
+    def start(self) -> None:
+        """Serve, and return once the port accepts connections."""
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started:
+            assert time.monotonic() < deadline, f"{self.what} did not start"
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        """Stop serving: from then on the port refuses connections."""
+        self._server.should_exit = True
+        self._thread.join(timeout=10)
 
 
 class Process:

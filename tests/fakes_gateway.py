@@ -14,9 +14,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-import uvicorn
-
-from _procs import free_port
+from _procs import ThreadedServer, free_port
 from llmship.errors import (
     ConflictError,
     InvalidRequestError,
@@ -272,38 +270,6 @@ class FakeServer:
 
     def text(self) -> str:
         return "".join(self.words)
-
-
-class ThreadedServer:
-    """An ASGI ``app`` served by uvicorn on a free local port, in a daemon thread."""
-
-    def __init__(self, app: Any, what: str) -> None:
-        self.what = what
-        self.port = free_port()
-        config = uvicorn.Config(
-            app,
-            host="127.0.0.1",
-            port=self.port,
-            log_level="error",
-            lifespan="off",
-            interface="asgi3",
-            timeout_graceful_shutdown=1,
-        )
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, daemon=True)
-
-    def start(self) -> None:
-        """Serve, and return once the port accepts connections."""
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            assert time.monotonic() < deadline, f"{self.what} did not start"
-            time.sleep(0.01)
-
-    def stop(self) -> None:
-        """Stop serving: from then on the port refuses connections."""
-        self._server.should_exit = True
-        self._thread.join(timeout=10)
 
 
 class FakeModelServers:

@@ -11,16 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from _procs import free_port
+from _procs import ThreadedServer
 
 VERSION = "fake-llm@1.0.0"
 
@@ -34,31 +31,16 @@ class FakeLLMServer:
         self.first_delay = first_delay
         self.requests = 0
         self.bodies: list[dict[str, Any]] = []
-        self.port = free_port()
+        self._http = ThreadedServer(self._app(), "the fake LLM server")
+        self.port = self._http.port
         self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(
-            self._app(),
-            host="127.0.0.1",
-            port=self.port,
-            log_level="error",
-            access_log=False,
-            lifespan="off",
-            timeout_graceful_shutdown=1,
-        )
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, daemon=True)
 
     def __enter__(self) -> FakeLLMServer:
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            assert time.monotonic() < deadline, "the fake LLM server did not start"
-            time.sleep(0.01)
+        self._http.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._server.should_exit = True
-        self._thread.join(timeout=10)
+        self._http.stop()
 
     def _app(self) -> FastAPI:
         app = FastAPI()

@@ -20,8 +20,8 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from _procs import free_port
-from fakes_gateway import FakeStore, ThreadedServer
+from _procs import ThreadedServer, free_port
+from fakes_gateway import FakeStore
 from llmship.gateway import Gateway, create_app
 from llmship.gateway.balancer import Balancer
 from llmship.gateway.metrics import GatewayMetrics
