@@ -42,6 +42,20 @@ class StillClock:
         self.now += timedelta(seconds=seconds)
 
 
+class ControllerClock:
+    """One time for a controller and its registry: seconds (``time.time``'s kind) when
+    called, datetimes from :meth:`dt`; from :data:`T0`, moved by setting ``t``."""
+
+    def __init__(self) -> None:
+        self.t = T0.timestamp()
+
+    def __call__(self) -> float:
+        return self.t
+
+    def dt(self) -> datetime:
+        return datetime.fromtimestamp(self.t, timezone.utc)
+
+
 class TickClock:
     """A clock that moves one second per reading, from :data:`T0` (thread-safe)."""
 

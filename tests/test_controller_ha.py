@@ -10,14 +10,13 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from _cli import Run
-from _registry import make_spec
+from _registry import ControllerClock, make_spec
 from llmship.analysis import InMemoryStats, VersionStats
 from llmship.registry import Registry
 from llmship.rollout import RolloutState, ops, parse_rollout
@@ -64,17 +63,7 @@ ANALYSED = {
 }
 
 
-class Clock:
-    """Seconds for the controllers, datetimes for the registry: one time."""
-
-    def __init__(self) -> None:
-        self.t = T0
-
-    def __call__(self) -> float:
-        return self.t
-
-    def dt(self) -> datetime:
-        return datetime.fromtimestamp(self.t, timezone.utc)
+Clock = ControllerClock
 
 
 class HookedStats(InMemoryStats):

@@ -10,13 +10,13 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from _registry import ControllerClock
 from llmship.alerts import abort_requests, parse_webhook
 from llmship.analysis import InMemoryStats, MeasureContext, Providers, VersionStats
 from llmship.analysis.models import Metric
@@ -74,17 +74,7 @@ def erroring(n: int = 100) -> VersionStats:
     return VersionStats(requests=n, errors=n // 2, error_rate=0.5, latencies=[0.2] * n)
 
 
-class Clock:
-    """Seconds for the controller, datetimes for the registry: one time."""
-
-    def __init__(self) -> None:
-        self.t = T0
-
-    def __call__(self) -> float:
-        return self.t
-
-    def dt(self) -> datetime:
-        return datetime.fromtimestamp(self.t, timezone.utc)
+Clock = ControllerClock
 
 
 @dataclass
