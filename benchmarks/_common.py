@@ -20,13 +20,15 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 READY_TIMEOUT_S = 180.0
+TESTS = Path(__file__).resolve().parent.parent / "tests"
+"""The test helpers some benchmarks reuse (a throwaway PostgreSQL, release specs)."""
 UPSTREAM_SCRIPT = Path(__file__).resolve().with_name("gateway_overhead.py")
 """Run as ``UPSTREAM_SCRIPT _upstream``: an OpenAI-compatible server that answers at once."""
 
@@ -238,6 +240,22 @@ def stream_chat(
     if first is None or end is None or usage is None:
         raise BenchmarkError(f"{label}: incomplete stream for prompt {prompt!r}")
     return ChatStream(first - began, end - began, "".join(parts), finish, usage, headers)
+
+
+@contextlib.contextmanager
+def throwaway_postgres() -> Iterator[str]:
+    """A new database on a throwaway PostgreSQL server (initdb in a temp directory, as
+    the tests do: ``tests/_postgres.py``), removed afterwards; its SQLAlchemy URL.
+    BenchmarkError when PostgreSQL cannot start here."""
+    if str(TESTS) not in sys.path:
+        sys.path.insert(0, str(TESTS))
+    from _postgres import PostgresUnavailable, postgres_server
+
+    try:
+        with postgres_server() as server, server.database() as url:
+            yield url
+    except PostgresUnavailable as exc:
+        raise BenchmarkError(f"cannot start PostgreSQL: {exc}") from exc
 
 
 # -- statistics and the report ---------------------------------------------------------

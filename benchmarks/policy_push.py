@@ -35,9 +35,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import BenchmarkError, Proc, environment, free_port, median, percentile
+from _common import (
+    TESTS,
+    BenchmarkError,
+    Proc,
+    environment,
+    free_port,
+    median,
+    percentile,
+    throwaway_postgres,
+)
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+sys.path.insert(0, str(TESTS))  # for _registry
 
 ENV = "bench"
 TARGET_P95_S = 0.1
@@ -84,22 +93,15 @@ def main() -> int:
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
 
-    from _postgres import PostgresUnavailable, postgres_server
     from _registry import make_spec
     from llmship.registry import Registry, _gateway
 
     rng = random.Random(0)
     results: dict[str, dict[str, float]] = {}
-    try:
-        server_cm = postgres_server()
-        server = server_cm.__enter__()
-    except PostgresUnavailable as exc:
-        print(f"cannot start PostgreSQL: {exc}", file=sys.stderr)
-        return 1
     gateways: list[Proc] = []
     try:
         with (
-            server.database() as url,
+            throwaway_postgres() as url,
             Registry.open(url) as registry,
             tempfile.TemporaryDirectory() as tmp,
         ):
@@ -145,7 +147,6 @@ def main() -> int:
     finally:
         for proc in gateways:
             proc.stop()
-        server_cm.__exit__(None, None, None)
 
     print(f"policy propagation to {args.gateways} gateways, {args.changes} changes per mode")
     print(f"{'mode':>8} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8}")

@@ -38,9 +38,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import environment, median, percentile
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from _common import BenchmarkError, environment, median, percentile, throwaway_postgres
 
 ENV = "bench"
 REFRESH_S = 0.5
@@ -174,18 +172,11 @@ def main() -> int:
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
 
-    from _postgres import PostgresUnavailable, postgres_server
     from llmship.registry import Registry
     from llmship.release.bundled import bundled_spec
 
     try:
-        server_cm = postgres_server()
-        server = server_cm.__enter__()
-    except PostgresUnavailable as exc:
-        print(f"cannot start PostgreSQL: {exc}", file=sys.stderr)
-        return 1
-    try:
-        with server.database() as url:
+        with throwaway_postgres() as url:
             with Registry.open(url) as registry:
                 spec = bundled_spec()
                 registry.register(spec, actor="bench")
@@ -195,8 +186,9 @@ def main() -> int:
                         ENV, spec.ref, f"http://10.0.0.{i + 2}:8000", pid=1000 + i
                     )
             results = [measure(url, n, args.seconds, args.workers) for n in args.gateways]
-    finally:
-        server_cm.__exit__(None, None, None)
+    except BenchmarkError as exc:
+        print(exc, file=sys.stderr)
+        return 1
 
     print(
         f"{'gateways':>8} {'refresh/s':>10} {'target':>7} {'p50 ms':>7} {'p95 ms':>7} "
