@@ -204,7 +204,8 @@ def main() -> int:
             f"{r['postgres_cpu_per_s']:>7.2f} {r['postgres_cpu_ms_per_gateway_s']:>10.2f} "
             f"{r['connections']:>6}"
         )
-    kept = [r for r in results if r.get("kept_up")]
+    # (a run too short for PostgreSQL's CPU to show in /proc's 10 ms ticks says nothing)
+    kept = [r for r in results if r.get("kept_up") and r["postgres_cpu_ms_per_gateway_s"] > 0]
     if kept:
         best = max(kept, key=lambda r: r["gateways"])
         per_core = 1000 / best["postgres_cpu_ms_per_gateway_s"]
