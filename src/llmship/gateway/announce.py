@@ -1,8 +1,8 @@
 """Tell the registry where a gateway listens, so the controller can read every gateway.
 
 A gateway announces itself at start (its advertised URL, pid and host), renews that
-every :data:`HEARTBEAT_SECONDS` with the policy revision it routes by and the
-requests it answered over the last minute, and withdraws when it stops cleanly. A
+every ``GATEWAY_HEARTBEAT_S`` (``registry/records.py``) with the policy revision it
+routes by and the requests it answered over the last minute, and withdraws when it stops cleanly. A
 registry that is down only delays the announcement (one warning per outage); the
 gateway goes on serving.
 """
@@ -17,14 +17,9 @@ import socket
 from collections.abc import Callable
 
 from llmship.gateway.store import GatewayDirectory
+from llmship.registry.records import GATEWAY_HEARTBEAT_S
 
 log = logging.getLogger(__name__)
-
-HEARTBEAT_SECONDS = 5.0
-RECENT_SECONDS = 60.0
-"""The span ``recent_requests`` counts over."""
-MAX_AGE_SECONDS = 3 * HEARTBEAT_SECONDS
-"""A gateway whose heartbeat is older than this is taken for gone (``list_gateways``)."""
 
 
 def advertised_url(host: str, port: int) -> str:
@@ -82,7 +77,7 @@ class GatewayAnnouncer:
         *,
         revision: Callable[[], int | None],
         recent: Callable[[], int],
-        interval: float = HEARTBEAT_SECONDS,
+        interval: float = GATEWAY_HEARTBEAT_S,
         instance: str | None = None,
     ):
         self.directory = directory

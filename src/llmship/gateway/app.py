@@ -16,7 +16,7 @@ from fastapi.openapi.utils import get_openapi
 
 from llmship import __version__
 from llmship.gateway import admin_router, api_router
-from llmship.gateway.announce import RECENT_SECONDS, GatewayAnnouncer
+from llmship.gateway.announce import GatewayAnnouncer
 from llmship.gateway.feedback import NOT_FOUND_RETRY
 from llmship.gateway.metrics import GatewayMetrics
 from llmship.gateway.middleware import GatewayMiddleware
@@ -29,6 +29,7 @@ from llmship.gateway.shadow import ShadowMirror
 from llmship.gateway.state import GatewayState
 from llmship.gateway.store import GatewayDirectory, GatewayStore
 from llmship.http import fastapi_options, install_error_handlers, liveness
+from llmship.registry.records import RECENT_REQUESTS_S
 from llmship.server.protocol import ChatCompletionRequest, CompletionRequest, PredictRequest
 from llmship.settings import Settings
 
@@ -115,7 +116,7 @@ class Gateway:
                 self.env,
                 advertise_url,
                 revision=self._revision,
-                recent=lambda: self.metrics.window.recent_requests(RECENT_SECONDS),
+                recent=lambda: self.metrics.window.recent_requests(RECENT_REQUESTS_S),
             )
         channel = directory.change_channel() if directory is not None else None
         self.listener: ChangeListener | None = None

@@ -106,7 +106,8 @@ class Endpoint:
 
 @dataclass(frozen=True)
 class GatewayRecord:
-    """A running gateway of one environment, as it announced itself."""
+    """A running gateway of one environment, as it announced itself (every
+    :data:`GATEWAY_HEARTBEAT_S`; gone after :data:`GATEWAY_MAX_AGE_S` without one)."""
 
     env: str
     instance: str
@@ -120,7 +121,15 @@ class GatewayRecord:
     policy_revision: int | None
     """Revision of the traffic policy it routed by at its last heartbeat."""
     recent_requests: int
-    """Requests it answered over the minute before its last heartbeat."""
+    """Requests it answered over the :data:`RECENT_REQUESTS_S` before its last heartbeat."""
+
+
+GATEWAY_HEARTBEAT_S = 5.0
+"""How often a gateway renews its announcement."""
+GATEWAY_MAX_AGE_S = 3 * GATEWAY_HEARTBEAT_S
+"""A gateway whose heartbeat is older (three missed) is taken for gone."""
+RECENT_REQUESTS_S = 60.0
+"""The span a gateway's ``recent_requests`` counts over."""
 
 
 @dataclass(frozen=True)

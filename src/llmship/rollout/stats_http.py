@@ -27,7 +27,12 @@ import httpx
 
 from llmship.analysis.providers.base import MeasurementError
 from llmship.analysis.stats import IncompleteStats, VersionStats, merge_stats
-from llmship.registry.records import FeedbackRecord, GatewayRecord
+from llmship.registry.records import (
+    GATEWAY_MAX_AGE_S,
+    RECENT_REQUESTS_S,
+    FeedbackRecord,
+    GatewayRecord,
+)
 
 __all__ = ["STATS_PATH", "GatewayDirectory", "GatewayStats", "GatewaysStats", "gateway_url"]
 
@@ -123,13 +128,6 @@ class GatewayDirectory(Protocol):
     ) -> list[FeedbackRecord]: ...
 
 
-GATEWAY_MAX_AGE_SECONDS = 15.0
-"""A gateway whose heartbeat is older is gone (three missed 5 s heartbeats)."""
-RECENT_SECONDS = 60.0
-"""The span of a gateway's ``recent_requests``: only for windows this long or shorter
-does a quiet heartbeat prove that a gateway that does not answer carried nothing."""
-
-
 class GatewaysStats:
     """Every live gateway of the environment, merged: a ``StatsSource``.
 
@@ -149,7 +147,7 @@ class GatewaysStats:
         directory: GatewayDirectory,
         token: str | None,
         *,
-        max_age_s: float = GATEWAY_MAX_AGE_SECONDS,
+        max_age_s: float = GATEWAY_MAX_AGE_S,
         timeout: float = 3.0,
         transport: httpx.BaseTransport | None = None,
         clock: Callable[[], datetime] | None = None,
@@ -177,7 +175,9 @@ class GatewaysStats:
         # Feedback is in the registry, the same at every gateway: read once, below.
         parts = [_without_feedback(a) for a in answers if isinstance(a, VersionStats)]
         failed = [(g, a) for g, a in zip(gateways, answers, strict=True) if isinstance(a, str)]
-        busy = [(g, why) for g, why in failed if g.recent_requests > 0 or window_s > RECENT_SECONDS]
+        busy = [
+            (g, why) for g, why in failed if g.recent_requests > 0 or window_s > RECENT_REQUESTS_S
+        ]
         if busy:
             raise IncompleteStats(
                 f"{len(failed)} of {len(gateways)} gateways failed, and "
