@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from _cli import Run
+from llmship import advertise
 from llmship.errors import SpecError
-from llmship.server import announce
 from llmship.server.announce import advertised_url, check_advertise_url
 from llmship.settings import Settings
 
@@ -82,9 +82,9 @@ def test_a_server_on_every_interface_is_announced_at_a_reachable_address(
 ) -> None:
     # Given a host whose route to the registry leaves by 10.0.0.7, its default route by
     # 192.168.1.20, and whose name resolves to 172.16.0.9
-    routes = {"db.internal": "10.0.0.7", announce.PROBE[socket.AF_INET]: "192.168.1.20"}
-    monkeypatch.setattr(announce, "_source_address", routes.get)
-    monkeypatch.setattr(announce, "_host_name_address", lambda: "172.16.0.9")
+    routes = {"db.internal": "10.0.0.7", advertise.PROBE[socket.AF_INET]: "192.168.1.20"}
+    monkeypatch.setattr(advertise, "_source_address", routes.get)
+    monkeypatch.setattr(advertise, "_host_name_address", lambda: "172.16.0.9")
     registry = "postgresql+psycopg://u:p@db.internal:5432/llmship"
     # The route to the registry wins: gateways share that network
     cfg = Settings(serve_host="0.0.0.0", serve_port=8000, database_url=registry)
@@ -95,20 +95,20 @@ def test_a_server_on_every_interface_is_announced_at_a_reachable_address(
     # Else the default route's, else the host name's, else loopback, saying so
     cfg = Settings(serve_host="0.0.0.0", serve_port=8000)
     assert advertised_url(cfg)[0] == "http://192.168.1.20:8000"
-    del routes[announce.PROBE[socket.AF_INET]]
+    del routes[advertise.PROBE[socket.AF_INET]]
     assert advertised_url(cfg) == ("http://172.16.0.9:8000", "the address of this host's name")
-    monkeypatch.setattr(announce, "_host_name_address", lambda: None)
+    monkeypatch.setattr(advertise, "_host_name_address", lambda: None)
     url, how = advertised_url(cfg)
     assert url == "http://127.0.0.1:8000"
     assert "only this host can reach it; pass --advertise-url" in how
     # On :: an IPv6 default route counts too
-    routes[announce.PROBE[socket.AF_INET6]] = "2001:db8::20"
+    routes[advertise.PROBE[socket.AF_INET6]] = "2001:db8::20"
     assert advertised_url(Settings(serve_host="::", serve_port=8000))[0] == (
         "http://[2001:db8::20]:8000"
     )
 
 
 def test_the_real_route_gives_no_loopback_or_wildcard_address() -> None:
-    address = announce._source_address(announce.PROBE[socket.AF_INET])
+    address = advertise._source_address(advertise.PROBE[socket.AF_INET])
     assert address is None or address not in ("127.0.0.1", "0.0.0.0")
-    assert announce._source_address("127.0.0.1") is None  # loopback: not for other hosts
+    assert advertise._source_address("127.0.0.1") is None  # loopback: not for other hosts

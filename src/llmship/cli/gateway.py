@@ -8,7 +8,6 @@ from llmship import tracing
 from llmship.cli._common import (
     configure_logging,
     console,
-    fail,
     handle_errors,
     open_registry,
     settings,
@@ -52,10 +51,10 @@ def register(app: typer.Typer) -> None:
         Any number of gateways of one environment can share a PostgreSQL registry: each
         announces itself there and hears of a policy change at once.
         """
-        if advertise_url is not None and not advertise_url.startswith(("http://", "https://")):
-            raise fail(
-                f"--advertise-url {advertise_url!r}: give a base URL, e.g. http://10.0.0.5:8080"
-            )
+        if advertise_url is not None:
+            from llmship.advertise import check_advertise_url
+
+            advertise_url = check_advertise_url(advertise_url, example_port=8080)
         cfg = settings(env=env, gateway_host=host, gateway_port=port)
         configure_logging(cfg.log_level)
         tracing.setup(cfg.tracing, "llmship-gateway", cfg.tracing_endpoint)
@@ -70,10 +69,15 @@ def run_gateway(cfg: Settings, *, advertise_url: str | None = None) -> None:
     """
     import uvicorn
 
+    from llmship.advertise import advertised_url
     from llmship.gateway import create_app
-    from llmship.gateway.announce import advertised_url
 
-    announced = (advertise_url or advertised_url(cfg.gateway_host, cfg.gateway_port)).rstrip("/")
+    if advertise_url:
+        announced, how = advertise_url, "--advertise-url"
+    else:
+        announced, how = advertised_url(
+            cfg.gateway_host, cfg.gateway_port, database_url=cfg.database_url
+        )
     with open_registry(cfg) as registry:
         app = create_app(registry, cfg, advertise_url=announced)
         config = uvicorn.Config(
@@ -90,7 +94,7 @@ def run_gateway(cfg: Settings, *, advertise_url: str | None = None) -> None:
             f"gateway of env [bold]{cfg.env}[/] at [bold]{url}[/] (registry {registry.url})"
         )
         console.print(f"  docs: {url}/docs   metrics: {url}/metrics", highlight=False)
-        console.print(f"  announced as {announced}", highlight=False)
+        console.print(f"  announced as {announced} ({how})", highlight=False)
         if cfg.admin_token:
             console.print(f"  admin API: {url}/api/v1/ (bearer token: LLMSHIP_ADMIN_TOKEN)")
         else:

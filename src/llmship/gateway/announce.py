@@ -22,41 +22,6 @@ from llmship.registry.records import GATEWAY_HEARTBEAT_S
 log = logging.getLogger(__name__)
 
 
-def advertised_url(host: str, port: int) -> str:
-    """The URL other hosts reach a gateway listening on ``host:port`` at.
-
-    A given address is used as it is. A wildcard (``0.0.0.0``, ``::``, empty) listens
-    on every interface, so the address of the one that routes off this host is used
-    (the one other hosts most likely reach), else the host name's address, else
-    loopback; ``llmship gateway --advertise-url`` says it when that is wrong (NAT, a
-    load balancer, a container's published port).
-    """
-    if host in ("", "0.0.0.0", "::"):
-        host = _primary_address(ipv6=host == "::")
-    if ":" in host and not host.startswith("["):
-        host = f"[{host}]"
-    return f"http://{host}:{port}"
-
-
-def _primary_address(*, ipv6: bool) -> str:
-    family, probe = (socket.AF_INET6, "2001:db8::1") if ipv6 else (socket.AF_INET, "192.0.2.1")
-    try:
-        with socket.socket(family, socket.SOCK_DGRAM) as sock:
-            sock.connect((probe, 9))  # a UDP connect sends nothing; it picks the route
-            address: str = sock.getsockname()[0]
-        if address and not address.startswith(("127.", "0.")) and address != "::1":
-            return address
-    except OSError:
-        pass
-    try:
-        address = socket.gethostbyname(socket.gethostname())
-        if not address.startswith("127."):
-            return address
-    except OSError:
-        pass
-    return "::1" if ipv6 else "127.0.0.1"
-
-
 def instance_id() -> str:
     """A name unique to this process: ``host-pid-random``."""
     return f"{socket.gethostname()[:100]}-{os.getpid()}-{secrets.token_hex(3)}"
