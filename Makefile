@@ -36,7 +36,7 @@ system-deps: ## Install the Debian packages the tests use (PostgreSQL, Prometheu
 
 test-deps: install system-deps ## Install what the tests need (CPU torch first, for the semantic extra)
 	$(BIN)/pip install --quiet --progress-bar off torch==2.13.0
-	$(BIN)/pip install --quiet --progress-bar off -e '.[test,semantic]'
+	$(BIN)/pip install --quiet --progress-bar off -e '.[test,semantic,k8s]'
 
 lint: test-deps ## ruff and mypy
 	$(BIN)/ruff check src tests benchmarks examples

@@ -12,6 +12,7 @@ from llmship.cli import (
     flags,
     gateway,
     init,
+    k8s,
     loadtest,
     models,
     release,
@@ -55,6 +56,7 @@ app.add_typer(feedback.app, name="feedback")
 app.add_typer(flags.app, name="flags")
 app.add_typer(eval_cli.app, name="eval")
 app.add_typer(rollout.app, name="rollout")
+app.add_typer(k8s.app, name="k8s")
 serve.register(app)
 loadtest.register(app)
 gateway.register(app)

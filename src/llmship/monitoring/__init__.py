@@ -1,0 +1,17 @@
+"""What it takes to watch llmship: the shipped Prometheus rules and Grafana dashboard.
+
+The files beside this module are the one copy of each: ``deploy/`` links to them for
+the local stack, and ``llmship k8s chart`` puts them into the Helm chart.
+"""
+
+from __future__ import annotations
+
+from importlib.resources import files
+from importlib.resources.abc import Traversable
+
+__all__ = ["asset"]
+
+
+def asset(name: str) -> Traversable:
+    """The shipped monitoring file ``name`` (for example ``rules.yml``)."""
+    return files(__name__) / name
