@@ -8,7 +8,7 @@ lives in its own module and adds itself here.
 
 from __future__ import annotations
 
-from llmship.cli import k8s_chart, k8s_render
+from llmship.cli import k8s_chart, k8s_render, k8s_validate
 from llmship.cli._help import App
 
 __all__ = ["app"]
@@ -21,3 +21,4 @@ app = App(
 
 k8s_chart.register(app)
 k8s_render.register(app)
+k8s_validate.register(app)
