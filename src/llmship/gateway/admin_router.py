@@ -14,6 +14,7 @@ from llmship.alerts import abort_requests, parse_webhook
 from llmship.errors import InvalidRequestError
 from llmship.gateway import admin
 from llmship.gateway.auth import actor_of, check_bearer
+from llmship.gateway.discovery import TargetGroup, scrape_targets
 from llmship.gateway.protocol import (
     Deleted,
     FlagBody,
@@ -73,6 +74,20 @@ async def get_traffic(request: Request) -> TrafficView:
         gateway.env,
         endpoint_max_age=gateway.settings.endpoint_max_age,
     )
+
+
+@router.get(
+    "/targets",
+    response_model=list[TargetGroup],
+    summary="Model servers to scrape (Prometheus HTTP service discovery)",
+)
+async def targets(request: Request) -> list[TargetGroup]:
+    """Every live model server of the environment as the gateway last read them, one
+    target group each, labelled `env`, `release` and `replica`: the format of
+    Prometheus' `http_sd_configs` (give it the admin token in `authorization`)."""
+    gateway = _gateway(request)
+    snapshot = gateway.state.snapshot
+    return scrape_targets(gateway.env, snapshot.endpoints if snapshot else {})
 
 
 @router.put("/traffic", response_model=TrafficView, summary="Replace the traffic policy")

@@ -134,7 +134,12 @@ async def feedback(request: Request) -> FeedbackResponse:
         raise UnprocessableError(message, param=param) from None
     gateway, actor = _gateway(request), _ctx(request).user_key
     records = await add_feedback(
-        gateway.store, gateway.recorder, body, actor=actor, retry_after=gateway.feedback_retry
+        gateway.store,
+        gateway.recorder,
+        body,
+        actor=actor,
+        retry_after=gateway.feedback_retry,
+        metrics=gateway.metrics,
     )
     return FeedbackResponse(query_id=body.query_id, version=records[0].ref)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from llmship.errors import InvalidRequestError, NotFoundError, UnprocessableError
+from llmship.gateway.metrics import GatewayMetrics
 from llmship.gateway.protocol import FeedbackRequest
 from llmship.gateway.recorder import QueryRecorder
 from llmship.gateway.store import GatewayStore
@@ -22,24 +23,34 @@ async def add_feedback(
     *,
     actor: str | None,
     retry_after: float = NOT_FOUND_RETRY,
+    metrics: GatewayMetrics | None = None,
 ) -> list[FeedbackRecord]:
     """Store ``body``; 404 for an unknown query id, 422 for an invalid value.
 
     A query this gateway answered moments ago may not be written yet: its batch
     is written first. An id unknown to the registry is looked up once more after
     ``retry_after`` seconds, for a query another gateway answered.
+
+    Each rating and thumbs stored is counted in ``metrics`` (when given) by the
+    release and the variant that answered the query.
     """
-    if recorder.pending(body.query_id) is not None:
+    local = recorder.pending(body.query_id)
+    if local is not None:
         await recorder.flush()
 
     def add() -> list[FeedbackRecord]:
-        return store.add_feedback(
+        records = store.add_feedback(
             body.query_id,
             rating=body.rating,
             thumbs=body.thumbs,
             comment=body.comment,
             actor=actor,
         )
+        if metrics is not None:
+            variant = (local or store.get_query(body.query_id)).variant
+            for record in records:
+                metrics.count_feedback(record.ref, variant, record.kind, record.value)
+        return records
 
     try:
         try:

@@ -107,6 +107,18 @@ class GatewayMetrics:
             "1 when the gateway's last read of the registry succeeded, 0 otherwise.",
             registry=r,
         )
+        self.feedback_ratings = Counter(
+            "llmship_feedback_ratings",
+            "Ratings (1..5) accepted on answers, by the release and variant that answered.",
+            ["version", "variant", "rating"],
+            registry=r,
+        )
+        self.feedback_thumbs = Counter(
+            "llmship_feedback_thumbs",
+            "Thumbs (up or down) accepted on answers, by the release and variant that answered.",
+            ["version", "variant", "thumb"],
+            registry=r,
+        )
         self._per_request: dict[tuple[str, str, str], _Children] = {}
 
     def children(self, route: str, version: str, variant: str) -> _Children:
@@ -121,6 +133,14 @@ class GatewayMetrics:
             )
             self._per_request[key] = found
         return found
+
+    def count_feedback(self, version: str, variant: str, kind: str, value: int) -> None:
+        """Count one accepted rating (``kind="rating"``, 1..5) or thumbs (1 up, 0 down)."""
+        if kind == "rating":
+            self.feedback_ratings.labels(version=version, variant=variant, rating=str(value)).inc()
+        else:
+            thumb = "up" if value else "down"
+            self.feedback_thumbs.labels(version=version, variant=variant, thumb=thumb).inc()
 
     def show_policy(self, policy: TrafficPolicy) -> None:
         """Set the weight gauges and the revision from ``policy``."""
