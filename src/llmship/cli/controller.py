@@ -19,7 +19,10 @@ from llmship.cli._common import settings as load
 from llmship.settings import Settings
 
 if TYPE_CHECKING:
+    from wsgiref.simple_server import WSGIServer
+
     from llmship.registry import Registry
+    from llmship.rollout.controller import Controller
 
 DEFAULT_INTERVAL = "1s"
 
@@ -72,6 +75,20 @@ def register(app: typer.Typer) -> None:
             help="One gateway whose statistics alone feed builtin metrics "
             "(default: every gateway of the environment announced in the registry, merged).",
         ),
+        metrics_port: int | None = typer.Option(
+            None,
+            "--metrics-port",
+            metavar="PORT",
+            help="Serve Prometheus metrics of the rollouts on http://HOST:PORT/metrics "
+            "(default: 9100 when it is free, else none; 0: none).",
+            show_default=False,
+        ),
+        metrics_host: str = typer.Option(
+            "127.0.0.1",
+            "--metrics-host",
+            metavar="HOST",
+            help="Address the metrics listen on (0.0.0.0 for a Prometheus on another host).",
+        ),
     ) -> None:
         """Run the environment's rollouts: measure their analysis, apply verdicts, timers,
         and what `llmship rollout` asked for, and move traffic and aliases.
@@ -84,13 +101,23 @@ def register(app: typer.Typer) -> None:
         lease controller/ENV acts, the others stand by; when it is killed or cut
         off, another leads within two intervals, at the same step. SIGTERM
         releases the lease, so a standby leads at once.
+
+        Each controller, leading or not, serves the rollouts' state, weights and
+        analysis verdicts, read from the registry, on /metrics (--metrics-port).
         """
         seconds = _duration("--interval", interval)
+        if metrics_port is not None and not 0 <= metrics_port <= 65535:
+            raise fail(f"--metrics-port {metrics_port}: give a port from 1 to 65535, or 0")
         lease = _duration("--lease-duration", lease_duration) if lease_duration else None
         cfg = load(env=env)
-        configure_logging(cfg.log_level)
+        configure_logging(cfg.log_level, cfg.log_format)
         run_controller(
-            cfg, interval=seconds, once=once, gateway_url=gateway_url, lease_duration=lease
+            cfg,
+            interval=seconds,
+            once=once,
+            gateway_url=gateway_url,
+            lease_duration=lease,
+            metrics=None if once else (metrics_host, metrics_port),
         )
 
 
@@ -113,9 +140,13 @@ def run_controller(
     once: bool = False,
     gateway_url: str | None = None,
     lease_duration: float | None = None,
+    metrics: tuple[str, int | None] | None = None,
 ) -> None:
     """Run the controller of ``cfg.env`` until SIGTERM or Ctrl-C (or one pass), while
-    it holds the lease ``controller/ENV``; standing by while another controller does."""
+    it holds the lease ``controller/ENV``; standing by while another controller does.
+
+    ``metrics`` is ``(host, port)`` to serve ``/metrics`` on: port None tries the
+    default port and goes without when it is taken, 0 serves none."""
     from llmship.analysis.providers import Providers
     from llmship.rollout.controller import LEASE_INTERVALS, Controller
     from llmship.rollout.stats_http import GatewaysStats, GatewayStats
@@ -157,6 +188,7 @@ def run_controller(
                 "  no admin token (LLMSHIP_ADMIN_TOKEN): builtin metrics will be Errors",
                 style="yellow",
             )
+        server = _serve_metrics(registry, ctl, metrics) if metrics is not None else None
 
         def _stop(_signum: int, _frame: FrameType | None) -> None:
             stop.set()
@@ -168,6 +200,43 @@ def run_controller(
             pass
         finally:
             signal.signal(signal.SIGTERM, previous)
+            if server is not None:
+                server.shutdown()
+                server.server_close()
+
+
+def _serve_metrics(
+    registry: Registry, ctl: Controller, where: tuple[str, int | None]
+) -> WSGIServer | None:
+    """Serve the rollouts' metrics on ``where`` (see :func:`run_controller`)."""
+    from prometheus_client import CollectorRegistry
+
+    from llmship.rollout.metrics import DEFAULT_METRICS_PORT, RolloutCollector, serve_metrics
+
+    host, port = where
+    if port == 0:
+        return None
+    collectors = CollectorRegistry()
+    collectors.register(
+        RolloutCollector(registry, ctl.env or "", leading=lambda: ctl.lease is not None)
+    )
+    try:
+        server = serve_metrics(collectors, host, port or DEFAULT_METRICS_PORT)
+    except OSError as exc:
+        if port is not None:
+            raise fail(
+                f"--metrics-port {port}: cannot listen on {host}:{port}: {exc.strerror}", code=1
+            ) from None
+        console.print(
+            f"  no /metrics: port {DEFAULT_METRICS_PORT} is taken ({exc.strerror}); "
+            "give --metrics-port PORT",
+            style="yellow",
+            highlight=False,
+        )
+        return None
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    console.print(f"  metrics: http://{shown}:{server.server_port}/metrics", highlight=False)
+    return server
 
 
 def _standby(registry: Registry, name: str) -> str:
