@@ -318,21 +318,50 @@ def render_chart(
         return chart.render(dict(values or {}), name=release, namespace="default")
 
 
+_SCHEMA_PROBLEM = re.compile(r"^- at '(?P<pointer>[^']*)': (?P<message>.+)$")
+_UNKNOWN_KEYS = re.compile(r"^additional propert(y|ies) (?P<keys>.+) not allowed$")
+
+
+def _pointer_path(pointer: str) -> str:
+    """``/releases/0/name`` (a JSON pointer) as ``releases[0].name``."""
+    parts = [p.replace("~1", "/").replace("~0", "~") for p in pointer.split("/") if p]
+    return _field_path(int(p) if p.isdigit() else p for p in parts)
+
+
+def _helm_problems(source: str, message: str) -> list[str]:
+    """Helm's message as error lines: a schema failure gives one line per field
+    (``values: replicaCount: got string, want integer``), anything else one line."""
+    fields = [m for m in map(_SCHEMA_PROBLEM.match, message.splitlines()) if m is not None]
+    if not fields:
+        return [f"{source}: {' '.join(message.split())}"]
+    lines: list[str] = []
+    for match in fields:
+        pointer, text = match["pointer"], match["message"]
+        unknown = _UNKNOWN_KEYS.match(text)
+        keys = re.findall(r"'([^']*)'", unknown["keys"]) if unknown else []
+        for key in keys:
+            lines.append(f"{source}: values: {_pointer_path(f'{pointer}/{key}')}: unknown key")
+        if not keys:
+            lines.append(f"{source}: values: {_pointer_path(pointer)}: {text}")
+    return [f"{line} (values.schema.json)" for line in lines]
+
+
 def _chart_objects(
     chart_dir: Path, values: dict[str, Any], version: str
 ) -> tuple[list[tuple[str, object]], list[str]]:
-    """The chart's rendered objects and the problems met on the way (lint, render)."""
+    """The chart's rendered objects and the problems met on the way (render, lint)."""
     import helm_python
 
+    try:
+        rendered = render_chart(chart_dir, values)
+    except helm_python.HelmError as exc:
+        return [], _helm_problems(f"{chart_dir}: helm template", str(exc))
     errors: list[str] = []
     lint = helm_python.lint(chart_dir, values, kube_version=f"v{version}")
     for message in lint.get("messages") or []:
         if int(message.get("severity", 0)) >= 2:
-            errors.append(f"{message.get('path') or chart_dir}: helm lint: {message.get('error')}")
-    try:
-        rendered = render_chart(chart_dir, values)
-    except helm_python.HelmError as exc:
-        return [], [*errors, f"{chart_dir}: helm template: {exc}"]
+            where = f"{chart_dir.name}/{message.get('path') or ''}".rstrip("/")
+            errors.extend(_helm_problems(f"{where}: helm lint", str(message.get("error"))))
     objects: list[tuple[str, object]] = []
     for source in sorted(rendered):
         if not source.endswith(MANIFEST_SUFFIXES) or not rendered[source].strip():
