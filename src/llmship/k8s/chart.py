@@ -10,10 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from importlib.resources import files
-from importlib.resources.abc import Traversable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from llmship.errors import InvalidRequestError
+
+if TYPE_CHECKING:
+    from importlib.abc import Traversable  # importlib.resources.abc from Python 3.11
 
 __all__ = ["CHART_NAME", "MONITORING_SUFFIXES", "WrittenChart", "chart_source", "write_chart"]
 
