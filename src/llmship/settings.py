@@ -188,18 +188,24 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="Log level of llmship's processes."
     )
+    log_format: Literal["text", "json"] = Field(
+        "text",
+        description="Format of the log lines: text (time, level, logger, message) or json "
+        "(one JSON object a line, access lines with their fields and trace id).",
+    )
     log_prompts: bool = Field(
         False, description="Log prompt and response text (off: only ids, sizes and timings)."
     )
-    tracing: Literal["none", "console", "otlp"] = Field(
-        "none",
+    tracing: Literal["none", "console", "otlp"] | None = Field(
+        None,
         description="OpenTelemetry spans of the gateway and model servers: none, console "
-        "(one JSON line per span on stdout) or otlp (OTLP over HTTP).",
+        "(one JSON line per span on stdout) or otlp (OTLP over HTTP). Unset: "
+        "OTEL_TRACES_EXPORTER, else otlp when an OTLP endpoint is set, else none.",
     )
     tracing_endpoint: str | None = Field(
         None,
-        description="OTLP/HTTP traces URL for tracing: otlp, e.g. "
-        "http://127.0.0.1:4318/v1/traces (default: the OTEL_EXPORTER_OTLP_* variables).",
+        description="OTLP/HTTP traces URL, e.g. http://127.0.0.1:4318/v1/traces (default: "
+        "the OTEL_EXPORTER_OTLP_* variables); setting it alone turns otlp on.",
     )
 
     @field_validator("replicas", mode="before")

@@ -32,6 +32,9 @@ class GenerationRequest:
     presence_penalty: float = 0.0
     frequency_penalty: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
+    trace_headers: dict[str, str] = field(default_factory=dict)
+    """W3C trace context (``traceparent``) that a backend calling a remote model sends
+    along, so the remote's spans join the model server's trace."""
 
 
 @dataclass(frozen=True)

@@ -118,7 +118,9 @@ class OpenAIBackend(Backend):
         finish: str | None = None
         usage: dict[str, Any] | None = None
         try:
-            async with self._client.stream("POST", path, json=body) as response:
+            async with self._client.stream(
+                "POST", path, json=body, headers=request.trace_headers or None
+            ) as response:
                 if response.status_code >= 400:
                     await response.aread()
                     raise _upstream_error(response)

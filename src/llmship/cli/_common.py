@@ -15,7 +15,6 @@ Conventions of every command (``tests/test_cli_conventions.py`` checks them):
 from __future__ import annotations
 
 import functools
-import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -80,14 +79,12 @@ def open_registry(cfg: Settings) -> Iterator[Registry]:
         registry.close()
 
 
-def configure_logging(level: str) -> None:
-    """Log lines for long-running processes (serve): time, level, logger, message."""
-    logging.basicConfig(
-        level=level,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
-    for noisy in ("alembic", "httpx"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+def configure_logging(level: str, fmt: str = "text") -> None:
+    """Log lines for long-running processes (serve, gateway, controller, up), in the
+    ``log_format`` ``fmt``: see :mod:`llmship.logs`."""
+    from llmship import logs
+
+    logs.configure(level, fmt)
 
 
 # -- options shared by every command ---------------------------------------------------

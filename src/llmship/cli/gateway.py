@@ -56,8 +56,8 @@ def register(app: typer.Typer) -> None:
 
             advertise_url = check_advertise_url(advertise_url, example_port=8080)
         cfg = settings(env=env, gateway_host=host, gateway_port=port)
-        configure_logging(cfg.log_level)
-        tracing.setup(cfg.tracing, "llmship-gateway", cfg.tracing_endpoint)
+        configure_logging(cfg.log_level, cfg.log_format)
+        tracing.setup(cfg.tracing, "llmship-gateway", cfg.tracing_endpoint, environment=cfg.env)
         run_gateway(cfg, advertise_url=advertise_url)
 
 

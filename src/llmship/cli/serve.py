@@ -123,8 +123,8 @@ def register(app: typer.Typer) -> None:
         if advertise_url is not None:
             advertise_url = check_advertise_url(advertise_url)
         cfg = settings(env=env, serve_host=host, serve_port=port, n_threads=threads)
-        configure_logging(cfg.log_level)
-        tracing.setup(cfg.tracing, "llmship-serve", cfg.tracing_endpoint)
+        configure_logging(cfg.log_level, cfg.log_format)
+        tracing.setup(cfg.tracing, "llmship-serve", cfg.tracing_endpoint, environment=cfg.env)
         chosen = load_spec(spec) if spec else resolve_release(cfg, release)
         # a registered release is announced to the registry, so gateways find it
         run_server(chosen, cfg, announce=not spec, advertise_url=advertise_url)

@@ -36,7 +36,7 @@ def register(app: typer.Typer) -> None:
         from llmship.supervisor.stack import Stack
 
         cfg = settings(env=env, gateway_port=port)
-        configure_logging(cfg.log_level)
+        configure_logging(cfg.log_level, cfg.log_format)
         resolve_release(cfg, None)  # an empty registry gets the bundled release as production
         stack = Stack(cfg, gateway_port=cfg.gateway_port, console=console)
         url = f"http://127.0.0.1:{cfg.gateway_port}"

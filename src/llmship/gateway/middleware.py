@@ -7,9 +7,10 @@ import time
 import uuid
 from datetime import datetime, timezone
 
+from opentelemetry.trace import Span
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from llmship import tracing
+from llmship import logs, tracing
 from llmship.errors import LlmshipError
 from llmship.gateway.metrics import GatewayMetrics
 from llmship.gateway.recorder import QueryRecorder
@@ -100,7 +101,16 @@ class GatewayMiddleware:
                 status = 499
             finally:
                 tracing.end_status(span, status)
-                self._finish(scope, ctx, status)
+                if span is not None:
+                    tracing.annotate(
+                        span,
+                        {
+                            "llmship.request_id": ctx.query_id,
+                            "llmship.release": ctx.version or None,
+                            "llmship.variant": ctx.variant or None,
+                        },
+                    )
+                self._finish(scope, ctx, status, span)
 
     async def _proxy(
         self, scope: Scope, receive: Receive, send: Send, route: str, openai: bool
@@ -130,7 +140,7 @@ class GatewayMiddleware:
             headers.append((b"x-llmship-overhead-ms", f"{overhead * 1000:.3f}".encode()))
         return headers
 
-    def _finish(self, scope: Scope, ctx: GatewayContext, status: int) -> None:
+    def _finish(self, scope: Scope, ctx: GatewayContext, status: int, span: Span | None) -> None:
         route = ctx.route or _route(scope)
         metrics = self.metrics
         metrics.requests.labels(
@@ -142,7 +152,8 @@ class GatewayMiddleware:
         ).inc()
         if not (ctx.proxied and ctx.version):
             if ctx.proxied and ctx.disconnected:  # gone before any release answered
-                _log_access(ctx, route, status, time.perf_counter() - ctx.started, None)
+                total = time.perf_counter() - ctx.started
+                _log_access(scope, ctx, route, status, total, None, span)
             return
         total = time.perf_counter() - ctx.started
         overhead = max(total - ctx.upstream_wait, 0.0)
@@ -174,34 +185,48 @@ class GatewayMiddleware:
                 user_key=key[:MAX_USER_KEY] if key else None,
             )
         )
-        _log_access(ctx, route, status, total, overhead)
+        _log_access(scope, ctx, route, status, total, overhead, span)
 
 
 def _log_access(
-    ctx: GatewayContext, route: str, status: int, total: float, overhead: float | None
+    scope: Scope,
+    ctx: GatewayContext,
+    route: str,
+    status: int,
+    total: float,
+    overhead: float | None,
+    span: Span | None,
 ) -> None:
-    """One line per proxied request (ids, sizes and timings; never the prompt)."""
+    """One line per proxied request (ids, sizes and timings; never the prompt), with the
+    trace and span ids of its SERVER span when tracing is on."""
     if not access_log.isEnabledFor(logging.INFO):
         return
-    fields = [
-        f"id={ctx.query_id}",
-        f"version={ctx.version or ctx.sent_to}",
-        f"variant={ctx.variant}",
-        f"route={route}",
-        f"status={status}",
-        f"latency_ms={total * 1000:.1f}",
-    ]
+    fields: dict[str, object] = {
+        "request_id": ctx.query_id,
+        "version": ctx.version or ctx.sent_to,
+        "variant": ctx.variant,
+        "method": scope.get("method", ""),
+        "path": scope.get("path", ""),
+        "route": route,
+        "status": status,
+        "duration_ms": round(total * 1000, 1),
+    }
     if overhead is not None:
-        fields.append(f"overhead_ms={overhead * 1000:.2f}")
+        fields["overhead_ms"] = round(overhead * 1000, 2)
     if ctx.ttft is not None:
-        fields.append(f"ttft_ms={ctx.ttft * 1000:.1f}")
+        fields["ttft_ms"] = round(ctx.ttft * 1000, 1)
+    if ctx.completion_tokens:
+        fields["completion_tokens"] = ctx.completion_tokens
     if ctx.retried_from:
-        fields.append(f"retried_from={ctx.retried_from}")
+        fields["retried_from"] = ctx.retried_from
     if ctx.stream_error:
-        fields.append(f"stream_error={ctx.stream_error}")
+        fields["stream_error"] = ctx.stream_error
     if ctx.disconnected:
-        fields.append("client_disconnected=true")
-    access_log.info(" ".join(fields))
+        fields["client_disconnected"] = True
+    ids = logs.trace_ids(span) if span is not None else None
+    if ids is not None:
+        fields["trace_id"], fields["span_id"] = ids
+    logs.access(access_log, fields)
 
 
 def _route(scope: Scope) -> str:

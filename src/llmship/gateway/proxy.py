@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 
 import aiohttp
+from opentelemetry.trace import Span
+from opentelemetry.util.types import AttributeValue
 
-from llmship import __version__, tracing
+from llmship import __version__, genai, tracing
 
 PASSED_HEADERS = frozenset(
     {b"content-type", b"retry-after", b"cache-control", b"x-accel-buffering"}
@@ -52,7 +54,17 @@ class UpstreamFailure(Exception):
 class UpstreamReply:
     """The model server's answer: the whole body, or a stream whose first chunk is read."""
 
-    __slots__ = ("body", "chunks", "first", "first_at", "headers", "response", "status", "waited")
+    __slots__ = (
+        "body",
+        "chunks",
+        "first",
+        "first_at",
+        "headers",
+        "response",
+        "span",
+        "status",
+        "waited",
+    )
 
     def __init__(
         self,
@@ -76,6 +88,9 @@ class UpstreamReply:
         """The rest of the stream (raw bytes, as they arrive)."""
         self.waited = waited
         """Seconds spent waiting on the model server so far."""
+        self.span: Span | None = None
+        """The CLIENT span of this call (tracing on), ended by :meth:`aclose` or
+        :meth:`end_span` once the answer has been passed on."""
 
     @property
     def is_stream(self) -> bool:
@@ -97,9 +112,20 @@ class UpstreamReply:
             return "the stream is not server-sent events" if self.first else "the stream is empty"
         return None
 
+    def end_span(self, attributes: Mapping[str, AttributeValue] | None = None) -> None:
+        """End the call's span with the HTTP status and ``attributes`` (the answer's
+        GenAI attributes); a no-op without tracing or when it has ended."""
+        span = self.span
+        if span is None or not span.is_recording():
+            return
+        tracing.annotate(span, attributes or {})
+        tracing.end_status(span, self.status, client=True)
+        span.end()
+
     async def aclose(self) -> None:
         """Give the connection back (closed when the body was not read to its end)."""
         self.response.release()
+        self.end_span()
 
 
 class Upstream:
@@ -160,21 +186,44 @@ class Upstream:
             raise RuntimeError("the upstream session is not started")
         return self._session
 
-    async def open(self, base_url: str, path: str, body: bytes, query_id: str) -> UpstreamReply:
+    async def open(
+        self,
+        base_url: str,
+        path: str,
+        body: bytes,
+        query_id: str,
+        trace: Mapping[str, AttributeValue] | None = None,
+    ) -> UpstreamReply:
         """POST ``body`` to ``base_url + path``; return once the answer starts.
 
         A JSON answer (any error too) is read whole. A server-sent event stream
         is returned with its first chunk read, so a failure before the first
         byte is still an :class:`UpstreamFailure` that can be retried elsewhere.
+        With tracing on, ``trace`` holds the call's GenAI attributes: a CLIENT span
+        ``{operation} {model}`` covers it until the answer has been passed on.
         """
         began = time.perf_counter()
         headers = {"X-Request-ID": query_id}
-        if not tracing.enabled():
+        if trace is None or not tracing.enabled():
             return await self._open(base_url, path, body, headers, began)
-        with tracing.client_span(f"POST {path}", headers) as span:
-            if span is not None:
-                span.set_attribute("server.address", base_url)
-            return await self._open(base_url, path, body, headers, began)
+        attributes = {**trace, **genai.server_attributes(base_url)}
+        name = genai.span_name(
+            str(attributes.get("gen_ai.operation.name", "chat")),
+            str(attributes.get("gen_ai.request.model", "")),
+        )
+        span = tracing.start_client_span(name, headers, attributes)
+        try:
+            reply = await self._open(base_url, path, body, headers, began)
+        except UpstreamFailure as failure:
+            tracing.fail(span, failure.reason)
+            tracing.end(span)
+            raise
+        except BaseException:
+            tracing.fail(span, "cancelled")
+            tracing.end(span)
+            raise
+        reply.span = span
+        return reply
 
     async def _open(
         self, base_url: str, path: str, body: bytes, headers: dict[str, str], began: float

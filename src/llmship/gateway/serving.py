@@ -19,6 +19,7 @@ import anyio
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from llmship import genai, tracing
 from llmship.errors import (
     GenerationTimeoutError,
     InvalidRequestError,
@@ -355,18 +356,28 @@ class GatewayService:
         """One try on the model server at ``url``: its answer (any status), or
         UpstreamFailure when it failed before the first byte or answered garbage."""
         model = payload.get("model")
-        if model and model != choice.ref:
-            name = choice.ref.partition("@")[0]
-            if model != name:  # the client named another release of the policy
-                body = json.dumps({**payload, "model": name}, ensure_ascii=False).encode()
+        name = choice.ref.partition("@")[0]
+        if model and model not in (choice.ref, name):  # another release of the policy
+            body = json.dumps({**payload, "model": name}, ensure_ascii=False).encode()
+            model = name
+        trace: genai.Attributes | None = None
+        if tracing.enabled():
+            trace = {
+                **genai.request_attributes(route, payload),
+                "gen_ai.provider.name": genai.GATEWAY_PROVIDER,
+                "gen_ai.request.model": model if isinstance(model, str) and model else name,
+                "llmship.release": choice.ref,
+                "llmship.variant": choice.variant,
+            }
         try:
-            reply = await self.upstream.open(url, route, body, ctx.query_id)
+            reply = await self.upstream.open(url, route, body, ctx.query_id, trace)
         except UpstreamFailure as failure:
             ctx.upstream_wait += failure.waited
             raise
         ctx.upstream_wait += reply.waited
         wrong = reply.malformed()
         if wrong is not None:
+            tracing.fail(reply.span, "malformed")
             await reply.aclose()
             raise UpstreamFailure(
                 "malformed", f"the model server of {choice.ref} at {url} answered garbage: {wrong}"
@@ -416,6 +427,18 @@ class ProxyResponse(Response):
         self.background = None
         self.ended = False
         """The whole stream was handed to the ASGI server (its last message is next)."""
+        self.facts = genai.StreamFacts() if reply.span is not None else None
+        """What the stream says about the answer, for the call's span (tracing on)."""
+
+    def _answer_attributes(self, body: bytes) -> genai.Attributes | None:
+        """The GenAI attributes of a whole answer (tracing on, a 200 JSON object)."""
+        if self.reply.span is None or self.reply.status != 200:
+            return None
+        try:
+            answer = json.loads(body)
+        except ValueError:
+            return None
+        return genai.response_attributes(answer) if isinstance(answer, dict) else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         reply = self.reply
@@ -423,6 +446,7 @@ class ProxyResponse(Response):
             try:
                 await self._whole(reply.body, send)
             finally:
+                reply.end_span(self._answer_attributes(reply.body))
                 if self.attempt is not None:
                     self.attempt.end()
             return
@@ -443,6 +467,12 @@ class ProxyResponse(Response):
         finally:
             if self.job is not None:
                 self.job.primary_done(None)  # no-op when the text was handed over
+            if self.facts is not None:
+                if self.ctx.stream_error:
+                    tracing.fail(reply.span, "mid_stream")
+                elif not self.ended:
+                    tracing.fail(reply.span, "cancelled")
+                reply.end_span(self.facts.attributes())
             with anyio.CancelScope(shield=True):
                 await reply.aclose()
             if self.attempt is not None:
@@ -483,6 +513,8 @@ class ProxyResponse(Response):
                         usage = out
                     if text is not None:
                         text.feed(out)
+                    if self.facts is not None:
+                        self.facts.feed(out)
                     await send({"type": "http.response.body", "body": out, "more_body": True})
             if chunks is None:
                 break

@@ -6,9 +6,10 @@ import logging
 import time
 from typing import Any
 
+from opentelemetry.trace import Span
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from llmship import tracing
+from llmship import logs, tracing
 from llmship.http import new_query_id
 from llmship.server.metrics import ServerMetrics
 from llmship.server.serving import RequestContext
@@ -52,9 +53,12 @@ class RequestMiddleware:
                 await self.app(scope, receive, send_wrapper)
             finally:
                 tracing.end_status(span, status)
-                self._record(scope, ctx, status)
+                tracing.annotate(
+                    span, {"llmship.request_id": ctx.query_id, "llmship.release": self.version}
+                )
+                self._record(scope, ctx, status, span)
 
-    def _record(self, scope: Scope, ctx: RequestContext, status: int) -> None:
+    def _record(self, scope: Scope, ctx: RequestContext, status: int, span: Span | None) -> None:
         route = _route(scope)
         method = scope.get("method", "")
         self.metrics.requests.labels(
@@ -62,24 +66,30 @@ class RequestMiddleware:
         ).inc()
         if route in ("/metrics", "/health", "/healthz", "/readyz"):
             return
+        if not access_log.isEnabledFor(logging.INFO):
+            return
         latency_ms = (time.perf_counter() - ctx.started) * 1000
         fields: dict[str, Any] = {
-            "id": ctx.query_id,
+            "request_id": ctx.query_id,
             "version": self.version,
             "method": method,
+            "path": scope.get("path", ""),
             "route": route,
             "status": status,
-            "latency_ms": f"{latency_ms:.1f}",
+            "duration_ms": round(latency_ms, 1),
         }
         if ctx.ttft is not None:
-            fields["ttft_ms"] = f"{ctx.ttft * 1000:.1f}"
+            fields["ttft_ms"] = round(ctx.ttft * 1000, 1)
         if ctx.prompt_tokens or ctx.completion_tokens:
             fields["prompt_tokens"] = ctx.prompt_tokens
             fields["completion_tokens"] = ctx.completion_tokens
         if ctx.finish_reason:
             fields["finish"] = ctx.finish_reason
         fields.update(ctx.extra)  # prompt and response are there only with log_prompts
-        access_log.info(" ".join(f"{k}={v}" for k, v in fields.items()))
+        ids = logs.trace_ids(span) if span is not None else None
+        if ids is not None:
+            fields["trace_id"], fields["span_id"] = ids
+        logs.access(access_log, fields)
 
 
 def _route(scope: Scope) -> str:

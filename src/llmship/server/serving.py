@@ -4,6 +4,7 @@ timeouts, cancellation and metrics; shape OpenAI responses and SSE streams."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import sys
@@ -12,9 +13,9 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from opentelemetry.trace import Span
+from opentelemetry.trace import Span, SpanKind
 
-from llmship import tracing
+from llmship import genai, tracing
 from llmship.backends.base import Backend, Chunk, GenerationRequest, Message
 from llmship.errors import (
     ContextLengthError,
@@ -102,6 +103,11 @@ class ModelService:
     @property
     def version(self) -> str:
         return self.spec.ref
+
+    @property
+    def _remote(self) -> bool:
+        """Whether the model runs elsewhere (an OpenAI-compatible upstream)."""
+        return self.spec.backend == "openai"
 
     async def start(self) -> None:
         """Load the model; the server answers /readyz with 200 afterwards."""
@@ -206,8 +212,11 @@ class ModelService:
                 raise self._timeout("waiting in the queue") from None
             self.metrics.queue_wait.labels(version=self.version).observe(waited)
             began = time.perf_counter()
-            span = tracing.start_span("model_inference", **{"llmship.version": self.version})
+            span = self._inference_span(request, ctx)
+            if span is not None and self._remote:
+                request = dataclasses.replace(request, trace_headers=tracing.headers_for(span))
             stream = self.backend.stream(request)
+            error: str | None = None
             try:
                 while True:
                     try:
@@ -221,35 +230,87 @@ class ModelService:
                         # of its route (``/predict`` builds messages from its ``prompt``).
                         exc.param = PROMPT_PARAM.get(ctx.route, exc.param)
                         raise
-                    if chunk.text and ctx.ttft is None:
-                        ctx.ttft = time.perf_counter() - ctx.started
-                    ctx.completion_tokens += chunk.tokens
-                    if chunk.prompt_tokens is not None:
-                        ctx.prompt_tokens = chunk.prompt_tokens
-                    if self.settings.log_prompts:
-                        ctx.text.append(chunk.text)
-                    if chunk.finish_reason:
-                        self._finished(ctx, chunk.finish_reason, request)
+                    self._took(ctx, chunk, request)
                     yield chunk
-            except (asyncio.CancelledError, GeneratorExit, GenerationTimeoutError):
+            except (asyncio.CancelledError, GeneratorExit, GenerationTimeoutError) as exc:
                 self.metrics.stopped.labels(version=self.version).inc()  # client gone, or too slow
+                error = "timeout" if isinstance(exc, GenerationTimeoutError) else "cancelled"
+                raise
+            except Exception as exc:
+                error = getattr(exc, "code", None) or type(exc).__name__
                 raise
             finally:
                 # Free the slot before awaiting anything: a cancelled task may be
                 # cancelled again at its next await.
                 self.scheduler.release(time.perf_counter() - began)
-                _end_inference(span, ctx)
+                self._end_inference(span, ctx, error)
                 await stream.aclose()
         finally:
             gauge.dec()
+
+    def _took(self, ctx: RequestContext, chunk: Chunk, request: GenerationRequest) -> None:
+        """Count one chunk of the generation (and keep its text when log_prompts is on)."""
+        if chunk.text and ctx.ttft is None:
+            ctx.ttft = time.perf_counter() - ctx.started
+        ctx.completion_tokens += chunk.tokens
+        if chunk.prompt_tokens is not None:
+            ctx.prompt_tokens = chunk.prompt_tokens
+        if self.settings.log_prompts:
+            ctx.text.append(chunk.text)
+        if chunk.finish_reason:
+            self._finished(ctx, chunk.finish_reason, request)
+
+    def _inference_span(self, request: GenerationRequest, ctx: RequestContext) -> Span | None:
+        """The GenAI span of one generation, ``{operation} {model}``: INTERNAL for a model
+        in this process, CLIENT for an OpenAI-compatible upstream (``server.*``)."""
+        if not tracing.enabled():
+            return None
+        info = self.backend.info()
+        remote = self._remote
+        model = info.model if remote else self.spec.name
+        op = genai.operation(ctx.route)
+        attributes: genai.Attributes = {
+            "gen_ai.operation.name": op,
+            "gen_ai.provider.name": genai.provider(info.kind),
+            "gen_ai.request.model": model,
+            "gen_ai.request.max_tokens": request.max_tokens,
+            "gen_ai.request.temperature": request.temperature,
+            "gen_ai.request.top_p": request.top_p,
+            "llmship.release": self.version,
+        }
+        if request.seed is not None:
+            attributes["gen_ai.request.seed"] = request.seed
+        if remote:
+            attributes |= genai.server_attributes(str(info.details.get("base_url", "")))
+        kind = SpanKind.CLIENT if remote else SpanKind.INTERNAL
+        return tracing.start_span(genai.span_name(op, model), attributes, kind=kind)
+
+    def _end_inference(self, span: Span | None, ctx: RequestContext, error: str | None) -> None:
+        """End the GenAI span with what the generation gave: id, model, finish reason,
+        token counts; ``error.type`` when it stopped early."""
+        if span is None:
+            return
+        attributes: genai.Attributes = {
+            "gen_ai.response.id": response_id(ctx.route, ctx.query_id),
+            "gen_ai.usage.input_tokens": ctx.prompt_tokens,
+            "gen_ai.usage.output_tokens": ctx.completion_tokens,
+        }
+        if not self._remote:  # an upstream's own model name is not known here
+            attributes["gen_ai.response.model"] = self.spec.name
+        if ctx.finish_reason:
+            attributes["gen_ai.response.finish_reasons"] = [ctx.finish_reason]
+        tracing.annotate(span, attributes)
+        if error is not None:
+            tracing.fail(span, error)
+        span.end()
 
     def _finished(self, ctx: RequestContext, reason: str, request: GenerationRequest) -> None:
         """The generation ended: observe it, and keep its text for the log when asked."""
         ctx.finish_reason = reason
         self._observe(ctx)
         if self.settings.log_prompts:
-            ctx.extra["prompt"] = json.dumps(_prompt_text(request), ensure_ascii=False)
-            ctx.extra["response"] = json.dumps("".join(ctx.text), ensure_ascii=False)
+            ctx.extra["prompt"] = _prompt_text(request)  # the text log quotes them
+            ctx.extra["response"] = "".join(ctx.text)
 
     def _observe(self, ctx: RequestContext) -> None:
         self.metrics.observe_generation(
@@ -307,12 +368,19 @@ async def _next_before(stream: AsyncIterator[Chunk], deadline: float) -> Chunk:
 
 # -- OpenAI response shapes -----------------------------------------------------
 
+ID_PREFIX = {"/v1/chat/completions": "chatcmpl-", "/v1/completions": "cmpl-"}
+
+
+def response_id(route: str, query_id: str) -> str:
+    """The ``id`` of an answer on ``route`` (/predict answers with the query id)."""
+    return ID_PREFIX.get(route, "") + query_id
+
 
 def chat_response(
     ctx: RequestContext, model: str, result: Completion, created: int
 ) -> dict[str, Any]:
     return {
-        "id": f"chatcmpl-{ctx.query_id}",
+        "id": response_id("/v1/chat/completions", ctx.query_id),
         "object": "chat.completion",
         "created": created,
         "model": model,
@@ -332,7 +400,7 @@ def completion_response(
     ctx: RequestContext, model: str, result: Completion, created: int
 ) -> dict[str, Any]:
     return {
-        "id": f"cmpl-{ctx.query_id}",
+        "id": response_id("/v1/completions", ctx.query_id),
         "object": "text_completion",
         "created": created,
         "model": model,
@@ -416,12 +484,3 @@ async def sse_stream(
     finally:
         await chunks.aclose()
     yield b"data: [DONE]\n\n"
-
-
-def _end_inference(span: Span | None, ctx: RequestContext) -> None:
-    """End a ``model_inference`` span with the token counts of the generation."""
-    if span is None:
-        return
-    span.set_attribute("gen_ai.usage.input_tokens", ctx.prompt_tokens)
-    span.set_attribute("gen_ai.usage.output_tokens", ctx.completion_tokens)
-    span.end()
