@@ -4,8 +4,11 @@ directory each, readiness polls, clean stops."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import signal
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -101,3 +104,68 @@ class Alertmanager(_Daemon):
                 "--cluster.listen-address=",
             ],
         )
+
+
+DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
+SHIPPED_ALERTMANAGER = DEPLOY / "alertmanager" / "alertmanager.yml"
+SHIPPED_RULES = DEPLOY / "prometheus" / "rules.yml"
+
+
+def shipped_alertmanager(gateway_url: str, token_file: Path) -> dict[str, Any]:
+    """The shipped Alertmanager config, delivering rollbacks to ``gateway_url`` with the
+    token in ``token_file``, and grouping within a second instead of 10 s (nothing else
+    changed: the Slack receiver reads ``slack-webhook-url`` in the daemon's directory)."""
+    config: dict[str, Any] = yaml.safe_load(SHIPPED_ALERTMANAGER.read_text())
+    config["route"] |= {"group_wait": "1s", "group_interval": "1s"}
+    [rollback] = [r for r in config["receivers"] if r["name"] == "llmship-rollback"]
+    [webhook] = rollback["webhook_configs"]
+    webhook["url"] = f"{gateway_url}/api/v1/alerts"
+    webhook["http_config"]["authorization"]["credentials_file"] = str(token_file)
+    return config
+
+
+def shipped_rules(path: Path, for_: str = "0s") -> Path:
+    """The shipped alerting rules written to ``path`` with every ``for:`` set to ``for_``
+    (the expressions, labels and annotations as shipped), so a test need not wait minutes."""
+    rules: dict[str, Any] = yaml.safe_load(SHIPPED_RULES.read_text())
+    for group in rules["groups"]:
+        for rule in group["rules"]:
+            if "for" in rule:
+                rule["for"] = for_
+    path.write_text(yaml.safe_dump(rules, allow_unicode=True))
+    return path
+
+
+class Receiver:
+    """A local HTTP server that records the JSON bodies POSTed to it (standing in for
+    Slack, or for the gateway's webhook)."""
+
+    def __init__(self) -> None:
+        self.posts: list[tuple[str, dict[str, Any]]] = []
+        """(path, body) of each POST, in order."""
+        received = self.posts
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                received.append((self.path, json.loads(body)))
+                self.send_response(200)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> Receiver:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
