@@ -159,12 +159,14 @@ def test_one_trace_runs_from_the_client_through_the_gateway_to_the_model(tmp_pat
 
         wait_for(lambda: len(model_spans()) >= 2, "the model server's spans on its console")
         [handled] = [s for s in model_spans() if s["kind"] == "SpanKind.SERVER"]
-        [inference] = [s for s in model_spans() if s["name"] == "model_inference"]
+        [inference] = [s for s in model_spans() if s["kind"] == "SpanKind.INTERNAL"]
         assert handled["name"] == "POST /predict"
         assert handled["parent_id"] == outgoing["span_id"]
         assert handled["attributes"]["http.response.status_code"] == 200
         assert inference["parent_id"] == handled["span_id"]
-        assert inference["attributes"]["llmship.version"] == release.ref
+        assert inference["name"] == "chat smollm2-chat"  # the OpenTelemetry GenAI span
+        assert inference["attributes"]["llmship.release"] == release.ref
+        assert inference["attributes"]["gen_ai.provider.name"] == "llama.cpp"
         assert inference["attributes"]["gen_ai.usage.output_tokens"] > 0
     finally:
         gateway.stop()
