@@ -22,7 +22,7 @@ import httpx
 import pytest
 import yaml
 
-from _monitoring import Alertmanager, Prometheus
+from _monitoring import Alertmanager, Prometheus, Receiver, shipped_alertmanager, shipped_rules
 from _procs import GatewayProcess, LlmshipProcess, ModelServer
 from llmship.registry import Registry, RolloutRecord
 from llmship.release.bundled import bundled_spec
@@ -1002,59 +1002,51 @@ def test_a_prometheus_alert_delivered_by_alertmanager_aborts_the_rollout(
     fresh: Stack, tmp_path: Path
 ) -> None:
     stack = fresh
-    # Given Prometheus alerting on candidate failures, and Alertmanager delivering
-    # action=rollback alerts to the gateway's webhook with the admin token
+    # Given Prometheus with the shipped alerting rules, and Alertmanager with the shipped
+    # config: action=rollback alerts to the gateway's webhook with the admin token, and
+    # every alert to Slack (a stand-in here). Only the rules' `for:` durations are
+    # rewritten (to 0s), so the test does not wait minutes; the expressions are as shipped.
     token = tmp_path / "admin-token"
     token.write_text(TOKEN)
-    rules = tmp_path / "rules.yml"
-    rule = {
-        "alert": "CandidateFailingNow",
-        "expr": "sum by (version) (increase(llmship_upstream_failures_total[5s])) > 0",
-        "labels": {"action": "rollback", "severity": "warning"},
-        "annotations": {"summary": "{{ $labels.version }} fails before answering"},
-    }
-    rules.write_text(yaml.safe_dump({"groups": [{"name": "test", "rules": [rule]}]}))
-    webhook = {
-        "url": f"{stack.gateway.url}/api/v1/alerts",
-        "http_config": {"authorization": {"type": "Bearer", "credentials_file": str(token)}},
-    }
-    alertmanager = Alertmanager(
-        tmp_path / "alertmanager",
-        {
-            "route": {
-                "receiver": "null",
-                "group_by": ["alertname", "version"],
-                "group_wait": "1s",
-                "group_interval": "1s",
-                "repeat_interval": "1h",
-                "routes": [{"receiver": "llmship", "matchers": ['action="rollback"']}],
-            },
-            "receivers": [{"name": "null"}, {"name": "llmship", "webhook_configs": [webhook]}],
-        },
-    )
-    target = stack.gateway.url.removeprefix("http://")
-    prom: Prometheus | None = None
-    try:
-        alertmanager.wait_ready()
-        prom = Prometheus(tmp_path / "prometheus", [target], [rules], alertmanager.url)
-        prom.wait_ready()
-        # When a failing candidate is rolled out with no analysis of its own, and holds
-        # 30% until a person promotes it
-        spec = {
-            "name": "alerted-by-prometheus",
-            "strategy": {"canary": {"steps": [{"setWeight": 30}, {"pause": {}}]}},
-        }
-        with Load(stack.gateway.url) as load:
-            rollout_id = stack.start_rollout(tmp_path, spec, BAD)
-            record = stack.wait_phase(rollout_id, "Aborted", "Healthy", timeout=90)
-            wait_until(lambda: stack.canary_weight() == 0, "all traffic back on stable")
-    finally:
-        if prom is not None:
-            prom.stop()
-        alertmanager.stop()
-    # Then the alert, fired by Prometheus and delivered by Alertmanager, aborted it
+    rules = shipped_rules(tmp_path / "rules.yml", for_="0s")
+    workdir = tmp_path / "alertmanager"
+    workdir.mkdir()
+    with Receiver() as slack:
+
+        def posted() -> list[str]:
+            return [body["attachments"][0]["text"] for _, body in slack.posts]
+
+        (workdir / "slack-webhook-url").write_text(f"{slack.url}/slack")
+        alertmanager = Alertmanager(workdir, shipped_alertmanager(stack.gateway.url, token))
+        target = stack.gateway.url.removeprefix("http://")
+        prom: Prometheus | None = None
+        try:
+            alertmanager.wait_ready()
+            prom = Prometheus(tmp_path / "prometheus", [target], [rules], alertmanager.url)
+            prom.wait_ready()
+            # When a failing candidate is rolled out with no analysis of its own, and holds
+            # 30% until a person promotes it
+            spec = {
+                "name": "alerted-by-prometheus",
+                "strategy": {"canary": {"steps": [{"setWeight": 30}, {"pause": {}}]}},
+            }
+            with Load(stack.gateway.url) as load:
+                rollout_id = stack.start_rollout(tmp_path, spec, BAD)
+                record = stack.wait_phase(rollout_id, "Aborted", "Healthy", timeout=90)
+                wait_until(lambda: stack.canary_weight() == 0, "all traffic back on stable")
+            wait_until(
+                lambda: any("CandidateFailing" in text for text in posted()),
+                "the alert posted to Slack too",
+            )
+        finally:
+            if prom is not None:
+                prom.stop()
+            alertmanager.stop()
+    # Then the shipped rule's alert, fired by Prometheus and delivered by Alertmanager,
+    # aborted it, and Slack heard of it
     assert record.phase == "Aborted", (record.message, stack.events(rollout_id))
-    assert "CandidateFailingNow" in (record.abort_reason or ""), record.abort_reason
+    assert "CandidateFailing" in (record.abort_reason or ""), record.abort_reason
+    assert any("firing: CandidateFailing" in text for text in posted()), posted()
     intents = stack.registry.list_rollout_intents(rollout_id)
     assert [(i.kind, i.actor) for i in intents] == [("abort", "alertmanager")]
     assert stack.production() == STABLE
