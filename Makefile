@@ -52,4 +52,7 @@ bench: install ## Run the benchmarks (prints ratios against in-process baselines
 clean: ## Remove the virtualenv and local state
 	rm -rf $(VENV) .llmship .pytest_cache .mypy_cache .ruff_cache
 
-.PHONY: help install up system-deps test-deps lint test bench clean
+image: ## Build the container image (docker, else buildah from a debootstrap base; docs/image.md)
+	scripts/build-image.sh
+
+.PHONY: help install up system-deps test-deps lint test bench clean image
