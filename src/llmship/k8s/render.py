@@ -200,7 +200,7 @@ def render(
         rendered.notes = [f"- {note}" for note in rendered.notes]
     rendered.notes[:0] = _summary(spec, target, options, replicas, rendered)
     if options.engine == "argo":
-        rendered.notes.append("## Not available under Argo Rollouts\n")
+        rendered.notes.append("\n## Not available under Argo Rollouts\n")
         rendered.notes.extend(f"- {line}" for line in GATEWAY_ONLY_NOTES)
     return rendered
 
