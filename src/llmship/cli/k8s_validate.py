@@ -30,7 +30,6 @@ def validate(
         list[Path] | None,
         typer.Option(
             "--values",
-            "-f",
             metavar="FILE",
             help="Values file for the chart (repeatable; later files win, as with helm -f).",
             show_default=False,
