@@ -3,6 +3,7 @@ checked by the real schemas (llmship.k8s.validate) and by promtool."""
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -10,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 import yaml
 
@@ -24,6 +26,7 @@ from llmship.rollout import parse_rollout
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "kubernetes-rollouts.md"
+CHART = ROOT / "src" / "llmship" / "k8s" / "chart"
 SPECS = sorted(p.stem for p in (ROOT / "rollouts").glob("*.yaml"))
 CANDIDATE = "chat@1.1.0"
 SEED_STEPS = [
@@ -176,6 +179,8 @@ def test_every_shipped_spec_renders_or_is_refused(
         assert len(by_kind(found, "Rollout")) == 1
         return
     values = yaml.safe_load((out / "helm" / "values-rollout.yaml").read_text())
+    chart_schema = json.loads((CHART / "values.schema.json").read_text())
+    jsonschema.validate(values, chart_schema)  # what `helm upgrade -f` will check
     assert values["releases"] == [
         {"name": "chat", "version": "1.0.0"},
         {"name": "chat", "version": "1.1.0", "replicaCount": 5},
