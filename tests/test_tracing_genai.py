@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -435,8 +436,9 @@ def test_the_openai_backend_calls_its_upstream_in_a_client_span_that_it_passes_o
 
 
 def test_a_sampler_ratio_of_zero_exports_nothing(
-    receiver: OtlpReceiver, monkeypatch: pytest.MonkeyPatch
+    receiver: OtlpReceiver, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level("INFO", logger="llmship.access")
     # Given OTEL_TRACES_SAMPLER=traceidratio with OTEL_TRACES_SAMPLER_ARG=0
     monkeypatch.setenv("OTEL_TRACES_SAMPLER", "traceidratio")
     monkeypatch.setenv("OTEL_TRACES_SAMPLER_ARG", "0")
@@ -446,8 +448,11 @@ def test_a_sampler_ratio_of_zero_exports_nothing(
             ready(client)
             for _ in range(3):
                 assert client.post("/predict", json={"prompt": "hi"}).status_code == 200
-        # Then nothing is exported
+        # Then nothing is exported, yet each access line still names its trace
         assert exported(receiver) == []
+        lines = [r.getMessage() for r in caplog.records if "route=/predict" in r.getMessage()]
+        assert len(lines) == 3
+        assert all(re.search(r" trace_id=[0-9a-f]{32} span_id=[0-9a-f]{16}", x) for x in lines)
     finally:
         tracing.setup("none", "llmship-serve", environ={})
 
