@@ -24,8 +24,9 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from _cli import Run
 from _otlp import CLIENT, INTERNAL, SERVER, OtlpReceiver, ReceivedSpan
-from _procs import GatewayProcess
+from _procs import GatewayProcess, free_port
 from fakes import FakeBackend
 from fakes_gateway import FakeModelServers, FakeServer
 from llmship import genai, tracing
@@ -175,6 +176,16 @@ def test_what_llmship_cannot_export_is_refused(environ: dict[str, str], message:
     with pytest.raises(NotConfiguredError) as caught:
         tracing.plan(None, None, environ)
     assert caught.value.message.startswith(message)
+
+
+def test_a_gateway_asked_for_otlp_over_grpc_stops_at_startup(
+    run: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4317")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+    result = run("gateway", "--port", str(free_port()), code=2)
+    assert "OTEL_EXPORTER_OTLP_PROTOCOL=grpc: llmship exports OTLP over HTTP only" in result.output
+    assert not tracing.enabled()
 
 
 # -- gen_ai.* attributes from requests and answers -----------------------------------
