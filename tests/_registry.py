@@ -1,12 +1,16 @@
-"""Helpers for tests that use a real registry: release specs, a ticking clock, threads."""
+"""Helpers for tests that use a real registry: release specs, a registry with chat
+releases, an analysis template, a ticking clock, threads."""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
+from llmship.registry import Registry
 from llmship.release.spec import ReleaseSpec, parse_spec
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
@@ -27,6 +31,48 @@ def spec_data(name: str = "chat", version: str = "1.0.0", **changes: Any) -> dic
 def make_spec(name: str = "chat", version: str = "1.0.0", **changes: Any) -> ReleaseSpec:
     """:func:`spec_data`, parsed."""
     return parse_spec(spec_data(name, version, **changes))
+
+
+def register_chat(
+    registry: Registry, versions: Sequence[str] = ("1.0.0", "1.1.0"), *, env: str = "dev"
+) -> None:
+    """``chat@VERSION`` (:func:`make_spec`) registered by ``ci`` for each of ``versions``;
+    the first is the production release of ``env``."""
+    for version in versions:
+        registry.register(make_spec(version=version), actor="ci")
+    registry.set_alias(env, "production", f"chat@{versions[0]}", actor="ci", reason="launch")
+
+
+@contextmanager
+def chat_registry(
+    path: Path,
+    versions: Sequence[str] = ("1.0.0", "1.1.0"),
+    *,
+    env: str = "dev",
+    clock: Callable[[], datetime] | None = None,
+) -> Iterator[Registry]:
+    """A SQLite registry at ``path`` with :func:`register_chat`'s releases, closed after."""
+    registry = Registry.open(f"sqlite:///{path}", clock=clock)
+    try:
+        register_chat(registry, versions, env=env)
+        yield registry
+    finally:
+        registry.close()
+
+
+def errors_template(failure_limit: int = 1) -> dict[str, Any]:
+    """The analysis template ``errors``: ``error-rate`` (builtin ``error_rate`` over 30 s)
+    at most 5 %, measured 3 times 5 s apart; it fails once more than ``failure_limit``
+    measurements do."""
+    metric = {
+        "name": "error-rate",
+        "interval": "5s",
+        "count": 3,
+        "failureLimit": failure_limit,
+        "successCondition": "result <= 0.05",
+        "provider": {"builtin": {"metric": "error_rate", "window": "30s"}},
+    }
+    return {"name": "errors", "metrics": [metric]}
 
 
 class StillClock:

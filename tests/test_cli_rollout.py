@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from _cli import Run, cli_runner
-from _registry import make_spec
+from _registry import chat_registry
 from llmship.registry import Registry
 from llmship.registry.records import NO_REASON
 
@@ -35,15 +35,9 @@ SPEC = {
 @pytest.fixture
 def registry(tmp_path: Path) -> Iterator[Registry]:
     """chat@1.0.0 (production in dev), 1.1.0 with a live model server, and 2.0.0."""
-    reg = Registry.open(f"sqlite:///{tmp_path / 'state' / 'registry.db'}")
-    for version in ("1.0.0", "1.1.0", "2.0.0"):
-        reg.register(make_spec(version=version), actor="ci")
-    reg.set_alias("dev", "production", "chat@1.0.0", actor="ci", reason="launch")
-    reg.register_endpoint("dev", "chat@1.1.0", "http://127.0.0.1:8101", pid=1)
-    try:
+    with chat_registry(tmp_path / "state" / "registry.db", ("1.0.0", "1.1.0", "2.0.0")) as reg:
+        reg.register_endpoint("dev", "chat@1.1.0", "http://127.0.0.1:8101", pid=1)
         yield reg
-    finally:
-        reg.close()
 
 
 @pytest.fixture

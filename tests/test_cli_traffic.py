@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from _cli import Run, cli_runner
-from _registry import make_spec
+from _registry import chat_registry
 from llmship.registry import QueryRecord, Registry
 from llmship.registry.records import NO_REASON
 
@@ -19,14 +19,8 @@ from llmship.registry.records import NO_REASON
 @pytest.fixture
 def registry(tmp_path: Path) -> Iterator[Registry]:
     """The registry the CLI uses: chat@1.0.0 (production in dev), 1.1.0 and 2.0.0."""
-    reg = Registry.open(f"sqlite:///{tmp_path / 'state' / 'registry.db'}")
-    for version in ("1.0.0", "1.1.0", "2.0.0"):
-        reg.register(make_spec(version=version), actor="ci")
-    reg.set_alias("dev", "production", "chat@1.0.0", actor="ci", reason="launch")
-    try:
+    with chat_registry(tmp_path / "state" / "registry.db", ("1.0.0", "1.1.0", "2.0.0")) as reg:
         yield reg
-    finally:
-        reg.close()
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from _cli import Run
-from _registry import ControllerClock, make_spec
+from _registry import ControllerClock, chat_registry
 from llmship.analysis import InMemoryStats, VersionStats
 from llmship.registry import Registry
 from llmship.rollout import RolloutState, ops, parse_rollout
@@ -87,15 +87,9 @@ def clock() -> Clock:
 
 @pytest.fixture
 def registry(tmp_path: Path, clock: Clock) -> Iterator[Registry]:
-    reg = Registry.open(f"sqlite:///{tmp_path / 'state' / 'registry.db'}", clock=clock.dt)
-    for version in ("1.0.0", "1.1.0"):
-        reg.register(make_spec(version=version), actor="ci")
-    reg.set_alias("dev", "production", STABLE, actor="ci", reason="launch")
-    reg.register_endpoint("dev", CANDIDATE, "http://127.0.0.1:8101", pid=1)
-    try:
+    with chat_registry(tmp_path / "state" / "registry.db", clock=clock.dt) as reg:
+        reg.register_endpoint("dev", CANDIDATE, "http://127.0.0.1:8101", pid=1)
         yield reg
-    finally:
-        reg.close()
 
 
 @pytest.fixture

@@ -14,32 +14,19 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from typer.testing import CliRunner
 
-from _registry import ControllerClock
+from _registry import ControllerClock, chat_registry, errors_template
 from llmship.analysis import InMemoryStats, VersionStats
 from llmship.analysis.phases import Phase
 from llmship.cli import app
 from llmship.registry import Registry
 from llmship.registry.records import MeasurementRecord
-from llmship.release.spec import parse_spec
 from llmship.rollout import RolloutPhase, ops, parse_rollout
 from llmship.rollout.controller import Controller
 from llmship.rollout.metrics import MetricView, RolloutCollector, metric_views, rollout_weights
 from llmship.rollout.state import AnalysisRun, RolloutState
 
 STABLE, CANDIDATE = "chat@1.0.0", "chat@1.1.0"
-ERRORS = {
-    "name": "errors",
-    "metrics": [
-        {
-            "name": "error-rate",
-            "interval": "5s",
-            "count": 3,
-            "failureLimit": 0,
-            "successCondition": "result <= 0.05",
-            "provider": {"builtin": {"metric": "error_rate", "window": "30s"}},
-        }
-    ],
-}
+ERRORS = errors_template(failure_limit=0)
 CANARY = {
     "name": "chat-canary",
     "strategy": {
@@ -104,20 +91,8 @@ def names(samples: Samples, name: str) -> list[dict[str, str]]:
 @pytest.fixture
 def world(tmp_path: Path) -> Iterator[World]:
     clock = ControllerClock()
-    registry = Registry.open(f"sqlite:///{tmp_path / 'registry.db'}", clock=clock.dt)
-    for version in ("1.0.0", "1.1.0"):
-        data = {
-            "name": "chat",
-            "version": version,
-            "backend": "openai",
-            "model": {"base_url": "http://127.0.0.1:9/v1", "id": "tiny"},
-        }
-        registry.register(parse_spec(data), actor="ci")
-    registry.set_alias("dev", "production", STABLE, actor="ci", reason="launch")
-    try:
+    with chat_registry(tmp_path / "registry.db", clock=clock.dt) as registry:
         yield World(registry, clock)
-    finally:
-        registry.close()
 
 
 def test_a_running_canary_reports_its_phase_step_and_weights(world: World) -> None:

@@ -16,7 +16,7 @@ import yaml
 from fastapi.testclient import TestClient
 
 from _cli import Run, cli_runner
-from _registry import make_spec
+from _registry import chat_registry
 from llmship.errors import GateError, SpecError
 from llmship.gates import load_requirements
 from llmship.registry import GateRun, Registry
@@ -181,14 +181,8 @@ def test_bad_requirements(tmp_path: Path, require: Any, problem: str) -> None:
 @pytest.fixture
 def registry(tmp_path: Path) -> Iterator[Registry]:
     """chat@1.0.0 (production in prod) and chat@1.1.0, the candidate."""
-    reg = Registry.open(f"sqlite:///{tmp_path / 'state' / 'registry.db'}")
-    for version in ("1.0.0", "1.1.0"):
-        reg.register(make_spec(version=version), actor="ci")
-    reg.set_alias("prod", "production", "chat@1.0.0", actor="ci", reason="launch")
-    try:
+    with chat_registry(tmp_path / "state" / "registry.db", env="prod") as reg:
         yield reg
-    finally:
-        reg.close()
 
 
 @pytest.fixture

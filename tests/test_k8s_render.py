@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from _cli import Run, cli_runner
-from _registry import make_spec
+from _registry import chat_registry
 from llmship.analysis.stats import BUILTIN_METRICS
 from llmship.k8s.conditions import to_argo
 from llmship.k8s.promql import builtin_query
@@ -43,14 +43,8 @@ def registry(cli_home: Path) -> Iterator[Registry]:
     """chat@1.0.0 (production in dev) and chat@1.1.0, in the command line's registry;
     the shipped specs under ./rollouts."""
     shutil.copytree(ROOT / "rollouts", cli_home / "rollouts")
-    reg = Registry.open(f"sqlite:///{cli_home / 'state' / 'registry.db'}")
-    for version in ("1.0.0", "1.1.0"):
-        reg.register(make_spec(version=version), actor="ci")
-    reg.set_alias("dev", "production", "chat@1.0.0", actor="ci", reason="launch")
-    try:
+    with chat_registry(cli_home / "state" / "registry.db") as reg:
         yield reg
-    finally:
-        reg.close()
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from datetime import timedelta
 
 import pytest
 
-from _registry import T0, StillClock, make_spec, run_threads
+from _registry import T0, StillClock, register_chat, run_threads
 from llmship.errors import (
     ConflictError,
     FencedError,
@@ -165,9 +165,7 @@ def test_racing_for_an_expired_lease_one_wins_and_the_token_grows_once(
 @pytest.fixture
 def world(reg: Registry) -> Registry:
     """chat@1.0.0 in production, chat@1.1.0 registered, a rollout, a traffic policy."""
-    for version in ("1.0.0", "1.1.0"):
-        reg.register(make_spec("chat", version), actor="ci")
-    reg.set_alias("dev", "production", "chat@1.0.0", actor="ci", reason="launch")
+    register_chat(reg)
     reg.set_traffic("dev", TrafficPolicy(env="dev"), actor="ci", reason="start")
     reg.create_rollout(
         "dev",

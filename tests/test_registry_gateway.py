@@ -17,7 +17,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import func, inspect, select, text
 
-from _registry import T0, StillClock, make_spec, run_threads
+from _registry import T0, StillClock, make_spec, register_chat, run_threads
 from llmship.errors import ConflictError, InvalidRequestError, NotFoundError, SpecError
 from llmship.flags import Flag
 from llmship.registry import Endpoint, FeedbackRecord, QueryRecord, Registry, _engine
@@ -47,9 +47,7 @@ def registry(db_url: str, clock: Clock) -> Iterator[Registry]:
 @pytest.fixture
 def releases(registry: Registry) -> Registry:
     """chat@1.0.0 (production in dev), chat@1.1.0 and chat@2.0.0 registered."""
-    for version in ("1.0.0", "1.1.0", "2.0.0"):
-        registry.register(make_spec(version=version), actor="ci")
-    registry.set_alias("dev", "production", "chat@1.0.0", actor="ci", reason="launch")
+    register_chat(registry, ("1.0.0", "1.1.0", "2.0.0"))
     return registry
 
 

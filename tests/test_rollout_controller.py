@@ -16,14 +16,13 @@ from typing import Any
 import httpx
 import pytest
 
-from _registry import ControllerClock
+from _registry import ControllerClock, chat_registry, errors_template
 from llmship.alerts import abort_requests, parse_webhook
 from llmship.analysis import InMemoryStats, MeasureContext, Providers, VersionStats
 from llmship.analysis.models import Metric
 from llmship.analysis.phases import Measurement, Phase
 from llmship.analysis.providers import MeasurementError, run_measurement
 from llmship.registry import Registry, RolloutRecord
-from llmship.release.spec import parse_spec
 from llmship.rollout import RolloutPhase, ops, parse_rollout
 from llmship.rollout.controller import Controller, first_measurement_at, state_of
 from llmship.rollout.stats_http import GatewayStats, gateway_url
@@ -34,19 +33,7 @@ STABLE = "chat@1.0.0"
 CANDIDATE = "chat@1.1.0"
 ROOT = Path(__file__).resolve().parent.parent
 
-ERRORS = {
-    "name": "errors",
-    "metrics": [
-        {
-            "name": "error-rate",
-            "interval": "5s",
-            "count": 3,
-            "failureLimit": 1,
-            "successCondition": "result <= 0.05",
-            "provider": {"builtin": {"metric": "error_rate", "window": "30s"}},
-        }
-    ],
-}
+ERRORS = errors_template(failure_limit=1)
 CANARY = {
     "name": "chat-canary",
     "strategy": {
@@ -168,29 +155,11 @@ def parse_rollout_file(path: Path) -> Any:
     return load_rollout(path)
 
 
-def register_chat(registry: Registry, env: str = "dev") -> None:
-    for version in ("1.0.0", "1.1.0"):
-        spec = parse_spec(
-            {
-                "name": "chat",
-                "version": version,
-                "backend": "openai",
-                "model": {"base_url": "http://127.0.0.1:9/v1", "id": "tiny"},
-            }
-        )
-        registry.register(spec, actor="ci")
-    registry.set_alias(env, "production", STABLE, actor="ci", reason="launch")
-
-
 @pytest.fixture
 def registry(tmp_path: Path) -> Iterator[tuple[Registry, Clock]]:
     clock = Clock()
-    reg = Registry.open(f"sqlite:///{tmp_path / 'registry.db'}", clock=clock.dt)
-    register_chat(reg)
-    try:
+    with chat_registry(tmp_path / "registry.db", clock=clock.dt) as reg:
         yield reg, clock
-    finally:
-        reg.close()
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from _registry import errors_template
 from llmship.analysis.phases import Phase
 from llmship.rollout import RolloutPhase, RolloutState, parse_rollout, step
 from llmship.rollout.events import (
@@ -29,19 +30,7 @@ from llmship.rollout.events import (
 from llmship.rollout.machine import check, describe
 from llmship.rollout.state import Action, PauseReason
 
-ERRORS = {
-    "name": "errors",
-    "metrics": [
-        {
-            "name": "error-rate",
-            "interval": "5s",
-            "count": 3,
-            "failureLimit": 1,
-            "successCondition": "result <= 0.05",
-            "provider": {"builtin": {"metric": "error_rate", "window": "30s"}},
-        }
-    ],
-}
+ERRORS = errors_template(failure_limit=1)
 
 
 def canary(steps: list[dict[str, Any]], *, background: dict[str, Any] | None = None, **top: Any):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from _registry import make_spec
+from _registry import chat_registry
 from llmship.errors import ConflictError
 from llmship.registry import Registry
 from llmship.rollout import ops, parse_rollout
@@ -18,14 +18,8 @@ CANARY = parse_rollout({"name": "c", "strategy": {"canary": {"steps": [{"setWeig
 
 @pytest.fixture
 def registry(tmp_path: Path) -> Iterator[Registry]:
-    reg = Registry.open(f"sqlite:///{tmp_path / 'registry.db'}")
-    for version in ("1.0.0", "1.1.0", "2.0.0"):
-        reg.register(make_spec(version=version), actor="ci")
-    reg.set_alias("dev", "production", "chat@1.0.0", actor="ci", reason="launch")
-    try:
+    with chat_registry(tmp_path / "registry.db", ("1.0.0", "1.1.0", "2.0.0")) as reg:
         yield reg
-    finally:
-        reg.close()
 
 
 @pytest.mark.parametrize(

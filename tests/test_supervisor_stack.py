@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from _registry import make_spec
+from _registry import chat_registry
 from llmship.flags import Flag
 from llmship.registry import Registry
 from llmship.release.bundled import bundled_spec
@@ -31,15 +31,9 @@ CANARY = parse_rollout(
 @pytest.fixture
 def registry(tmp_path: Path) -> Iterator[Registry]:
     """chat@1.0.0 in production with a live server; 1.1.0, 1.2.0 and 2.0.0 registered."""
-    reg = Registry.open(f"sqlite:///{tmp_path / 'registry.db'}")
-    for version in ("1.0.0", "1.1.0", "1.2.0", "2.0.0"):
-        reg.register(make_spec(version=version), actor="ci")
-    reg.set_alias("dev", "production", "chat@1.0.0", actor="ci", reason="launch")
-    reg.register_endpoint("dev", "chat@1.0.0", "http://127.0.0.1:8101", pid=1)
-    try:
+    with chat_registry(tmp_path / "registry.db", ("1.0.0", "1.1.0", "1.2.0", "2.0.0")) as reg:
+        reg.register_endpoint("dev", "chat@1.0.0", "http://127.0.0.1:8101", pid=1)
         yield reg
-    finally:
-        reg.close()
 
 
 def needs(registry: Registry) -> tuple[set[str], bool]:
