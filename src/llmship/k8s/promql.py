@@ -82,6 +82,12 @@ def _increase(metric: str, selector: str, window: str) -> str:
     return f"sum(increase({metric}{selector}[{window}]))"
 
 
+def _mean(family: str, selector: str, window: str, caveat: str) -> BuiltinQuery:
+    """The mean of histogram ``family``'s observations in the window; each one a sample."""
+    count = _increase(f"{family}_count", selector, window)
+    return BuiltinQuery(f"{_increase(f'{family}_sum', selector, window)} / {count}", count, caveat)
+
+
 def builtin_query(metric: str, window_s: float, version: str = VERSION_ARG) -> BuiltinQuery:
     """The PromQL of builtin ``metric`` over the last ``window_s`` seconds for the release
     whose ``version`` label is ``version``; KeyError for an unknown metric."""
@@ -119,11 +125,10 @@ def builtin_query(metric: str, window_s: float, version: str = VERSION_ARG) -> B
             "at bucket bounds, and never above the highest finite bound",
         )
     if metric == "tokens_per_second":
-        tps = _selector(version, 'variant=""')
-        count = _increase("tokens_per_second_count", tps, w)
-        return BuiltinQuery(
-            f"{_increase('tokens_per_second_sum', tps, w)} / {count}",
-            count,
+        return _mean(
+            "tokens_per_second",
+            _selector(version, 'variant=""'),
+            w,
             "the mean over requests that produced tokens; minSamples counts those requests",
         )
     if metric == "feedback_mean":
@@ -148,10 +153,9 @@ def builtin_query(metric: str, window_s: float, version: str = VERSION_ARG) -> B
             total,
             "thumbs the gateways accepted for answers of this release",
         )
-    sel = _selector(version)
-    count = _increase("llmship_shadow_similarity_count", sel, w)
-    return BuiltinQuery(
-        f"{_increase('llmship_shadow_similarity_sum', sel, w)} / {count}",
-        count,
+    return _mean(
+        "llmship_shadow_similarity",
+        _selector(version),
+        w,
         "computed by the gateway that mirrors the requests",
     )
