@@ -420,6 +420,17 @@ def test_an_environment_without_production_is_refused(run: Run, cli_home: Path) 
     assert not (cli_home / "out").exists()
 
 
+def test_the_production_release_as_candidate_is_refused(run: Run, cli_home: Path) -> None:
+    output = run(
+        "k8s",
+        "render",
+        *("--rollout", "rollouts/seed-canary.yaml", "--release", "chat@1.0.0", "--out", "out"),
+        code=2,
+    ).output
+    assert "chat@1.0.0 is already the production release of dev" in output
+    assert not (cli_home / "out").exists()
+
+
 def test_a_folder_that_is_not_empty_needs_force(run: Run, cli_home: Path) -> None:
     out = cli_home / "out"
     out.mkdir()

@@ -159,7 +159,7 @@ def register(app: typer.Typer) -> None:
         from llmship.k8s.render import render as render_spec
         from llmship.release.spec import parse_ref
         from llmship.rollout import load_rollout
-        from llmship.rollout.actions import PRODUCTION
+        from llmship.rollout.ops import stable_for
 
         ref = parse_ref(release)
         if ref is None:
@@ -173,23 +173,11 @@ def register(app: typer.Typer) -> None:
         cfg = settings(env=env or chart_values.env)
         with open_registry(cfg) as registry:
             record = registry.get(*ref)
-            production = registry.get_alias(cfg.env, PRODUCTION)
-        if production is None:
-            raise InvalidRequestError(
-                f"{cfg.env} has no production release: the rollout replaces it with "
-                f"{record.ref}; set one first with `llmship alias set production "
-                f"NAME@VERSION --env {cfg.env} --reason ...`",
-                param="env",
-            )
-        if production.ref == record.ref:
-            raise InvalidRequestError(
-                f"--release {record.ref} is already the production release of {cfg.env}",
-                param="release",
-            )
+            stable = stable_for(registry, cfg.env, record.ref)
         target = ReleaseTarget(
             name=record.name,
             version=record.version,
-            stable=production.ref,
+            stable=stable,
             env=cfg.env,
             backend=record.spec.backend,
         )

@@ -24,7 +24,7 @@ from llmship.rollout.spec import RolloutSpec
 from llmship.rollout.state import RolloutState
 from llmship.routing.policy import TrafficPolicy
 
-__all__ = ["request", "start", "status", "undo"]
+__all__ = ["request", "stable_for", "start", "status", "undo"]
 
 
 def start(
@@ -52,16 +52,7 @@ def start(
         )
     name, version = parse_ref(candidate) or ("", "")
     release = registry.get(name, version)
-    production = registry.get_alias(env, PRODUCTION)
-    if production is None:
-        raise InvalidRequestError(
-            f"{env} has no production release: a rollout moves production from a stable "
-            f"release to a candidate; set one first with "
-            f"`llmship alias set production NAME@VERSION --env {env} --reason ...`",
-            param="env",
-        )
-    if production.ref == release.ref:
-        raise ConflictError(f"{release.ref} is already the production release of {env}")
+    stable = stable_for(registry, env, release.ref)
     active = registry.active_rollout(env)
     if active is not None:
         raise ConflictError(
@@ -71,20 +62,35 @@ def start(
         )
     _refuse_hand_set_traffic(registry.get_traffic(env))
     reason = check_promotion(registry, env, release.ref, force=force, reason=reason, actor=actor)
-    state = RolloutState(
-        env=env, name=spec.name, spec=spec, candidate=release.ref, stable=production.ref
-    )
+    state = RolloutState(env=env, name=spec.name, spec=spec, candidate=release.ref, stable=stable)
     return registry.create_rollout(
         env,
         name=spec.name,
         strategy=spec.strategy.kind,
         spec=spec.to_dict(),
         candidate=release.ref,
-        stable=production.ref,
+        stable=stable,
         update=update_of(state),
         actor=actor,
         reason=reason,
     )
+
+
+def stable_for(registry: Registry, env: str, candidate: str) -> str:
+    """The production release of ``env`` (``NAME@VERSION``), which a rollout of
+    ``candidate`` replaces. InvalidRequestError when ``env`` has none, ConflictError
+    when ``candidate`` is already it."""
+    production = registry.get_alias(env, PRODUCTION)
+    if production is None:
+        raise InvalidRequestError(
+            f"{env} has no production release: a rollout moves production from a stable "
+            f"release to a candidate; set one first with "
+            f"`llmship alias set production NAME@VERSION --env {env} --reason ...`",
+            param="env",
+        )
+    if production.ref == candidate:
+        raise ConflictError(f"{candidate} is already the production release of {env}")
+    return production.ref
 
 
 def _refuse_hand_set_traffic(policy: TrafficPolicy) -> None:
