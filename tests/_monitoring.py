@@ -7,7 +7,9 @@ from __future__ import annotations
 import json
 import shutil
 import signal
+import subprocess
 import threading
+from collections.abc import Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,21 @@ def binary(name: str) -> str:
     if found is None:
         raise AssertionError(MISSING.format(binary=name))
     return found
+
+
+def check_rules(exprs: Sequence[str], folder: Path) -> subprocess.CompletedProcess[str]:
+    """``promtool check rules`` over a rule file in ``folder`` that records expression
+    ``i`` of ``exprs`` as ``x_i``: every expression parses when it exits 0."""
+    rules = [{"record": f"x_{i}", "expr": expr} for i, expr in enumerate(exprs)]
+    path = folder / "exprs.yml"
+    path.write_text(yaml.safe_dump({"groups": [{"name": "exprs", "rules": rules}]}))
+    return subprocess.run(
+        [binary("promtool"), "check", "rules", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 class _Daemon(Process):

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -21,7 +20,7 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from _monitoring import binary
+from _monitoring import check_rules
 from _procs import GatewayProcess, LlmshipProcess, ModelServer, free_port
 from llmship.monitoring import asset
 from llmship.registry import Registry
@@ -130,32 +129,14 @@ def test_the_dashboard_shows_what_the_issue_asks_for() -> None:
 
 
 def test_every_expression_parses_with_promtool(tmp_path: Path) -> None:
-    rules = [{"record": f"x_{i}", "expr": substituted(expr)} for i, (_, expr) in enumerate(EXPRS)]
-    path = tmp_path / "exprs.yml"
-    path.write_text(yaml.safe_dump({"groups": [{"name": "exprs", "rules": rules}]}))
-    done = subprocess.run(
-        [binary("promtool"), "check", "rules", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = check_rules([substituted(expr) for _, expr in EXPRS], tmp_path)
     where = "\n".join(f"x_{i}: {w}" for i, (w, _) in enumerate(EXPRS))
     assert done.returncode == 0, f"{done.stdout}{done.stderr}\n{where}"
     assert f"SUCCESS: {len(EXPRS)} rules found" in done.stdout
 
 
 def test_a_broken_expression_is_caught(tmp_path: Path) -> None:
-    path = tmp_path / "broken.yml"
-    rule = {"record": "x_0", "expr": "sum by (version (rate(http_requests_total[1m]))"}
-    path.write_text(yaml.safe_dump({"groups": [{"name": "x", "rules": [rule]}]}))
-    done = subprocess.run(
-        [binary("promtool"), "check", "rules", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = check_rules(["sum by (version (rate(http_requests_total[1m]))"], tmp_path)
     assert done.returncode != 0
 
 

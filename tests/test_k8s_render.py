@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from _cli import Run, cli_runner
+from _monitoring import check_rules
 from _registry import chat_registry
 from llmship.analysis.stats import BUILTIN_METRICS
 from llmship.k8s.conditions import to_argo
@@ -97,14 +98,7 @@ def promtool_check(exprs: list[str], tmp_path: Path) -> None:
     """Every expression, with Argo's {{args.x}} filled in, parses (promtool check rules)."""
     filled = [re.sub(r"\{\{args\.version\}\}", CANDIDATE, e) for e in exprs]
     assert not any("{{" in e for e in filled)
-    rules = {"groups": [{"name": "k8s-render", "rules": []}]}
-    for i, expr in enumerate(filled):
-        rules["groups"][0]["rules"].append({"record": f"llmship:check_{i}", "expr": expr})
-    path = tmp_path / "rules.yml"
-    path.write_text(yaml.safe_dump(rules))
-    done = subprocess.run(
-        ["promtool", "check", "rules", str(path)], capture_output=True, text=True, check=False
-    )
+    done = check_rules(filled, tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"SUCCESS: {len(filled)} rules found" in done.stdout
 
