@@ -1,8 +1,10 @@
 """Real llmship processes for integration tests: free ports, readiness polls, clean stops;
-and a test's own ASGI app served over real HTTP from a thread."""
+a test's own ASGI app served over real HTTP from a thread; and a fake OpenAI-compatible
+upstream for ``llmship serve``'s ``openai`` backend."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -11,6 +13,7 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +58,68 @@ class ThreadedServer:
         """Stop serving: from then on the port refuses connections."""
         self._server.should_exit = True
         self._thread.join(timeout=10)
+
+
+class FakeUpstream:
+    """An OpenAI-compatible server on a free port: `/v1/models`, and streamed
+    completions that answer "ok", or 500 while ``failing`` is set."""
+
+    def __init__(self) -> None:
+        self.failing = False
+        self.text = "ok"
+        """What it answers (in the first chunk; the last carries only the usage)."""
+        self.hits = 0
+        self.failures: list[float] = []
+        """``time.monotonic()`` of each 500 it answered."""
+        self.last_hit = 0.0
+        upstream = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def _send(self, status: int, body: bytes, content_type: str) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self) -> None:
+                models = {"object": "list", "data": [{"id": "fake", "object": "model"}]}
+                self._send(200, json.dumps(models).encode(), "application/json")
+
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                upstream.hits += 1
+                upstream.last_hit = time.monotonic()
+                if upstream.failing:
+                    upstream.failures.append(upstream.last_hit)
+                    error = {"error": {"message": "injected failure", "type": "server_error"}}
+                    self._send(500, json.dumps(error).encode(), "application/json")
+                    return
+                chat = "chat" in self.path
+                text = {"delta": {"content": upstream.text}} if chat else {"text": upstream.text}
+                empty = {"delta": {}} if chat else {"text": ""}
+                events = [
+                    {"choices": [{"index": 0, **text, "finish_reason": None}]},
+                    {
+                        "choices": [{"index": 0, "finish_reason": "stop", **empty}],
+                        "usage": {"prompt_tokens": 3, "completion_tokens": 2},
+                    },
+                ]
+                body = "".join(f"data: {json.dumps(e)}\n\n" for e in events) + "data: [DONE]\n\n"
+                self._send(200, body.encode(), "text/event-stream")
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
 
 
 class Process:

@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 import time
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +19,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from _monitoring import check_rules
-from _procs import GatewayProcess, LlmshipProcess, ModelServer, free_port
+from _procs import FakeUpstream, GatewayProcess, LlmshipProcess, ModelServer, free_port
 from llmship.monitoring import asset
 from llmship.registry import Registry
 from llmship.release.spec import parse_spec
@@ -237,51 +235,6 @@ CANARY = {
 }
 
 
-class Upstream:
-    """An OpenAI-compatible server answering every completion with a streamed "ok"
-    and its usage."""
-
-    def __init__(self) -> None:
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-            def _send(self, body: bytes, content_type: str) -> None:
-                self.send_response(200)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def do_GET(self) -> None:
-                models = {"object": "list", "data": [{"id": "fake", "object": "model"}]}
-                self._send(json.dumps(models).encode(), "application/json")
-
-            def do_POST(self) -> None:
-                self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                chat = "chat" in self.path
-                text = {"delta": {"content": "ok"}} if chat else {"text": "ok"}
-                empty = {"delta": {}} if chat else {"text": ""}
-                events = [
-                    {"choices": [{"index": 0, **text, "finish_reason": None}]},
-                    {
-                        "choices": [{"index": 0, "finish_reason": "stop", **empty}],
-                        "usage": {"prompt_tokens": 3, "completion_tokens": 2},
-                    },
-                ]
-                body = "".join(f"data: {json.dumps(e)}\n\n" for e in events) + "data: [DONE]\n\n"
-                self._send(body.encode(), "text/event-stream")
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 def wait_until(check: Callable[[], bool], what: str, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while not check():
@@ -313,7 +266,7 @@ def scraped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
     workdir = tmp_path_factory.mktemp("dashboard")
     home = workdir / ".llmship"
     registry = Registry.open(f"sqlite:///{home / 'registry.db'}", home=home)
-    upstream = Upstream()
+    upstream = FakeUpstream()
     for ref in (STABLE, CANDIDATE):
         name, version = ref.split("@")
         spec = {

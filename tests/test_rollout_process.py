@@ -6,7 +6,6 @@ scraping the gateway, and a real Alertmanager delivering its alerts to the gatew
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
@@ -14,7 +13,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +21,7 @@ import pytest
 import yaml
 
 from _monitoring import Alertmanager, Prometheus, Receiver, shipped_alertmanager, shipped_rules
-from _procs import GatewayProcess, LlmshipProcess, ModelServer
+from _procs import FakeUpstream, GatewayProcess, LlmshipProcess, ModelServer
 from llmship.registry import Registry, RolloutRecord
 from llmship.release.bundled import bundled_spec
 from llmship.release.spec import ReleaseSpec, parse_spec
@@ -37,71 +35,6 @@ STABLE, GOOD, BAD = "smollm2-chat@1.0.0", "smollm2-chat@2.0.0", "smollm2-chat@3.
 NEVER = "smollm2-chat@4.0.0"
 """Registered, but no model server ever serves it."""
 PROC_ENV = {"LLMSHIP_ADMIN_TOKEN": TOKEN, "LLMSHIP_ENDPOINT_MAX_AGE": "3600"}
-
-
-# -- a fake OpenAI-compatible upstream -----------------------------------------------------
-
-
-class FakeUpstream:
-    """An OpenAI-compatible server on a free port: `/v1/models`, and streamed
-    completions that answer "ok", or 500 while ``failing`` is set."""
-
-    def __init__(self) -> None:
-        self.failing = False
-        self.text = "ok"
-        """What it answers (in the first chunk; the last carries only the usage)."""
-        self.hits = 0
-        self.failures: list[float] = []
-        """``time.monotonic()`` of each 500 it answered."""
-        self.last_hit = 0.0
-        upstream = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-            def _send(self, status: int, body: bytes, content_type: str) -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def do_GET(self) -> None:
-                models = {"object": "list", "data": [{"id": "fake", "object": "model"}]}
-                self._send(200, json.dumps(models).encode(), "application/json")
-
-            def do_POST(self) -> None:
-                self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                upstream.hits += 1
-                upstream.last_hit = time.monotonic()
-                if upstream.failing:
-                    upstream.failures.append(upstream.last_hit)
-                    error = {"error": {"message": "injected failure", "type": "server_error"}}
-                    self._send(500, json.dumps(error).encode(), "application/json")
-                    return
-                chat = "chat" in self.path
-                text = {"delta": {"content": upstream.text}} if chat else {"text": upstream.text}
-                empty = {"delta": {}} if chat else {"text": ""}
-                events = [
-                    {"choices": [{"index": 0, **text, "finish_reason": None}]},
-                    {
-                        "choices": [{"index": 0, "finish_reason": "stop", **empty}],
-                        "usage": {"prompt_tokens": 3, "completion_tokens": 2},
-                    },
-                ]
-                body = "".join(f"data: {json.dumps(e)}\n\n" for e in events) + "data: [DONE]\n\n"
-                self._send(200, body.encode(), "text/event-stream")
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self._thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 def real_release(version: str) -> ReleaseSpec:
