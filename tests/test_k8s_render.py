@@ -397,31 +397,30 @@ def test_bad_values_are_refused_naming_the_field(run: Run, cli_home: Path) -> No
     assert not (cli_home / "out").exists()
 
 
-def test_an_unknown_release_writes_nothing(run: Run, cli_home: Path) -> None:
+@pytest.mark.parametrize(
+    ("release", "message"),
+    [
+        ("chat@9.9.9", "no release chat@9.9.9"),
+        ("chat@1.0.0", "chat@1.0.0 is already the production release of dev"),
+    ],
+    ids=["unknown", "production"],
+)
+def test_a_release_that_cannot_be_the_candidate_writes_nothing(
+    run: Run, cli_home: Path, release: str, message: str
+) -> None:
     output = run(
         "k8s",
         "render",
-        *("--rollout", "rollouts/seed-canary.yaml", "--release", "chat@9.9.9", "--out", "out"),
+        *("--rollout", "rollouts/seed-canary.yaml", "--release", release, "--out", "out"),
         code=2,
     ).output
-    assert "no release chat@9.9.9" in output
+    assert message in output
     assert not (cli_home / "out").exists()
 
 
 def test_an_environment_without_production_is_refused(run: Run, cli_home: Path) -> None:
     output = render(run, "seed-canary", "out", "--env", "staging", code=2)
     assert "staging has no production release" in output
-    assert not (cli_home / "out").exists()
-
-
-def test_the_production_release_as_candidate_is_refused(run: Run, cli_home: Path) -> None:
-    output = run(
-        "k8s",
-        "render",
-        *("--rollout", "rollouts/seed-canary.yaml", "--release", "chat@1.0.0", "--out", "out"),
-        code=2,
-    ).output
-    assert "chat@1.0.0 is already the production release of dev" in output
     assert not (cli_home / "out").exists()
 
 
