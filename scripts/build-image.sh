@@ -87,7 +87,7 @@ buildah)
     base=${PYTHON_IMAGE:-localhost/python:3.11-slim-bookworm}
     mkdir -p "${BUILD_DIR}"
     buildah "${STORAGE[@]}" inspect --type image "${base}" >/dev/null 2>&1 || make_base "${base}"
-    buildah "${STORAGE[@]}" build --isolation chroot --layers \
+    buildah "${STORAGE[@]}" build --isolation chroot --layers --format docker \
         --build-arg "PYTHON_IMAGE=${base}" "${build_args[@]}" --tag "${IMAGE}" "$@" .
     size=$(buildah "${STORAGE[@]}" images --format '{{.Size}}' "${IMAGE}")
     run="podman ${STORAGE[*]} run"
