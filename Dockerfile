@@ -61,6 +61,7 @@ LABEL org.opencontainers.image.title="llmship" \
 ARG LIBGOMP_VERSION=12.2.0-14+deb12u1
 RUN apt-get update \
     && apt-get install -y --no-install-recommends libgomp1=${LIBGOMP_VERSION} \
+    && apt-get clean \
     && rm -rf /var/lib/apt/lists/*
 
 RUN groupadd --system --gid 10001 llmship \
