@@ -78,6 +78,23 @@ def test_chat_completion_returns_text_usage_and_headers(client: TestClient) -> N
     assert body["id"] == "chatcmpl-" + r.headers["x-request-id"]
 
 
+def test_created_is_when_each_completion_was_made(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """OpenAI's ``created`` is the completion's time, not the server's start."""
+    loaded = client.get("/v1/models").json()["data"][0]["created"]
+    later = loaded + 3600
+    monkeypatch.setattr(time, "time", lambda: float(later))
+    messages = [{"role": "user", "content": "hi"}]
+    answer = client.post("/v1/chat/completions", json={"messages": messages}).json()
+    assert answer["created"] == later
+    text = client.post("/v1/completions", json={"prompt": "hi"}).json()
+    assert text["created"] == later
+    streamed = client.post("/v1/chat/completions", json={"messages": messages, "stream": True})
+    first = json.loads(_events(streamed.text)[0])
+    assert first["created"] == later
+
+
 def test_release_prompt_and_params_are_applied(client: TestClient, backend: FakeBackend) -> None:
     client.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "hi"}]})
     request = backend.requests[-1]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -84,11 +85,12 @@ async def _respond(
 ) -> Response:
     service = _service(request)
     model = service.spec.name
+    created = int(time.time())  # OpenAI: when this completion was created
     if not stream:
         result = await _complete_unless_disconnected(request, service.complete(gen, ctx))
         if result is None:
             return Response(status_code=499)
-        return JSONResponse(shape(ctx, model, result, service.created))
+        return JSONResponse(shape(ctx, model, result, created))
     chunks = service.generate(gen, ctx)
     try:
         first = await chunks.__anext__()  # errors before the first token become 4xx/5xx
@@ -101,7 +103,7 @@ async def _respond(
         ctx,
         chat=chat,
         model=model,
-        created=service.created,
+        created=created,
         include_usage=include_usage,
     )
     return StreamingResponse(body, media_type="text/event-stream", headers=SSE_HEADERS)
