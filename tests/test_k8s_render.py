@@ -471,3 +471,10 @@ def test_every_render_command_in_the_docs_runs_as_written(run: Run, cli_home: Pa
         output = run(*words, code=2).output
         assert error in output, (command, output)
         assert not (cli_home / words[words.index("--out") + 1]).exists()
+
+
+def test_the_queries_count_every_route_the_gateway_routes() -> None:
+    from llmship.gateway.middleware import PROXIED
+    from llmship.k8s.promql import GENERATION_ROUTES
+
+    assert set(GENERATION_ROUTES.split("|")) == set(PROXIED)

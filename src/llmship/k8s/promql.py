@@ -8,7 +8,7 @@ behind it (the renderer's conditions turn "no sample" into Inconclusive, as the
 builtin provider does)::
 
     (sum(increase(http_requests_total{version="{{args.version}}",variant="",
-      route=~"/v1/chat/completions|/v1/completions",status=~"5.."}[1m])) or vector(0))
+      route=~"/v1/chat/completions|/v1/completions|/predict",status=~"5.."}[1m])) or vector(0))
     / sum(increase(http_requests_total{...}[1m]))
     and on() sum(increase(http_requests_total{...}[1m])) >= 1
 
@@ -36,8 +36,9 @@ __all__ = [
     "promql_duration",
 ]
 
-GENERATION_ROUTES = "/v1/chat/completions|/v1/completions"
-"""The routes whose requests count (not probes, ``/metrics`` or ``/v1/models``)."""
+GENERATION_ROUTES = "/v1/chat/completions|/v1/completions|/predict"
+"""The routes whose requests count, as the gateway's routed paths (not probes, ``/metrics``
+or ``/v1/models``)."""
 
 VERSION_ARG = "{{args.version}}"
 """The Argo template argument the queries select the release by (``NAME@VERSION``)."""
