@@ -163,6 +163,7 @@ def test_every_shipped_spec_renders_or_is_refused(
         return
     render(run, spec, "out", "--engine", engine, "--replicas", "5")
     found = valid(out)
+    assert "objects valid" in run("k8s", "validate", "out").output  # as a user checks it
     if engine == "argo":
         assert len(by_kind(found, "Rollout")) == 1
         return

@@ -251,11 +251,13 @@ def _parse_documents(source: str, text: str) -> tuple[list[tuple[str, object]], 
 
 
 def _manifest_files(path: Path) -> list[Path]:
-    """The manifest files at ``path``: the file itself, or a folder's, sorted."""
+    """The manifest files at ``path``: the file itself, or a folder's own (not its
+    subfolders', as ``kubectl apply -f DIR``; ``k8s render`` keeps chart values in
+    ``helm/``), sorted."""
     if path.is_file():
         return [path]
     found = sorted(
-        p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in MANIFEST_SUFFIXES
+        p for p in path.iterdir() if p.is_file() and p.suffix.lower() in MANIFEST_SUFFIXES
     )
     if not found:
         raise InvalidRequestError(
