@@ -88,8 +88,8 @@ WORKDIR /data
 EXPOSE 8000 8080
 
 # Liveness of `serve` (port 8000) or `gateway` (run it with LLMSHIP_HEALTH_PORT=8080).
-# The controller serves no HTTP: run it with --no-healthcheck. Kubernetes ignores this
-# and uses the chart's probes.
+# The controller has no /healthz (only /metrics): run it with --no-healthcheck.
+# Kubernetes ignores this and uses the chart's probes.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('LLMSHIP_HEALTH_PORT', '8000'), timeout=4)"]
 
