@@ -248,7 +248,7 @@ class EvalBench:
 
     def raw(self, rep: int) -> EvalRun:
         from llmship.backends import create_backend
-        from llmship.release.prompting import generation_request
+        from llmship.backends.prompting import generation_request
 
         overrides = self.options().overrides()
 

@@ -13,6 +13,7 @@ import pytest
 
 from fakes import FakeBackends
 from llmship.backends.base import GenerationRequest
+from llmship.backends.prompting import build_messages, sampling_params
 from llmship.errors import InvalidRequestError, LlmshipError
 from llmship.eval.cache import OutputCache, output_key
 from llmship.eval.config import GateConfig, default_gate, load_gate
@@ -20,7 +21,6 @@ from llmship.eval.dataset import Dataset, load_dataset
 from llmship.eval.gate import EvalGateConfig
 from llmship.eval.runner import EvalOptions, EvalOutcome, run_eval
 from llmship.registry import Registry, ReleaseRecord
-from llmship.release.prompting import build_messages, sampling_params
 from llmship.release.spec import parse_spec
 
 KNOWLEDGE = {

@@ -95,7 +95,7 @@ class ServedRelease:
     def generate(self, prompt: str, max_new_tokens: int = 100, **params: Any) -> str:
         """The release's answer to ``prompt`` (a user message, with the release's prompt
         template and system prompt), at temperature 0 unless ``params`` says otherwise."""
-        from llmship.release.prompting import generation_request
+        from llmship.backends.prompting import generation_request
 
         if self._backend is None:
             raise RuntimeError("the release is not started (or already closed)")

@@ -3,7 +3,7 @@ prompt and parameters, the answers cached in the registry.
 
 Outputs come from the cache (:mod:`llmship.eval.cache`) when they can; the rest
 are generated in-process (``llmship.backends``) with each release's prompt
-applied as the model server applies it (:mod:`llmship.release.prompting`), at
+applied as the model server applies it (:mod:`llmship.backends.prompting`), at
 the run's temperature and seed. An ``openai`` backend gets up to
 ``concurrency`` requests at once, a ``llamacpp`` backend one at a time. Within
 a run an output two releases share (an A/A run) is generated once.
@@ -19,12 +19,12 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from llmship.backends.base import Backend, GenerationRequest
+from llmship.backends.prompting import generation_request, sampling_params
 from llmship.errors import LlmshipError
 from llmship.eval import stats
 from llmship.eval.cache import CachedOutput, OutputCache, output_key
 from llmship.eval.dataset import Case
 from llmship.registry.records import ReleaseRecord
-from llmship.release.prompting import generation_request, sampling_params
 from llmship.release.spec import ReleaseSpec
 
 __all__ = [

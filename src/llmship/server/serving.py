@@ -17,6 +17,7 @@ from opentelemetry.trace import Span, SpanKind
 
 from llmship import genai, tracing
 from llmship.backends.base import Backend, Chunk, GenerationRequest, Message
+from llmship.backends.prompting import build_messages, sampling_params
 from llmship.errors import (
     ContextLengthError,
     GenerationTimeoutError,
@@ -24,7 +25,6 @@ from llmship.errors import (
     NotFoundError,
     NotReadyError,
 )
-from llmship.release.prompting import build_messages, sampling_params
 from llmship.release.spec import ReleaseSpec
 from llmship.server.metrics import ServerMetrics
 from llmship.server.protocol import (
