@@ -18,9 +18,9 @@ from llmship.analysis.durations import format_duration
 from llmship.analysis.phases import Phase
 from llmship.rollout.spec import BlueGreenStrategy
 from llmship.rollout.state import Action, AnalysisRun, PauseReason, RolloutState
+from llmship.rollout.strategy import FIRST, SECOND, TwoStage
 from llmship.rollout.transitions import (
     Result,
-    abort,
     enter_step,
     finish,
     note,
@@ -31,8 +31,8 @@ from llmship.rollout.transitions import (
 
 __all__ = ["PREVIEW", "SWITCHED", "BlueGreen"]
 
-PREVIEW = 0
-SWITCHED = 1
+PREVIEW = FIRST
+SWITCHED = SECOND
 PRE = "strategy.blueGreen.prePromotionAnalysis"
 POST = "strategy.blueGreen.postPromotionAnalysis"
 
@@ -44,61 +44,19 @@ def _strategy(state: RolloutState) -> BlueGreenStrategy:
     return strategy
 
 
-class BlueGreen:
+class BlueGreen(TwoStage):
     """The blue-green strategy's part of the state machine."""
 
-    def progress(self, state: RolloutState, now: float) -> Result:
-        strategy = _strategy(state)
-        actions: list[Action] = []
-        while not state.phase.is_terminal and not state.paused:
-            if state.step_index == PREVIEW:
-                if not state.step_applied:
-                    if not state.candidate_ready:
-                        break
-                    state, more = self._preview(state, now)
-                    actions += more
-                pre = state.latest_run("prePromotion")
-                if pre is not None and pre.phase is not Phase.SUCCESSFUL:
-                    break
-                if not strategy.auto_promotion_enabled:
-                    state = pause_for(
-                        state,
-                        PauseReason.BLUE_GREEN_PAUSE,
-                        f"{state.candidate} waits in preview for `llmship rollout promote`",
-                    )
-                    break
-                wait = float(strategy.auto_promotion_seconds or 0)
-                if state.step_elapsed(now) < wait:
-                    break
-                state, more = self._switch(
-                    state,
-                    now,
-                    actor="controller",
-                    reason=f"automatic promotion after {format_duration(wait)} in preview",
-                )
-                actions += more
-                continue
-            if not state.step_applied:
-                state = replace(state, step_applied=True)
-                if strategy.post_promotion_analysis is not None:
-                    state, more = start_run(state, "postPromotion", POST, now)
-                    actions += more
-            post = state.latest_run("postPromotion")
-            if post is not None and post.phase is not Phase.SUCCESSFUL:
-                break
-            why = "post-promotion analysis passed" if post is not None else "switched"
-            state, done = finish(state, now, actor="controller", reason=why, actions=[])
-            return state, actions + done
-        return state, actions
+    stages = ("preview", "switched (post-promotion)")
 
-    def _preview(self, state: RolloutState, now: float) -> Result:
+    def begin(self, state: RolloutState, now: float) -> Result:
         actions = [
             Action(
                 "setPreview", reason=f"rollout {state.name}: {state.candidate} on the preview route"
             )
         ]
         state = note(
-            replace(state, step_applied=True, step_started_at=now, step_paused_s=0.0),
+            state,
             "rollout.step",
             f"preview: {state.candidate} answers requests sent with X-Llmship-Variant: preview",
         )
@@ -106,6 +64,32 @@ class BlueGreen:
             state, more = start_run(state, "prePromotion", PRE, now)
             actions += more
         return state, actions
+
+    def advance(self, state: RolloutState, now: float) -> Result | None:
+        strategy = _strategy(state)
+        pre = state.latest_run("prePromotion")
+        if pre is not None and pre.phase is not Phase.SUCCESSFUL:
+            return None
+        if not strategy.auto_promotion_enabled:
+            message = f"{state.candidate} waits in preview for `llmship rollout promote`"
+            return pause_for(state, PauseReason.BLUE_GREEN_PAUSE, message), []
+        wait = float(strategy.auto_promotion_seconds or 0)
+        if state.step_elapsed(now) < wait:
+            return None
+        reason = f"automatic promotion after {format_duration(wait)} in preview"
+        return self._switch(state, now, actor="controller", reason=reason)
+
+    def settle(self, state: RolloutState, now: float) -> Result:
+        if _strategy(state).post_promotion_analysis is not None:
+            return start_run(state, "postPromotion", POST, now)
+        return state, []
+
+    def conclude(self, state: RolloutState, now: float) -> Result | None:
+        post = state.latest_run("postPromotion")
+        if post is not None and post.phase is not Phase.SUCCESSFUL:
+            return None
+        why = "post-promotion analysis passed" if post is not None else "switched"
+        return finish(state, now, actor="controller", reason=why, actions=[])
 
     def _switch(self, state: RolloutState, now: float, *, actor: str, reason: str) -> Result:
         state, actions = stop_runs(state, now, "switched", roles=("prePromotion",))
@@ -127,13 +111,7 @@ class BlueGreen:
 
     def on_result(self, state: RolloutState, run: AnalysisRun, now: float) -> Result:
         what = "pre-promotion" if run.role == "prePromotion" else "post-promotion"
-        if run.phase in (Phase.FAILED, Phase.ERROR):
-            reason = f"{what} analysis run {run.name} ended {run.phase}: {run.message}"
-            return abort(state, now, self, actor="controller", reason=reason)
-        if run.phase is Phase.INCONCLUSIVE:
-            message = f"{what} analysis run {run.name} is Inconclusive ({run.message})"
-            return pause_for(state, PauseReason.INCONCLUSIVE, message + "; promote or abort"), []
-        return state, []
+        return self.judge(state, run, now, f"{what} analysis run {run.name}")
 
     def promote(
         self, state: RolloutState, now: float, *, actor: str, reason: str, full: bool
@@ -158,19 +136,9 @@ class BlueGreen:
             actions=[],
         )
 
-    def blocked(self, state: RolloutState) -> str | None:
-        if state.step_index == PREVIEW and not state.step_applied and not state.candidate_ready:
-            return f"the candidate {state.candidate} has no ready model server"
-        return None
-
     def abort_actions(self, state: RolloutState, *, actor: str, reason: str) -> list[Action]:
         text = f"rollout {state.name} {reason}"
         clear = Action("clearTraffic", actor=actor, reason=text)
         if state.switched:
             return [Action("revertAlias", actor=actor, reason=text), clear]
         return [clear]
-
-    def describe(self, state: RolloutState) -> str:
-        if state.step_index == PREVIEW:
-            return "stage 1/2: preview"
-        return "stage 2/2: switched (post-promotion)"

@@ -14,13 +14,13 @@ from dataclasses import replace
 from llmship.analysis.durations import format_duration
 from llmship.analysis.phases import Phase
 from llmship.rollout.spec import ExperimentStrategy
-from llmship.rollout.state import Action, AnalysisRun, PauseReason, RolloutState
+from llmship.rollout.state import Action, AnalysisRun, RolloutState
+from llmship.rollout.strategy import FIRST, SECOND, TwoStage
 from llmship.rollout.transitions import (
     Result,
     abort,
     enter_step,
     note,
-    pause_for,
     promote_now,
     start_run,
     stop_runs,
@@ -28,8 +28,8 @@ from llmship.rollout.transitions import (
 
 __all__ = ["DECIDING", "RUNNING", "Experiment"]
 
-RUNNING = 0
-DECIDING = 1
+RUNNING = FIRST
+DECIDING = SECOND
 GUARD = "strategy.experiment.analysis"
 
 
@@ -40,43 +40,12 @@ def _strategy(state: RolloutState) -> ExperimentStrategy:
     return strategy
 
 
-class Experiment:
+class Experiment(TwoStage):
     """The experiment strategy's part of the state machine."""
 
-    def progress(self, state: RolloutState, now: float) -> Result:
-        strategy = _strategy(state)
-        actions: list[Action] = []
-        while not state.phase.is_terminal and not state.paused:
-            if state.step_index == RUNNING:
-                if not state.step_applied:
-                    if not state.candidate_ready:
-                        break
-                    state, more = self._start(state, now)
-                    actions += more
-                if state.step_elapsed(now) < strategy.duration:
-                    break
-                state, more = stop_runs(state, now, "experiment over", roles=("guard",))
-                actions += more
-                state = enter_step(state, DECIDING, now)
-                continue
-            if not state.step_applied:
-                state = note(
-                    replace(state, step_applied=True),
-                    "rollout.step",
-                    f"experiment over after {format_duration(strategy.duration)}: deciding on "
-                    f"{strategy.decision.metric}",
-                )
-                state, more = start_run(state, "decision", "", now)
-                actions += more
-            decision = state.latest_run("decision")
-            if decision is None or decision.phase is not Phase.SUCCESSFUL:
-                break
-            why = f"won the experiment: {decision.message}"
-            state, done = promote_now(state, now, actor="controller", why=why)
-            return state, actions + done
-        return state, actions
+    stages = ("experiment running", "deciding")
 
-    def _start(self, state: RolloutState, now: float) -> Result:
+    def begin(self, state: RolloutState, now: float) -> Result:
         strategy = _strategy(state)
         arms = ", ".join(
             f"{v.name}={state.candidate if v is strategy.candidate_variant else state.stable} "
@@ -85,27 +54,42 @@ class Experiment:
         )
         actions = [Action("setExperiment", reason=f"rollout {state.name}: A/B experiment ({arms})")]
         state = note(
-            replace(state, step_applied=True, step_started_at=now, step_paused_s=0.0),
-            "rollout.step",
-            f"experiment for {format_duration(strategy.duration)}: {arms}",
+            state, "rollout.step", f"experiment for {format_duration(strategy.duration)}: {arms}"
         )
         if strategy.analysis is not None:
             state, more = start_run(state, "guard", GUARD, now)
             actions += more
         return state, actions
 
+    def advance(self, state: RolloutState, now: float) -> Result | None:
+        if state.step_elapsed(now) < _strategy(state).duration:
+            return None
+        state, actions = stop_runs(state, now, "experiment over", roles=("guard",))
+        return enter_step(state, DECIDING, now), actions
+
+    def settle(self, state: RolloutState, now: float) -> Result:
+        strategy = _strategy(state)
+        state = note(
+            state,
+            "rollout.step",
+            f"experiment over after {format_duration(strategy.duration)}: deciding on "
+            f"{strategy.decision.metric}",
+        )
+        return start_run(state, "decision", "", now)
+
+    def conclude(self, state: RolloutState, now: float) -> Result | None:
+        decision = state.latest_run("decision")
+        if decision is None or decision.phase is not Phase.SUCCESSFUL:
+            return None
+        why = f"won the experiment: {decision.message}"
+        return promote_now(state, now, actor="controller", why=why)
+
     def on_result(self, state: RolloutState, run: AnalysisRun, now: float) -> Result:
-        what = "the decision" if run.role == "decision" else f"guard analysis run {run.name}"
-        if run.phase in (Phase.FAILED, Phase.ERROR):
-            if run.role == "decision" and run.phase is Phase.FAILED:
-                reason = f"the candidate lost the experiment: {run.message}"
-            else:
-                reason = f"{what} ended {run.phase}: {run.message}"
+        if run.role == "decision" and run.phase is Phase.FAILED:
+            reason = f"the candidate lost the experiment: {run.message}"
             return abort(state, now, self, actor="controller", reason=reason)
-        if run.phase is Phase.INCONCLUSIVE:
-            message = f"{what} is Inconclusive ({run.message}); promote or abort"
-            return pause_for(state, PauseReason.INCONCLUSIVE, message), []
-        return state, []
+        what = "the decision" if run.role == "decision" else f"guard analysis run {run.name}"
+        return self.judge(state, run, now, what)
 
     def promote(
         self, state: RolloutState, now: float, *, actor: str, reason: str, full: bool
@@ -135,16 +119,3 @@ class Experiment:
         if guard is not None and guard.phase is Phase.INCONCLUSIVE:
             return start_run(state, "guard", GUARD, now)
         return state, []
-
-    def blocked(self, state: RolloutState) -> str | None:
-        if state.step_index == RUNNING and not state.step_applied and not state.candidate_ready:
-            return f"the candidate {state.candidate} has no ready model server"
-        return None
-
-    def abort_actions(self, state: RolloutState, *, actor: str, reason: str) -> list[Action]:
-        return [Action("clearTraffic", actor=actor, reason=f"rollout {state.name} {reason}")]
-
-    def describe(self, state: RolloutState) -> str:
-        if state.step_index == RUNNING:
-            return "stage 1/2: experiment running"
-        return "stage 2/2: deciding"

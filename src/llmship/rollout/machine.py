@@ -19,7 +19,8 @@ starts again). Events (:mod:`llmship.rollout.events`):
   raises :class:`TransitionError` and changes nothing.
 
 Each strategy adds its own part (``canary.py``, ``bluegreen.py``,
-``experiment.py``, ``shadow.py``).
+``experiment.py``, ``shadow.py``); the last three share the two-stage skeleton
+of ``strategy.py``.
 """
 
 from __future__ import annotations
