@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from llmship.alerts import Alert, abort_requests, dedupe_key, matches, parse_webhook
 from llmship.errors import InvalidRequestError
+from llmship.gateway.alerts import Alert, abort_requests, dedupe_key, matches, parse_webhook
 
 # What Alertmanager 0.27 posts (docs: configuration.md#webhook_config).
 PAYLOAD: dict[str, Any] = {

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from llmship.similarity import lcs_length, rouge_l, tokenize
+from llmship.gateway.similarity import lcs_length, rouge_l, tokenize
 
 
 def test_tokenize_splits_cjk_per_character() -> None:

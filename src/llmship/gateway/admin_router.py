@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 
-from llmship.alerts import abort_requests, parse_webhook
 from llmship.errors import InvalidRequestError
 from llmship.gateway import admin
+from llmship.gateway.alerts import abort_requests, parse_webhook
 from llmship.gateway.auth import actor_of, check_bearer
 from llmship.gateway.discovery import TargetGroup, scrape_targets
 from llmship.gateway.protocol import (

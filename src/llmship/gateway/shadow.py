@@ -16,8 +16,8 @@ from llmship.gateway.balancer import Attempt
 from llmship.gateway.metrics import GatewayMetrics
 from llmship.gateway.proxy import UPSTREAM_ERRORS, Upstream, UpstreamFailure
 from llmship.gateway.recorder import QueryRecorder
+from llmship.gateway.similarity import rouge_l
 from llmship.registry.records import QueryRecord
-from llmship.similarity import rouge_l
 
 log = logging.getLogger(__name__)
 
