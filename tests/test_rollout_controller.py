@@ -24,7 +24,9 @@ from llmship.analysis.providers import MeasurementError, run_measurement
 from llmship.gateway.alerts import abort_requests, parse_webhook
 from llmship.registry import Registry, RolloutRecord
 from llmship.rollout import RolloutPhase, ops, parse_rollout
-from llmship.rollout.controller import Controller, first_measurement_at, state_of
+from llmship.rollout.controller import Controller
+from llmship.rollout.measurements import first_measurement_at
+from llmship.rollout.records import state_of
 from llmship.rollout.stats_http import GatewayStats, gateway_url
 from llmship.routing.policy import TrafficPolicy
 

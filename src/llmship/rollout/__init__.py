@@ -2,11 +2,14 @@
 
 - ``spec.py``: rollout specs (``rollouts/*.yaml``);
 - ``state.py``, ``events.py``, ``machine.py`` and one module per strategy
-  (``canary.py``, ``bluegreen.py``, ``experiment.py``, ``shadow.py``): the pure
-  state machine, ``step(state, event, now) -> (state, actions)``;
+  (``canary.py``, ``bluegreen.py``, ``experiment.py``, ``shadow.py``, the last
+  three on the two-stage skeleton of ``strategy.py``): the pure state machine,
+  ``step(state, event, now) -> (state, actions)``;
 - ``controller.py`` (``Controller``): runs the machine against the registry and
   the gateway's statistics (``stats_http.GatewayStats``), carrying out the
   actions (``actions.py``); imported from there, since it needs the registry;
+  it measures the analysis runs with ``measurements.py`` and reads and saves
+  states with ``records.py``;
 - ``ops.py``: what ``llmship rollout`` does (start, intents, undo, status).
 """
 

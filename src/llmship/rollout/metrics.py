@@ -40,7 +40,7 @@ from prometheus_client.registry import Collector
 from llmship.analysis.models import Metric as AnalysisMetric
 from llmship.analysis.phases import Measurement, Phase, assess_metric
 from llmship.registry.records import MeasurementRecord, RolloutRecord
-from llmship.rollout.controller import from_timestamp, state_of
+from llmship.rollout.records import from_timestamp, state_of
 from llmship.rollout.state import RolloutPhase, RolloutState
 
 __all__ = [

@@ -17,9 +17,9 @@ from llmship.registry import AliasMove, MeasurementRecord, Registry, RolloutInte
 from llmship.release.guard import check_promotion
 from llmship.release.spec import parse_ref
 from llmship.rollout.actions import PRODUCTION
-from llmship.rollout.controller import state_of, update_of
 from llmship.rollout.events import Retry, TransitionError, intent_event
 from llmship.rollout.machine import check, describe, step
+from llmship.rollout.records import state_of, update_of
 from llmship.rollout.spec import RolloutSpec
 from llmship.rollout.state import RolloutState
 from llmship.routing.policy import TrafficPolicy
