@@ -26,7 +26,7 @@ from llmship.gateway.protocol import (
     TrafficView,
 )
 from llmship.registry.records import NO_REASON, given_reason
-from llmship.server.protocol import ErrorResponse
+from llmship.wire import ErrorResponse
 
 if TYPE_CHECKING:
     from llmship.gateway.app import Gateway

@@ -19,7 +19,7 @@ from llmship.gateway.protocol import (
     GatewayModelList,
 )
 from llmship.gateway.serving import GatewayContext, parse_object
-from llmship.server.protocol import ERROR_RESPONSES, ErrorResponse, PredictResponse
+from llmship.wire import ERROR_RESPONSES, ErrorResponse, PredictResponse
 
 if TYPE_CHECKING:
     from llmship.gateway.app import Gateway

@@ -30,8 +30,8 @@ from llmship.gateway.state import GatewayState
 from llmship.gateway.store import GatewayDirectory, GatewayStore
 from llmship.http import fastapi_options, install_error_handlers, liveness
 from llmship.registry.records import RECENT_REQUESTS_S
-from llmship.server.protocol import ChatCompletionRequest, CompletionRequest, PredictRequest
 from llmship.settings import Settings
+from llmship.wire import ChatCompletionRequest, CompletionRequest, PredictRequest
 
 log = logging.getLogger(__name__)
 

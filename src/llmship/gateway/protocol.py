@@ -1,7 +1,7 @@
 """Wire models of the gateway's own endpoints: feedback, flags, models and the admin API.
 
 The OpenAI endpoints and ``/predict`` are forwarded as raw bytes; their schemas
-are the model server's (``llmship.server.protocol``).
+are in ``llmship.wire``, shared with the model server.
 """
 
 from __future__ import annotations

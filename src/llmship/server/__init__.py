@@ -1,7 +1,7 @@
 """The model server: one release behind OpenAI-compatible endpoints and /predict.
 
 The names below load on first use, so that importing the wire models
-(``llmship.server.protocol``), as the gateway does, does not load the app.
+(``llmship.server.protocol``) does not load the app.
 """
 
 from __future__ import annotations

@@ -13,16 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from llmship import __version__
 from llmship.backends.base import GenerationRequest
-from llmship.server.protocol import (
-    ERROR_RESPONSES,
-    ChatCompletionRequest,
-    CompletionRequest,
-    ModelCard,
-    ModelList,
-    PredictRequest,
-    PredictResponse,
-    Usage,
-)
+from llmship.server.protocol import ModelCard, ModelList
 from llmship.server.serving import (
     Completion,
     ModelService,
@@ -30,6 +21,14 @@ from llmship.server.serving import (
     chat_response,
     completion_response,
     sse_stream,
+)
+from llmship.wire import (
+    ERROR_RESPONSES,
+    ChatCompletionRequest,
+    CompletionRequest,
+    PredictRequest,
+    PredictResponse,
+    Usage,
 )
 
 router = APIRouter()

@@ -27,14 +27,14 @@ from llmship.errors import (
 )
 from llmship.release.spec import ReleaseSpec
 from llmship.server.metrics import ServerMetrics
-from llmship.server.protocol import (
+from llmship.server.scheduler import Scheduler
+from llmship.settings import Settings
+from llmship.wire import (
     ChatCompletionRequest,
     CompletionRequest,
     PredictRequest,
     _Sampling,
 )
-from llmship.server.scheduler import Scheduler
-from llmship.settings import Settings
 
 log = logging.getLogger(__name__)
 
