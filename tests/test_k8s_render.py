@@ -475,7 +475,7 @@ def test_every_render_command_in_the_docs_runs_as_written(run: Run, cli_home: Pa
 
 
 def test_the_queries_count_every_route_the_gateway_routes() -> None:
-    from llmship.gateway.middleware import PROXIED
+    from llmship.gateway.proxied import PROXIED
     from llmship.k8s.promql import GENERATION_ROUTES
 
     assert set(GENERATION_ROUTES.split("|")) == set(PROXIED)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Request
@@ -18,8 +19,9 @@ from llmship.gateway.protocol import (
     GatewayModelCard,
     GatewayModelList,
 )
+from llmship.gateway.proxied import ROUTES, ProxiedRoute
 from llmship.gateway.serving import GatewayContext, parse_object
-from llmship.wire import ERROR_RESPONSES, ErrorResponse, PredictResponse
+from llmship.wire import ERROR_RESPONSES, ErrorResponse
 
 if TYPE_CHECKING:
     from llmship.gateway.app import Gateway
@@ -57,42 +59,29 @@ def _body(model: str) -> dict[str, Any]:
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
 
 
-@router.post(
-    "/v1/chat/completions",
-    responses=PROXIED_ERRORS,
-    summary="Chat completion (OpenAI-compatible), routed",
-    tags=["openai"],
-    openapi_extra=_body("ChatCompletionRequest"),
-)
-async def chat_completions(request: Request) -> Response:
-    """Routed to a release by the traffic policy; `stream: true` gives server-sent events
-    ending in `data: [DONE]`. `X-User-Id` (or `user`) keeps a user on one A/B variant;
-    `X-Llmship-Variant: preview` asks for the blue-green preview."""
-    return await _proxy(request, "/v1/chat/completions", openai=True)
+def _proxied_handler(route: ProxiedRoute) -> Callable[[Request], Awaitable[Response]]:
+    async def handler(request: Request) -> Response:
+        return await _proxy(request, route.path, openai=route.openai)
+
+    return handler
 
 
-@router.post(
-    "/v1/completions",
-    responses=PROXIED_ERRORS,
-    summary="Text completion (OpenAI-compatible), routed",
-    tags=["openai"],
-    openapi_extra=_body("CompletionRequest"),
-)
-async def completions(request: Request) -> Response:
-    """Routed like chat completions."""
-    return await _proxy(request, "/v1/completions", openai=True)
-
-
-@router.post(
-    "/predict",
-    responses={200: {"model": PredictResponse}, **PROXIED_ERRORS},
-    summary="Generate an answer (the seed's API), routed",
-    tags=["llmship"],
-    openapi_extra=_body("PredictRequest"),
-)
-async def predict(request: Request) -> Response:
-    """`{"prompt", "max_new_tokens"}` -> `{"response", "query_id", "version", ...}`."""
-    return await _proxy(request, "/predict", openai=False)
+for _route in ROUTES:
+    router.add_api_route(
+        _route.path,
+        _proxied_handler(_route),
+        methods=["POST"],
+        name=_route.name,
+        responses=(
+            {200: {"model": _route.response}, **PROXIED_ERRORS}
+            if _route.response
+            else PROXIED_ERRORS
+        ),
+        summary=_route.summary,
+        description=_route.description,
+        tags=[_route.tag],
+        openapi_extra=_body(_route.body),
+    )
 
 
 @router.get("/v1/models", response_model=GatewayModelList, tags=["openai"], summary="Models")

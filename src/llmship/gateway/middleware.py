@@ -13,6 +13,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from llmship import logs, tracing
 from llmship.errors import LlmshipError
 from llmship.gateway.metrics import GatewayMetrics
+from llmship.gateway.proxied import PROXIED
 from llmship.gateway.recorder import QueryRecorder
 from llmship.gateway.serving import ClientGone, GatewayContext, GatewayService
 from llmship.http import error_response, new_query_id
@@ -25,12 +26,6 @@ MAX_QUERY_ID = 64
 MAX_USER_KEY = 255
 MAX_VARIANT = 64
 _ATTR = b"x-llmship-attr-"
-PROXIED = {
-    "/v1/chat/completions": ("/v1/chat/completions", True),
-    "/v1/completions": ("/v1/completions", True),
-    "/predict": ("/predict", False),
-}
-"""Routed paths: the route label and whether the body is an OpenAI request."""
 
 
 def query_id(raw: bytes | None) -> str:
@@ -96,7 +91,7 @@ class GatewayMiddleware:
                 if routed is None:
                     await self.app(scope, receive, send_wrapper)
                 else:
-                    await self._proxy(scope, receive, send_wrapper, *routed)
+                    await self._proxy(scope, receive, send_wrapper, routed.path, routed.openai)
             except ClientGone:
                 status = 499
             finally:
