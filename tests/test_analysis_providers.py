@@ -10,8 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
+from _stats import InMemoryStats
 from llmship.analysis import (
-    InMemoryStats,
     MeasureContext,
     MeasurementError,
     Metric,

@@ -6,7 +6,8 @@ import math
 
 import pytest
 
-from llmship.analysis import BUILTIN_METRICS, InMemoryStats, VersionStats, builtin_value
+from _stats import InMemoryStats
+from llmship.analysis import BUILTIN_METRICS, VersionStats, builtin_value
 from llmship.analysis.stats import quantile, sample_size
 
 STATS = VersionStats(

@@ -17,7 +17,8 @@ import pytest
 
 from _cli import Run
 from _registry import ControllerClock, chat_registry
-from llmship.analysis import InMemoryStats, VersionStats
+from _stats import InMemoryStats
+from llmship.analysis import VersionStats
 from llmship.registry import Registry
 from llmship.rollout import RolloutState, ops, parse_rollout
 from llmship.rollout.controller import Controller

@@ -15,7 +15,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from typer.testing import CliRunner
 
 from _registry import ControllerClock, chat_registry, errors_template
-from llmship.analysis import InMemoryStats, VersionStats
+from _stats import InMemoryStats
+from llmship.analysis import VersionStats
 from llmship.analysis.phases import Phase
 from llmship.cli import app
 from llmship.registry import Registry

@@ -17,7 +17,8 @@ import httpx
 import pytest
 
 from _registry import ControllerClock, chat_registry, errors_template
-from llmship.analysis import InMemoryStats, MeasureContext, Providers, VersionStats
+from _stats import InMemoryStats
+from llmship.analysis import MeasureContext, Providers, VersionStats
 from llmship.analysis.models import Metric
 from llmship.analysis.phases import Measurement, Phase
 from llmship.analysis.providers import MeasurementError, run_measurement

@@ -18,11 +18,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from _registry import make_spec
+from _stats import InMemoryStats
 from llmship.analysis import Metric, Phase, Providers, run_measurement
 from llmship.analysis.providers import MeasureContext, MeasurementError
 from llmship.analysis.stats import (
     IncompleteStats,
-    InMemoryStats,
     VersionStats,
     builtin_value,
     merge_stats,

@@ -55,7 +55,6 @@ from llmship.analysis.providers import (
 )
 from llmship.analysis.stats import (
     BUILTIN_METRICS,
-    InMemoryStats,
     StatsSource,
     VersionStats,
     builtin_value,
@@ -74,7 +73,6 @@ __all__ = [
     "ConditionError",
     "Duration",
     "Header",
-    "InMemoryStats",
     "JsonPath",
     "JsonPathError",
     "MeasureContext",

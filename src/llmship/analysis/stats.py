@@ -4,11 +4,11 @@ The gateway knows, for each release it routed to, what happened over a recent
 window. A :class:`StatsSource` hands that over as :class:`VersionStats`; the
 ``builtin`` provider turns it into one number per metric name
 (:data:`BUILTIN_METRICS`). The source that reads the gateway's
-``GET /api/v1/stats?env=&window=`` lives with the controller; tests use
-:class:`InMemoryStats`. With several gateways, each one's stats are combined by
-:func:`merge_stats` (counts summed, samples pooled, so a quantile is over every
-request); a source that misses a gateway carrying traffic raises
-:class:`IncompleteStats`, which makes the measurement Inconclusive.
+``GET /api/v1/stats?env=&window=`` lives with the controller. With several
+gateways, each one's stats are combined by :func:`merge_stats` (counts summed,
+samples pooled, so a quantile is over every request); a source that misses a
+gateway carrying traffic raises :class:`IncompleteStats`, which makes the
+measurement Inconclusive.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from typing import Any, Literal, Protocol
 __all__ = [
     "BUILTIN_METRICS",
     "BuiltinMetricInfo",
-    "InMemoryStats",
     "IncompleteStats",
     "StatsSource",
     "VersionStats",
@@ -144,22 +143,6 @@ class StatsSource(Protocol):
         measurement becomes an Error).
         """
         ...
-
-
-class InMemoryStats:
-    """A :class:`StatsSource` with fixed answers, for tests; records every call."""
-
-    def __init__(self, stats: Mapping[tuple[str, str], VersionStats] | None = None):
-        self._stats: dict[tuple[str, str], VersionStats] = dict(stats or {})
-        self.calls: list[tuple[str, str, float]] = []
-
-    def set(self, env: str, ref: str, stats: VersionStats) -> None:
-        """Answer ``stats`` for ``ref`` in ``env`` from now on."""
-        self._stats[(env, ref)] = stats
-
-    def stats(self, env: str, ref: str, window_s: float) -> VersionStats:
-        self.calls.append((env, ref, window_s))
-        return self._stats.get((env, ref), VersionStats())
 
 
 SampleKind = Literal["requests", "latencies", "ttfts", "ratings", "thumbs", "similarities", "none"]
