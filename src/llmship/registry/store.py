@@ -31,7 +31,7 @@ from llmship.registry._base import (
     utc_now,
 )
 from llmship.registry._engine import create_registry_engine, parse_url, safe_url, upgrade
-from llmship.registry._gates import GateMethods
+from llmship.registry._gate_runs import GateMethods
 from llmship.registry._gateway import GatewayMethods
 from llmship.registry._hosts import HostMethods, notify_change
 from llmship.registry._leases import LeaseMethods
