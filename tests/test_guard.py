@@ -20,7 +20,7 @@ from _registry import chat_registry
 from llmship.errors import GateError, SpecError
 from llmship.gates import load_requirements
 from llmship.registry import GateRun, Registry
-from llmship.release.guard import check_promotion, missing_gates
+from llmship.release.promotion_guard import check_promotion, missing_gates
 
 REQUIRE = {"gates": {"require": {"prod": ["eval", "loadtest"], "staging": ["eval"]}}}
 T0 = datetime(2024, 5, 1, tzinfo=timezone.utc)
@@ -152,7 +152,7 @@ def test_reading_the_requirements_does_not_load_the_eval_package(tmp_path: Path)
     path.write_text(yaml.safe_dump(REQUIRE))
     code = (
         "import sys; from pathlib import Path; "
-        "from llmship.release.guard import required_gates; "
+        "from llmship.release.promotion_guard import required_gates; "
         f"assert required_gates('prod', Path({str(path)!r})) == ('eval', 'loadtest'); "
         "print(sorted(m for m in sys.modules if m.startswith('llmship.eval')))"
     )

@@ -31,7 +31,7 @@ from _journey import (
     wait_for,
 )
 from llmship.registry import Registry
-from llmship.release.guard import missing_gates
+from llmship.release.promotion_guard import missing_gates
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900), pytest.mark.xdist_group("journeys")]
 

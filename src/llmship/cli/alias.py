@@ -75,7 +75,7 @@ def set_(
     for the environment (`gates: require:`), production only takes a release
     whose eval and load-test runs passed, unless --force.
     """
-    from llmship.release.guard import check_promotion
+    from llmship.release.promotion_guard import check_promotion
 
     cfg = settings(env=env)
     with open_registry(cfg) as registry:

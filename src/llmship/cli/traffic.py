@@ -20,7 +20,7 @@ from llmship.cli._common import (
 from llmship.cli._help import App
 from llmship.errors import InvalidRequestError
 from llmship.registry.records import given_reason
-from llmship.release.guard import check_promotion
+from llmship.release.promotion_guard import check_promotion
 from llmship.routing.policy import Experiment, TrafficPolicy, Variant
 
 app = App(

@@ -17,7 +17,7 @@ nor by more than 0.1; a dataset without assertions gates ``chrf`` the same way
 (more than 0.05). No absolute minimums; every other metric is reported only.
 
 ``gates: require:`` names the gates a release must have passed before it takes
-an environment's ``production`` alias (see :mod:`llmship.release.guard`)::
+an environment's ``production`` alias (see :mod:`llmship.release.promotion_guard`)::
 
     gates:
       require:

@@ -10,7 +10,7 @@ from llmship.gateway.protocol import FlagBody, TrafficView
 from llmship.gateway.state import alternate_name, live_endpoints
 from llmship.gateway.store import GatewayStore
 from llmship.registry.records import given_reason
-from llmship.release.guard import check_promotion
+from llmship.release.promotion_guard import check_promotion
 from llmship.routing import TrafficPolicy
 
 

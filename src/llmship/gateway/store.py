@@ -19,7 +19,7 @@ from llmship.registry.records import (
     QueryRecord,
     RolloutRecord,
 )
-from llmship.release.guard import GateRecords
+from llmship.release.promotion_guard import GateRecords
 from llmship.routing import TrafficPolicy
 
 

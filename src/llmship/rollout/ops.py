@@ -14,7 +14,7 @@ from typing import Any
 
 from llmship.errors import ConflictError, InvalidRequestError, NotFoundError
 from llmship.registry import AliasMove, MeasurementRecord, Registry, RolloutIntent, RolloutRecord
-from llmship.release.guard import check_promotion
+from llmship.release.promotion_guard import check_promotion
 from llmship.release.spec import parse_ref
 from llmship.rollout.actions import PRODUCTION
 from llmship.rollout.events import Retry, TransitionError, intent_event
@@ -42,7 +42,7 @@ def start(
     Refused at once: a candidate that is not registered or already production, an
     environment without a production release, another unfinished rollout there, a
     candidate without the passing gates ``llmship.yaml`` requires for ``env``
-    (GateError, unless ``force`` with a ``reason``: see :mod:`llmship.release.guard`).
+    (GateError, unless ``force`` with a ``reason``: see :mod:`llmship.release.promotion_guard`).
     The controller's promotion at the end is not checked again.
     """
     if parse_ref(candidate) is None:
