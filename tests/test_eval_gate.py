@@ -13,15 +13,15 @@ from pydantic import ValidationError
 
 from llmship.eval import metrics
 from llmship.eval.dataset import Case
-from llmship.eval.gate import (
+from llmship.eval.metrics import CorpusScore
+from llmship.eval.stats import Comparison, compare_outputs
+from llmship.eval.verdict import (
     GATED_METRICS,
     EvalGateConfig,
     MetricGate,
     decide,
     judge_metric,
 )
-from llmship.eval.metrics import CorpusScore
-from llmship.eval.stats import Comparison, compare_outputs
 
 
 def _comparison(

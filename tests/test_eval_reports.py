@@ -17,7 +17,6 @@ from llmship.backends.base import GenerationRequest
 from llmship.eval.cache import OutputCache
 from llmship.eval.config import GateConfig
 from llmship.eval.dataset import load_dataset
-from llmship.eval.gate import EvalGateConfig
 from llmship.eval.reports import (
     JUnitCase,
     JUnitSuite,
@@ -31,6 +30,7 @@ from llmship.eval.reports import (
     write_junit,
 )
 from llmship.eval.runner import run_eval
+from llmship.eval.verdict import EvalGateConfig
 from llmship.registry import Registry
 from llmship.release.spec import parse_spec
 

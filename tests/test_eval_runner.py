@@ -18,8 +18,8 @@ from llmship.errors import InvalidRequestError, LlmshipError
 from llmship.eval.cache import OutputCache, output_key
 from llmship.eval.config import GateConfig, default_gate, load_gate
 from llmship.eval.dataset import Dataset, load_dataset
-from llmship.eval.gate import EvalGateConfig
 from llmship.eval.runner import EvalOptions, EvalOutcome, run_eval
+from llmship.eval.verdict import EvalGateConfig
 from llmship.registry import Registry, ReleaseRecord
 from llmship.release.spec import parse_spec
 

@@ -25,9 +25,9 @@ from llmship.eval.assertions import (
     semantic_available,
 )
 from llmship.eval.dataset import Case, Dataset, DatasetError, Message, load_dataset, parse_cases
-from llmship.eval.gate import EvalGateConfig, GateDecision, MetricGate, MetricVerdict, decide
 from llmship.eval.metrics import CORPUS_METRICS, CorpusScore, case_scores, corpus_scores
 from llmship.eval.stats import DEFAULT_RESAMPLES, DEFAULT_SEED, Comparison, compare_outputs
+from llmship.eval.verdict import EvalGateConfig, GateDecision, MetricGate, MetricVerdict, decide
 
 __all__ = [
     "ASSERTION_TYPES",

@@ -34,7 +34,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from llmship.errors import SpecError
-from llmship.eval.gate import EvalGateConfig, MetricGate
+from llmship.eval.verdict import EvalGateConfig, MetricGate
 from llmship.gates import GATE_KINDS, load_requirements, read_gates
 from llmship.settings import config_path
 

@@ -25,7 +25,6 @@ from llmship.eval.assertions import AssertionResult, CaseResult, Judge, evaluate
 from llmship.eval.cache import OutputCache
 from llmship.eval.config import GateConfig, default_gate
 from llmship.eval.dataset import Case, Dataset
-from llmship.eval.gate import GateDecision, decide
 from llmship.eval.generation import (
     BackendFactory,
     CaseOutput,
@@ -35,6 +34,7 @@ from llmship.eval.generation import (
     ReleaseJudge,
     generate,
 )
+from llmship.eval.verdict import GateDecision, decide
 from llmship.registry.records import ReleaseRecord
 
 __all__ = [
