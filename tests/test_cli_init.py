@@ -13,7 +13,7 @@ import pytest
 from _cli import Run
 from llmship.eval.config import load_gate
 from llmship.eval.dataset import load_dataset
-from llmship.gates import load_requirements
+from llmship.gates_config import load_requirements
 from llmship.loadtest.config import load_gate_config
 from llmship.release.bundled import bundled_spec
 from llmship.release.spec import load_spec

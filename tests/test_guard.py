@@ -18,7 +18,7 @@ from fastapi.testclient import TestClient
 from _cli import Run, cli_runner
 from _registry import chat_registry
 from llmship.errors import GateError, SpecError
-from llmship.gates import load_requirements
+from llmship.gates_config import load_requirements
 from llmship.registry import GateRun, Registry
 from llmship.release.promotion_guard import check_promotion, missing_gates
 

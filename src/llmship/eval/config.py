@@ -35,7 +35,7 @@ from pydantic import ValidationError
 
 from llmship.errors import SpecError
 from llmship.eval.verdict import EvalGateConfig, MetricGate
-from llmship.gates import GATE_KINDS, load_requirements, read_gates
+from llmship.gates_config import GATE_KINDS, load_requirements, read_gates
 from llmship.settings import config_path
 
 __all__ = [

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from llmship.errors import GateError, InvalidRequestError
-from llmship.gates import load_requirements
+from llmship.gates_config import load_requirements
 from llmship.settings import CONFIG_ENV, DEFAULT_CONFIG
 
 if TYPE_CHECKING:
