@@ -17,15 +17,6 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parent.parent / "src" / "llmship"
 MAX_LINES = 600
 
-# Allowances: what the checks found when they were written. Each test fails on an entry
-# that no longer holds, so drop it when its fix lands.
-# issue #12: being moved. (rollout/controller.py was here until its split landed.)
-KNOWN_LONG: set[str] = set()
-# issue #12: found by this check, not yet moved. llmship.settings imports release.spec
-# (NAME_PATTERN), release.promotion_guard imports gates_config and settings, gates_config
-# imports settings.
-KNOWN_CYCLES: set[frozenset[str]] = {frozenset({"gates_config", "release", "settings"})}
-
 
 def _modules() -> Iterator[tuple[str, Path]]:
     for path in sorted(SRC.rglob("*.py")):
@@ -148,20 +139,15 @@ def test_no_module_is_over_600_lines() -> None:
         for _, path in _modules()
     }
     long = {name: n for name, n in lengths.items() if n > MAX_LINES}
-    unexpected = sorted(f"{name} ({n} lines)" for name, n in long.items() if name not in KNOWN_LONG)
-    assert not unexpected, f"modules over {MAX_LINES} lines, split them: {', '.join(unexpected)}"
-    stale = sorted(KNOWN_LONG - set(long))
-    assert not stale, f"no longer over {MAX_LINES} lines, drop from KNOWN_LONG: {stale}"
+    over = sorted(f"{name} ({n} lines)" for name, n in long.items())
+    assert not over, f"modules over {MAX_LINES} lines, split them: {', '.join(over)}"
 
 
 def test_no_import_cycle_between_packages() -> None:
     graph = _package_graph()
     cycles = _cycles(graph)
-    found = {frozenset(c): c for c in cycles}
-    unexpected = [_spell(c, graph) for key, c in found.items() if key not in KNOWN_CYCLES]
-    assert not unexpected, "import cycles between packages of llmship:\n" + "\n".join(unexpected)
-    stale = [sorted(k) for k in KNOWN_CYCLES if k not in found]
-    assert not stale, f"these cycles are gone, drop them from KNOWN_CYCLES: {stale}"
+    spelled = [_spell(c, graph) for c in cycles]
+    assert not spelled, "import cycles between packages of llmship:\n" + "\n".join(spelled)
 
 
 def test_analysis_is_pure() -> None:

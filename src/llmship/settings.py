@@ -21,7 +21,7 @@ from pydantic_settings import (
 )
 
 from llmship.errors import SpecError
-from llmship.release.spec import NAME_PATTERN
+from llmship.names import NAME_PATTERN
 
 CONFIG_ENV = "LLMSHIP_CONFIG"
 DEFAULT_CONFIG = "llmship.yaml"

@@ -28,9 +28,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from llmship.errors import SpecError
+from llmship.names import NAME_PATTERN
 from llmship.release.semver import Version
 
-NAME_PATTERN = r"^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$"
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
