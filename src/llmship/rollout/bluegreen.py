@@ -23,6 +23,7 @@ from llmship.rollout.transitions import (
     Result,
     enter_step,
     finish,
+    judge,
     note,
     pause_for,
     start_run,
@@ -111,7 +112,7 @@ class BlueGreen(TwoStage):
 
     def on_result(self, state: RolloutState, run: AnalysisRun, now: float) -> Result:
         what = "pre-promotion" if run.role == "prePromotion" else "post-promotion"
-        return self.judge(state, run, now, f"{what} analysis run {run.name}")
+        return judge(state, run, now, self, f"{what} analysis run {run.name}")
 
     def promote(
         self, state: RolloutState, now: float, *, actor: str, reason: str, full: bool

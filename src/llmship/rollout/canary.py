@@ -20,11 +20,10 @@ from llmship.rollout.spec import CanaryStep, CanaryStrategy
 from llmship.rollout.state import Action, AnalysisRun, PauseReason, RolloutState
 from llmship.rollout.transitions import (
     Result,
-    abort,
     enter_step,
     finish,
+    judge,
     note,
-    pause_for,
     promote_actions,
     promote_now,
     start_run,
@@ -163,13 +162,7 @@ class Canary:
         what = (
             f"step {state.step_index + 1} analysis" if run.role == "step" else "background analysis"
         )
-        if run.phase in (Phase.FAILED, Phase.ERROR):
-            reason = f"{what} run {run.name} ended {run.phase}: {run.message}"
-            return abort(state, now, self, actor="controller", reason=reason)
-        if run.phase is Phase.INCONCLUSIVE:
-            message = f"{what} run {run.name} is Inconclusive ({run.message}); promote or abort"
-            return pause_for(state, PauseReason.INCONCLUSIVE, message), []
-        return state, []
+        return judge(state, run, now, self, f"{what} run {run.name}")
 
     def promote(
         self, state: RolloutState, now: float, *, actor: str, reason: str, full: bool

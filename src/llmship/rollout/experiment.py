@@ -20,6 +20,7 @@ from llmship.rollout.transitions import (
     Result,
     abort,
     enter_step,
+    judge,
     note,
     promote_now,
     start_run,
@@ -89,7 +90,7 @@ class Experiment(TwoStage):
             reason = f"the candidate lost the experiment: {run.message}"
             return abort(state, now, self, actor="controller", reason=reason)
         what = "the decision" if run.role == "decision" else f"guard analysis run {run.name}"
-        return self.judge(state, run, now, what)
+        return judge(state, run, now, self, what)
 
     def promote(
         self, state: RolloutState, now: float, *, actor: str, reason: str, full: bool

@@ -17,7 +17,7 @@ from llmship.analysis.phases import Phase
 from llmship.rollout.spec import ShadowStrategy
 from llmship.rollout.state import Action, AnalysisRun, RolloutState
 from llmship.rollout.strategy import FIRST, SECOND, TwoStage
-from llmship.rollout.transitions import Result, enter_step, note, promote_now, start_run
+from llmship.rollout.transitions import Result, enter_step, judge, note, promote_now, start_run
 
 __all__ = ["MIRRORING", "VERDICT", "Shadow"]
 
@@ -81,7 +81,7 @@ class Shadow(TwoStage):
         return promote_now(state, now, actor="controller", why=why)
 
     def on_result(self, state: RolloutState, run: AnalysisRun, now: float) -> Result:
-        return self.judge(state, run, now, f"shadow analysis run {run.name}")
+        return judge(state, run, now, self, f"shadow analysis run {run.name}")
 
     def promote(
         self, state: RolloutState, now: float, *, actor: str, reason: str, full: bool

@@ -4,10 +4,10 @@ Each runs a **first** stage that starts only once the candidate has a ready mode
 server (until then the step is blocked and the progress deadline counts) and
 then lasts until its own condition holds, and a **second** stage that waits for
 one verdict and ends the rollout. :class:`TwoStage` holds the loop, the guard on
-readiness, the shared answer to an analysis verdict, and the abort and describe
-parts; a strategy fills in four hooks (:meth:`~TwoStage.begin`,
-:meth:`~TwoStage.advance`, :meth:`~TwoStage.settle`, :meth:`~TwoStage.conclude`)
-plus ``on_result``, ``promote`` and ``resume``.
+readiness, and the abort and describe parts (every strategy answers a verdict
+with :func:`~llmship.rollout.transitions.judge`); a strategy fills in four hooks
+(:meth:`~TwoStage.begin`, :meth:`~TwoStage.advance`, :meth:`~TwoStage.settle`,
+:meth:`~TwoStage.conclude`) plus ``on_result``, ``promote`` and ``resume``.
 """
 
 from __future__ import annotations
@@ -15,9 +15,8 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import replace
 
-from llmship.analysis.phases import Phase
-from llmship.rollout.state import Action, AnalysisRun, PauseReason, RolloutState
-from llmship.rollout.transitions import Result, abort, pause_for
+from llmship.rollout.state import Action, AnalysisRun, RolloutState
+from llmship.rollout.transitions import Result
 
 __all__ = ["FIRST", "SECOND", "TwoStage"]
 
@@ -88,16 +87,6 @@ class TwoStage(ABC):
     @abstractmethod
     def resume(self, state: RolloutState, now: float, *, actor: str) -> Result:
         """Continue past what waits for a person (``state.pause_reason``)."""
-
-    def judge(self, state: RolloutState, run: AnalysisRun, now: float, what: str) -> Result:
-        """Failed or Error aborts, Inconclusive pauses for a person; ``what`` names the run."""
-        if run.phase in (Phase.FAILED, Phase.ERROR):
-            reason = f"{what} ended {run.phase}: {run.message}"
-            return abort(state, now, self, actor="controller", reason=reason)
-        if run.phase is Phase.INCONCLUSIVE:
-            message = f"{what} is Inconclusive ({run.message}); promote or abort"
-            return pause_for(state, PauseReason.INCONCLUSIVE, message), []
-        return state, []
 
     def blocked(self, state: RolloutState) -> str | None:
         """Why the first stage cannot start now (no ready candidate), or None."""

@@ -27,6 +27,7 @@ __all__ = [
     "abort",
     "enter_step",
     "finish",
+    "judge",
     "note",
     "pause_for",
     "promote_actions",
@@ -235,3 +236,17 @@ def abort(
 def waited(seconds: float | None) -> str:
     """``10s``, or ``until promoted`` for an open-ended pause."""
     return "until promoted" if seconds is None else format_duration(seconds)
+
+
+def judge(
+    state: RolloutState, run: AnalysisRun, now: float, machine: StrategyMachine, what: str
+) -> Result:
+    """The answer to a finished analysis run: Failed or Error aborts, Inconclusive
+    pauses for a person (Argo's ``InconclusiveAnalysis``); ``what`` names the run."""
+    if run.phase in (Phase.FAILED, Phase.ERROR):
+        reason = f"{what} ended {run.phase}: {run.message}"
+        return abort(state, now, machine, actor="controller", reason=reason)
+    if run.phase is Phase.INCONCLUSIVE:
+        message = f"{what} is Inconclusive ({run.message}); promote or abort"
+        return pause_for(state, PauseReason.INCONCLUSIVE, message), []
+    return state, []
