@@ -49,74 +49,24 @@ import sys
 import tempfile
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import httpx
 import yaml
 
-from _common import BenchmarkError, Proc, free_port
+from _common import TESTS, BenchmarkError, Proc, free_port
 from llmship.registry import Registry
 from llmship.release.bundled import bundled_spec
 from llmship.release.spec import parse_spec
+
+sys.path.insert(0, str(TESTS))  # for _procs
+from _procs import FakeUpstream
 
 ENV = "bench"
 TOKEN = "time-to-rollback"
 ADMIN = {"Authorization": f"Bearer {TOKEN}"}
 STABLE, CANDIDATE = "smollm2-chat@1.0.0", "smollm2-chat@2.0.0"
-
-
-class Upstream:
-    """A minimal OpenAI-compatible upstream: streamed "ok", or 500 while ``failing``."""
-
-    def __init__(self) -> None:
-        self.failing = False
-        self.first_failure: float | None = None
-        self.last_hit = 0.0
-        self.hits = 0
-        upstream = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-            def _send(self, status: int, body: bytes, content_type: str) -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def do_GET(self) -> None:
-                body = json.dumps({"object": "list", "data": [{"id": "fake"}]}).encode()
-                self._send(200, body, "application/json")
-
-            def do_POST(self) -> None:
-                self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                now = time.monotonic()
-                upstream.hits += 1
-                upstream.last_hit = now
-                if upstream.failing:
-                    if upstream.first_failure is None:
-                        upstream.first_failure = now
-                    body = json.dumps({"error": {"message": "injected", "type": "server_error"}})
-                    self._send(500, body.encode(), "application/json")
-                    return
-                events = [
-                    {"choices": [{"index": 0, "delta": {"content": "ok"}, "finish_reason": None}]},
-                    {
-                        "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
-                        "usage": {"prompt_tokens": 3, "completion_tokens": 1},
-                    },
-                ]
-                text = "".join(f"data: {json.dumps(e)}\n\n" for e in events) + "data: [DONE]\n\n"
-                self._send(200, text.encode(), "text/event-stream")
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
 
 def run_llmship(args: list[str], workdir: Path, env: dict[str, str | None]) -> Proc:
@@ -198,12 +148,13 @@ def spec(name: str, interval: float) -> dict[str, Any]:
 def one_rep(
     n: int, args: argparse.Namespace, ctx: dict[str, Any], procs: list[Proc]
 ) -> dict[str, Any]:
-    upstream: Upstream = ctx["upstream"]
+    upstream: FakeUpstream = ctx["upstream"]
     registry: Registry = ctx["registry"]
     gateway: str = ctx["gateway"]
     workdir: Path = ctx["workdir"]
     load: Load = ctx["load"]
-    upstream.failing, upstream.first_failure = False, None
+    upstream.failing = False
+    upstream.failures.clear()
     path = workdir / f"ttr-{n}.yaml"
     path.write_text(yaml.safe_dump(spec(f"ttr-{n}", args.interval)))
     begin = time.monotonic()
@@ -231,7 +182,7 @@ def one_rep(
     wait_until(lambda: upstream.hits >= hits + 5, "the candidate to answer", 60, procs)
     time.sleep(random.uniform(0, args.interval))
     upstream.failing = True
-    wait_until(lambda: upstream.first_failure is not None, "the first failure", 30, procs)
+    wait_until(lambda: bool(upstream.failures), "the first failure", 30, procs)
     wait_until(lambda: not traffic().get("canary"), "the canary to go", 60, procs)
     policy_at = time.monotonic()
     wait_until(
@@ -243,8 +194,7 @@ def one_rep(
     record = registry.get_rollout(rollout_id)
     aborted_at = record.updated_at.timestamp() - time.time() + time.monotonic()
     time.sleep(2.0)  # requests routed before the gateway followed have reached the upstream
-    first = upstream.first_failure
-    assert first is not None
+    first = upstream.failures[0]
     answers = load.answers[started:]
     errors = [a for a in answers if a[1] != 200]
     on_candidate = [a for a in answers if a[0] > policy_at + 1.0 and a[2] == CANDIDATE]
@@ -312,7 +262,7 @@ def main() -> int:
         "LLMSHIP_ENDPOINT_MAX_AGE": "3600",
         "LLMSHIP_CONFIG": None,  # not the one of the shell that runs the benchmark
     }
-    upstream = Upstream()
+    upstream = FakeUpstream()
     registry = Registry.open(f"sqlite:///{home / 'registry.db'}", home=home)
     data = bundled_spec().to_dict()
     data["runtime"] |= {"n_threads": 1, "n_ctx": 512}
@@ -386,7 +336,7 @@ def main() -> int:
         for proc in reversed(procs):
             proc.stop()
         registry.close()
-        upstream.server.shutdown()
+        upstream.close()
 
     report(results, args)
     return 0
