@@ -42,6 +42,7 @@ from llmship.loadtest.report import (
     render_markdown,
     summary,
 )
+from llmship.loadtest.report_model import LoadTestReport
 from llmship.loadtest.runner import GeneratorResult
 from llmship.loadtest.slo import meets, request_bounds
 
@@ -279,13 +280,13 @@ def test_evaluate_verdicts() -> None:
 
 def test_timeline_bins() -> None:
     rows = timeline(RECORDS, window_start=1.0, window_end=4.0, points=60)
-    assert [r["t"] for r in rows] == [0.0, 1.0, 2.0]
-    assert [r["requests"] for r in rows] == [2, 2, 1]
-    assert [r["errors"] for r in rows] == [0, 2, 0]
-    assert rows[1]["ttft_p50"] is None  # both failed
-    assert rows[0]["e2e_p50"] == pytest.approx(0.7)
+    assert [r.t for r in rows] == [0.0, 1.0, 2.0]
+    assert [r.requests for r in rows] == [2, 2, 1]
+    assert [r.errors for r in rows] == [0, 2, 0]
+    assert rows[1].ttft_p50 is None  # both failed
+    assert rows[0].e2e_p50 == pytest.approx(0.7)
     wide = timeline(RECORDS, window_start=1.0, window_end=301.0, points=60)
-    assert len(wide) == 60 and wide[0]["width"] == 5.0
+    assert len(wide) == 60 and wide[0].width == 5.0
 
 
 # -- streams ---------------------------------------------------------------------------
@@ -535,7 +536,7 @@ def test_named_config_file_must_exist(tmp_path: Path, monkeypatch: pytest.Monkey
 # -- reports -----------------------------------------------------------------------------
 
 
-def _report(slos: dict[str, float], records: list[RequestRecord] = RECORDS) -> dict[str, Any]:
+def _report(slos: dict[str, float], records: list[RequestRecord] = RECORDS) -> LoadTestReport:
     plan = LoadPlan(target="http://127.0.0.1:9", users=2, duration=3.0, warmup=1.0).validated()
     generator = GeneratorResult(
         records=records,
@@ -564,16 +565,17 @@ def _report(slos: dict[str, float], records: list[RequestRecord] = RECORDS) -> d
 
 def test_report_json_and_summary() -> None:
     report = _report({"ttft_p95": 0.5, "error_rate": 0.1})
-    assert json.loads(json.dumps(report)) == report
-    assert report["passed"] is False  # error_rate 40%
-    assert report["generator_cpu_per_request_s"] == pytest.approx(0.05 / 5)
-    assert report["load"]["mode"] == "closed" and report["load"]["users"] == 2
+    data = report.to_json()
+    assert json.loads(json.dumps(data)) == data
+    assert data["passed"] is False  # error_rate 40%
+    assert data["generator_cpu_per_request_s"] == pytest.approx(0.05 / 5)
+    assert data["load"]["mode"] == "closed" and data["load"]["users"] == 2
     small = summary(report)
     assert small["reasons"] == ["error_rate 40.00% > 10.00%"]
     assert small["requests"] == 5 and small["ttft_p95"] == pytest.approx(0.28)
-    assert _report({"ttft_p95": 0.5})["passed"] is True
+    assert _report({"ttft_p95": 0.5}).passed is True
     no_success = _report({}, records=[_record(1.5, error="HTTP 500")])
-    assert no_success["passed"] is False
+    assert no_success.passed is False
     assert summary(no_success)["reasons"] == ["no request succeeded (1 ended, 0 unfinished)"]
 
 

@@ -124,14 +124,11 @@ def test_open_loop_drops_beyond_max_in_flight() -> None:
 def test_run_load_test_report(server: FakeLLMServer) -> None:
     plan = LoadPlan(target=server.url, rate=20.0, duration=1.0, model="fake-llm").validated()
     report = run_load_test(plan, {"error_rate": 0.0, "ttft_p99": 0.000001}, ref="a@1")
-    assert report["ref"] == "a@1" and report["load"]["mode"] == "open"
-    assert [v["passed"] for v in report["verdicts"]] == [False, True]
-    assert report["passed"] is False and report["results"]["good_requests"] == 0
-    assert report["generator_cpu_per_request_s"] is not None
-    assert (
-        report["timeline"]
-        and sum(r["requests"] for r in report["timeline"]) == (report["results"]["requests"])
-    )
+    assert report.ref == "a@1" and report.load.mode == "open"
+    assert [v.passed for v in report.verdicts] == [False, True]
+    assert report.passed is False and report.results.good_requests == 0
+    assert report.generator_cpu_per_request_s is not None
+    assert report.timeline and sum(r.requests for r in report.timeline) == report.results.requests
 
 
 @pytest.mark.parametrize(

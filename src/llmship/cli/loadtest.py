@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import time
-from collections.abc import Callable
-from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import typer
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
-from llmship.cli._common import console, err_console, fail, handle_errors, open_registry, settings
-from llmship.errors import LlmshipError
+from llmship.cli._common import console, err_console, fail, handle_errors, settings
+from llmship.loadtest import ops
+from llmship.loadtest.ops import Measured, Measuring, ReportFiles, ServingRelease, SeveralReleases
 from llmship.loadtest.plan import ENDPOINTS, LoadPlan, load_prompts, parse_duration
 from llmship.settings import Settings
 
@@ -178,123 +173,84 @@ def register(app: typer.Typer) -> None:
             plan = replace(plan, prompts=load_prompts(prompts))
         plan = plan.validated()
         cfg = settings(env=env)
-        report = _run(plan, slos, cfg, release=release, ref=ref)
-        _write_reports(report, json_path, markdown_path, html_path, junit_path)
-        from llmship.loadtest.report import render_console
-
-        render_console(report, console)
-        if record:
-            _record(report, cfg, explicit=bool(release or ref))
-        if not report["passed"]:
-            raise typer.Exit(EXIT_GATE_FAILED)
+        _run(
+            plan,
+            slos,
+            cfg,
+            release=release,
+            ref=ref,
+            files=ReportFiles(json_path, markdown_path, html_path, junit_path),
+            record=record,
+        )
 
 
 def _run(
-    plan: LoadPlan, slos: dict[str, float], cfg: Settings, *, release: str | None, ref: str | None
-) -> dict[str, Any]:
-    """Serve the release when asked, probe the target, run the test."""
-    from llmship.loadtest.runner import run_load_test
-    from llmship.loadtest.target import ReleaseServer, first_request, probe
+    plan: LoadPlan,
+    slos: dict[str, float],
+    cfg: Settings,
+    *,
+    release: str | None,
+    ref: str | None,
+    files: ReportFiles,
+    record: bool,
+) -> None:
+    """Measure with a progress bar, write the reports, print, record; exit 1 on a failed gate."""
+    from llmship.loadtest.report import render_console
 
-    with ExitStack() as stack:
-        if release:
-            with open_registry(cfg) as registry:
-                ref = registry.resolve(release, env=cfg.env).ref
-            err_console.print(f"starting [bold]llmship serve --release {ref}[/] ...")
-            server = stack.enter_context(ReleaseServer(ref, env=cfg.env))
-            plan = replace(plan, target=server.url)
-        elif ref:
-            with open_registry(cfg) as registry:  # fail now, not after the run
-                ref = registry.resolve(ref, env=cfg.env).ref
-        info = probe(plan.target)
-        if plan.model is None and info.model is not None:
-            plan = replace(plan, model=info.model)
-        first_request(plan)
-        report = run_load_test(plan, slos, ref=ref, wait=_progress(plan))
-    report["ref_source"] = "--release" if release else "--ref" if ref else None
-    if report["ref"] is None:
-        versions = report["results"]["versions"]
-        if len(versions) == 1:
-            report["ref"] = next(iter(versions))
-            report["ref_source"] = "X-Llmship-Version"
-        elif len(versions) > 1:
-            served = ", ".join(f"{v} ({n})" for v, n in versions.items())
+    display = _Display()
+    try:
+        report = ops.measure(plan, slos, cfg, release=release, ref=ref, progress=display)
+    finally:
+        display.close()
+    ops.write_reports(report, files)
+    render_console(report, console)
+    if record:
+        recording = ops.record(report, cfg, required=bool(release or ref))
+        if recording is not None and recording.run is None:
+            err_console.print(f"[yellow]not recorded in the registry: {recording.error}[/]")
+        elif recording is not None and recording.run is not None:
+            run = recording.run
+            err_console.print(f"recorded as gate run {run.id} of {run.ref} in env {run.env!r}")
+    if not report.passed:
+        raise typer.Exit(EXIT_GATE_FAILED)
+
+
+class _Display:
+    """Shows a load test's progress events on stderr: a transient progress bar while
+    the generator runs, a line when a release is served, a warning when several answer."""
+
+    def __init__(self) -> None:
+        self._bar: Progress | None = None
+        self._task: TaskID | None = None
+
+    def __call__(self, event: ops.Event) -> None:
+        if isinstance(event, ServingRelease):
+            err_console.print(f"starting [bold]llmship serve --release {event.ref}[/] ...")
+        elif isinstance(event, Measuring):
+            if self._bar is None or self._task is None:
+                label = f"load test ({'open' if event.open_loop else 'closed'} loop)"
+                self._bar = Progress(
+                    TextColumn("{task.description}"),
+                    BarColumn(),
+                    TimeElapsedColumn(),
+                    console=err_console,
+                    transient=True,
+                )
+                self._bar.start()
+                self._task = self._bar.add_task(label, total=event.total)
+            self._bar.update(self._task, completed=event.elapsed)
+        elif isinstance(event, Measured):
+            self.close()
+        elif isinstance(event, SeveralReleases):
+            served = ", ".join(f"{v} ({n})" for v, n in event.versions.items())
             err_console.print(
                 f"[yellow]several releases answered ({served}); pass --ref NAME@VERSION "
                 "to attribute the run[/]"
             )
-    return report
 
-
-def _progress(plan: LoadPlan) -> Callable[[subprocess.Popen[bytes], float], None]:
-    total = plan.warmup + plan.duration
-
-    def wait(process: subprocess.Popen[bytes], budget: float) -> None:
-        label = f"load test ({'open' if plan.open_loop else 'closed'} loop)"
-        with Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            TimeElapsedColumn(),
-            console=err_console,
-            transient=True,
-        ) as progress:
-            task = progress.add_task(label, total=total)
-            started = time.monotonic()
-            while process.poll() is None and time.monotonic() - started < budget:
-                progress.update(task, completed=min(total, time.monotonic() - started))
-                time.sleep(0.1)
-
-    return wait
-
-
-def _write_reports(
-    report: dict[str, Any],
-    json_path: Path | None,
-    markdown_path: Path | None,
-    html_path: Path | None,
-    junit_path: Path | None,
-) -> None:
-    from llmship.loadtest.html_report import render_html
-    from llmship.loadtest.report import render_junit, render_markdown
-
-    outputs: dict[Path | None, Callable[[], str]] = {
-        json_path: lambda: json.dumps(report, indent=2, ensure_ascii=False) + "\n",
-        markdown_path: lambda: render_markdown(report),
-        html_path: lambda: render_html(report),
-        junit_path: lambda: render_junit(report),
-    }
-    for path, render in outputs.items():
-        if path is None:
-            continue
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(render(), encoding="utf-8")
-        except OSError as exc:
-            raise fail(f"cannot write {path}: {exc.strerror or exc}") from exc
-
-
-def _record(report: dict[str, Any], cfg: Settings, *, explicit: bool) -> None:
-    """Store the run against its release; a failure is an error only when the release
-    was named (--release, --ref), else a warning."""
-    from llmship.loadtest.report import summary
-
-    ref = report["ref"]
-    if ref is None:
-        return
-    try:
-        with open_registry(cfg) as registry:
-            run = registry.record_gate_run(
-                "loadtest",
-                ref,
-                env=cfg.env,
-                passed=report["passed"],
-                summary=summary(report),
-                report=report,
-                actor=cfg.actor,
-            )
-    except LlmshipError as exc:
-        if explicit:
-            raise
-        err_console.print(f"[yellow]not recorded in the registry: {exc.message}[/]")
-        return
-    err_console.print(f"recorded as gate run {run.id} of {run.ref} in env {run.env!r}")
+    def close(self) -> None:
+        """Take the progress bar away (if one is shown)."""
+        if self._bar is not None:
+            self._bar.stop()
+        self._bar = None
+        self._task = None

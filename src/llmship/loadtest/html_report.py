@@ -4,13 +4,14 @@ inline SVG drawn here (no JavaScript, no CDN, no external file)."""
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from html import escape
 from typing import Any
 
-from llmship.loadtest.report import headline_rows, load_line, ms, outcome_line
+from llmship.loadtest.report import headline_rows, latency_cells, load_line, outcome_line
+from llmship.loadtest.report_model import LoadTestReport
 from llmship.loadtest.slo import fmt
-from llmship.loadtest.stats import METRIC_NAMES, METRICS, STATS
+from llmship.loadtest.stats import METRIC_NAMES, METRICS, STATS, TimelineBin
 
 Point = tuple[float, float | None]
 Series = tuple[str, str, Sequence[Point]]
@@ -157,25 +158,25 @@ def _legend(series: Sequence[Series]) -> str:
     return f'<div class="legend">{items}</div>'
 
 
-def latency_series(timeline: Sequence[dict[str, Any]]) -> list[Series]:
+def latency_series(timeline: Sequence[TimelineBin]) -> list[Series]:
     """TTFT and E2E p50/p95 per time bin, in milliseconds."""
-    specs = [
-        ("TTFT p50", "#0969da", "ttft_p50"),
-        ("TTFT p95", "#54aeff", "ttft_p95"),
-        ("E2E p50", "#bf3989", "e2e_p50"),
-        ("E2E p95", "#ff80c8", "e2e_p95"),
+    specs: list[tuple[str, str, Callable[[TimelineBin], float | None]]] = [
+        ("TTFT p50", "#0969da", lambda r: r.ttft_p50),
+        ("TTFT p95", "#54aeff", lambda r: r.ttft_p95),
+        ("E2E p50", "#bf3989", lambda r: r.e2e_p50),
+        ("E2E p95", "#ff80c8", lambda r: r.e2e_p95),
     ]
     return [
-        (name, colour, [(r["t"] + r["width"] / 2, _scaled(r[key], 1000)) for r in timeline])
-        for name, colour, key in specs
+        (name, colour, [(r.t + r.width / 2, _scaled(value(r), 1000)) for r in timeline])
+        for name, colour, value in specs
     ]
 
 
-def rate_series(timeline: Sequence[dict[str, Any]]) -> list[Series]:
+def rate_series(timeline: Sequence[TimelineBin]) -> list[Series]:
     """Completed and failed requests per second, per time bin."""
     return [
-        ("requests/s", "#2da44e", [(r["t"], r["requests"] / r["width"]) for r in timeline]),
-        ("errors/s", "#cf222e", [(r["t"], r["errors"] / r["width"]) for r in timeline]),
+        ("requests/s", "#2da44e", [(r.t, r.requests / r.width) for r in timeline]),
+        ("errors/s", "#cf222e", [(r.t, r.errors / r.width) for r in timeline]),
     ]
 
 
@@ -183,33 +184,33 @@ def _scaled(value: float | None, factor: float) -> float | None:
     return None if value is None else value * factor
 
 
-def render_html(report: dict[str, Any]) -> str:
+def render_html(report: LoadTestReport) -> str:
     """The whole report as one HTML page."""
-    outcome = "pass" if report["passed"] else "fail"
+    outcome = "pass" if report.passed else "fail"
     body = [
         f'<h1>{escape(outcome_line(report))} <span class="{outcome}">'
-        f"{'PASS' if report['passed'] else 'FAIL'}</span></h1>",
-        f'<p class="dim">{escape(load_line(report))}; started {escape(report["started_at"])}, '
-        f"llmship {escape(report['llmship_version'])}, "
-        f"Locust {escape(report['generator']['locust_version'])}</p>",
+        f"{'PASS' if report.passed else 'FAIL'}</span></h1>",
+        f'<p class="dim">{escape(load_line(report))}; started {escape(report.started_at)}, '
+        f"llmship {escape(report.llmship_version)}, "
+        f"Locust {escape(report.generator.locust_version)}</p>",
     ]
-    rows = report["verdicts"] + report["checks"]
+    rows = report.gates
     if rows:
         body.append("<h2>Gates</h2><table><tr><th>check</th><th>result</th><th>why</th></tr>")
         for row in rows:
-            cls = "pass" if row["passed"] else "fail"
+            cls = "pass" if row.passed else "fail"
             body.append(
-                f"<tr><td><code>{escape(row['key'])}</code></td>"
-                f'<td class="{cls}">{"pass" if row["passed"] else "FAIL"}</td>'
-                f"<td>{escape(row['reason'])}</td></tr>"
+                f"<tr><td><code>{escape(row.key)}</code></td>"
+                f'<td class="{cls}">{"pass" if row.passed else "FAIL"}</td>'
+                f"<td>{escape(row.reason)}</td></tr>"
             )
         body.append("</table>")
     body.append("<h2>Latency (ms)</h2><table><tr><th>metric</th>")
     body.append("".join(f"<th>{s}</th>" for s in STATS) + "<th>n</th></tr>")
     for metric in METRICS:
-        dist = report["results"].get(metric)
-        cells = "".join(f'<td class="n">{ms(dist[s]) if dist else "–"}</td>' for s in STATS)
-        count = dist["count"] if dist else 0
+        dist = report.results.distribution(metric)
+        cells = "".join(f'<td class="n">{cell}</td>' for cell in latency_cells(dist))
+        count = dist.count if dist else 0
         body.append(
             f"<tr><td>{metric.upper()} <span class='dim'>{METRIC_NAMES[metric]}</span></td>"
             f'{cells}<td class="n">{count}</td></tr>'
@@ -217,25 +218,33 @@ def render_html(report: dict[str, Any]) -> str:
     body.append("</table><h2>Throughput</h2><table>")
     body += [f"<tr><th>{escape(k)}</th><td>{escape(v)}</td></tr>" for k, v in headline_rows(report)]
     body.append("</table>")
-    timeline = report["timeline"]
+    timeline = report.timeline
     if timeline:
-        width = timeline[0]["width"]
-        span = max(report["results"]["duration"], timeline[-1]["t"] + width)
-        axis = {
-            "x_max": span,
-            "x_label": f"seconds into the measured window (bins of {width:g} s, by send time)",
-        }
+        width = timeline[0].width
+        span = max(report.results.duration, timeline[-1].t + width)
+        x_label = f"seconds into the measured window (bins of {width:g} s, by send time)"
         latency = latency_series(timeline)
         rates = rate_series(timeline)
         body += [
             "<h2>Latency over time</h2>",
             _legend(latency),
-            line_chart(latency, y_label="milliseconds (p50, p95 per bin)", **axis),
+            line_chart(
+                latency,
+                x_max=span,
+                x_label=x_label,
+                y_label="milliseconds (p50, p95 per bin)",
+            ),
             "<h2>Requests over time</h2>",
             _legend(rates),
-            line_chart(rates, y_label="requests per second", bar_width=width, **axis),
+            line_chart(
+                rates,
+                x_max=span,
+                x_label=x_label,
+                y_label="requests per second",
+                bar_width=width,
+            ),
         ]
-    slos = report["slo"]
+    slos = report.slo
     if slos:
         body.append("<h2>SLOs</h2><table><tr><th>key</th><th>bound</th></tr>")
         body += [

@@ -17,11 +17,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from llmship.errors import LlmshipError
 from llmship.loadtest.measure import RequestRecord
 from llmship.loadtest.plan import LoadPlan
+
+if TYPE_CHECKING:
+    from llmship.loadtest.report_model import LoadTestReport
 
 log = logging.getLogger(__name__)
 
@@ -137,11 +140,11 @@ def run_load_test(
     *,
     ref: str | None = None,
     wait: Callable[[subprocess.Popen[bytes], float], None] | None = None,
-) -> dict[str, Any]:
-    """Run ``plan``, judge it against ``slos``; the JSON report (``report["passed"]``)."""
+) -> LoadTestReport:
+    """Run ``plan``, judge it against ``slos``; the report (``report.passed``)."""
     from datetime import datetime, timezone
 
-    from llmship.loadtest.report import build_report
+    from llmship.loadtest.report_model import build_report
     from llmship.loadtest.slo import evaluate, meets, request_bounds
     from llmship.loadtest.stats import summarize, timeline
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from llmship.errors import InvalidRequestError
 from llmship.loadtest.measure import RequestRecord
@@ -38,6 +39,17 @@ class SloVerdict:
     actual: float | None
     passed: bool
     reason: str
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> SloVerdict:
+        """A verdict as a report's ``verdicts`` hold it."""
+        return cls(
+            key=str(data["key"]),
+            limit=data["limit"],
+            actual=data["actual"],
+            passed=bool(data["passed"]),
+            reason=str(data["reason"]),
+        )
 
 
 def parse_slo(text: str) -> tuple[str, float]:

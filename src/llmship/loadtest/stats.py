@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -74,6 +74,11 @@ class Distribution:
         value: float = getattr(self, name)
         return value
 
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any] | None) -> Distribution | None:
+        """A distribution as ``LoadTestStats.to_json`` wrote it (None stays None)."""
+        return None if data is None else cls(**data)
+
 
 @dataclass(frozen=True)
 class LoadTestStats:
@@ -132,6 +137,16 @@ class LoadTestStats:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> LoadTestStats:
+        """The numbers as :meth:`to_json` wrote them (a stored report's ``results``)."""
+        fields = dict(data)
+        for metric in METRICS:
+            fields[metric] = Distribution.from_json(fields.get(metric))
+        fields["errors_by_kind"] = dict(fields["errors_by_kind"])
+        fields["versions"] = dict(fields["versions"])
+        return cls(**fields)
 
 
 def measured(
@@ -194,9 +209,33 @@ def _kind(error: str) -> str:
     return head[:60] or "error"
 
 
+@dataclass(frozen=True)
+class TimelineBin:
+    """One time bin of the measured window (by send time), as the HTML report plots it."""
+
+    t: float
+    """Seconds from the window's start to the bin's start."""
+    width: float
+    requests: int
+    errors: int
+    output_tokens: int
+    ttft_p50: float | None
+    """TTFT and E2E percentiles of the bin's successful requests (None: there were none)."""
+    ttft_p95: float | None
+    e2e_p50: float | None
+    e2e_p95: float | None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> TimelineBin:
+        return cls(**data)
+
+
 def timeline(
     records: Sequence[RequestRecord], *, window_start: float, window_end: float, points: int = 60
-) -> list[dict[str, Any]]:
+) -> list[TimelineBin]:
     """Per time bin of the measured window (by send time): requests, errors, output
     tokens, TTFT and E2E p50/p95 of successful requests — what the HTML report plots."""
     duration = window_end - window_start
@@ -212,16 +251,16 @@ def timeline(
         ttfts = [r.ttft for r in ok if r.ttft is not None]
         e2es = [r.e2e for r in ok]
         rows.append(
-            {
-                "t": index * width,
-                "width": width,
-                "requests": len(members),
-                "errors": len(members) - len(ok),
-                "output_tokens": sum(r.output_tokens for r in ok),
-                "ttft_p50": percentile(ttfts, 50) if ttfts else None,
-                "ttft_p95": percentile(ttfts, 95) if ttfts else None,
-                "e2e_p50": percentile(e2es, 50) if e2es else None,
-                "e2e_p95": percentile(e2es, 95) if e2es else None,
-            }
+            TimelineBin(
+                t=index * width,
+                width=width,
+                requests=len(members),
+                errors=len(members) - len(ok),
+                output_tokens=sum(r.output_tokens for r in ok),
+                ttft_p50=percentile(ttfts, 50) if ttfts else None,
+                ttft_p95=percentile(ttfts, 95) if ttfts else None,
+                e2e_p50=percentile(e2es, 50) if e2es else None,
+                e2e_p95=percentile(e2es, 95) if e2es else None,
+            )
         )
     return rows
