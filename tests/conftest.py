@@ -1,5 +1,6 @@
 """Shared fixtures: a real PostgreSQL server (one per pytest-xdist worker), an empty
-registry database of each kind, and the command line run in a clean directory."""
+registry database of each kind, the command line run in a clean directory, and the
+gateway in process over fake model servers (the ``tests/test_gateway_*.py`` files)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from pathlib import Path
 import pytest
 
 from _cli import Run, cli_runner
+from _gateway import Rig, make_rig
 from _postgres import PostgresServer, PostgresUnavailable, postgres_server
+from fakes_gateway import FakeModelServers
 from llmship.registry import Registry
 
 
@@ -74,3 +77,17 @@ def cli_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def run(cli_home: Path) -> Run:
     """``run(*args, code=0)``: ``llmship ARGS`` in :func:`cli_home`, its exit status checked."""
     return cli_runner()
+
+
+@pytest.fixture(scope="module")
+def fakes() -> Iterator[FakeModelServers]:
+    """Fake model servers on one real socket, shared by a test module's gateways."""
+    with FakeModelServers(hang=2.0) as servers:
+        yield servers
+
+
+@pytest.fixture
+def rig(fakes: FakeModelServers) -> Iterator[Rig]:
+    """A gateway over a fake store and :func:`fakes` (a module may define its own ``rig``)."""
+    with make_rig(fakes) as r:
+        yield r
