@@ -12,7 +12,7 @@ import sacrebleu
 from rouge_score import rouge_scorer
 
 from llmship.errors import InvalidRequestError, NotConfiguredError
-from llmship.eval import metrics
+from llmship.eval import metrics, scoring
 from llmship.eval.assertions import (
     ASSERTION_TYPES,
     canonical_type,
@@ -127,7 +127,7 @@ def test_rouge_equals_rouge_scores_default_on_english() -> None:
 
 def _as_ascii(text: str) -> str:
     """Each CJK character spelled as an ASCII word, for rouge-score's default tokenizer."""
-    return " ".join(f"u{ord(ch)}" if metrics._CJK_CHAR.match(ch) else ch for ch in text)
+    return " ".join(f"u{ord(ch)}" if scoring._CJK_CHAR.match(ch) else ch for ch in text)
 
 
 def test_rouge_on_chinese_equals_rouge_score_with_one_token_per_character() -> None:

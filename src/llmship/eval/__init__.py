@@ -6,9 +6,10 @@ calls a model (the runner generates; an LLM judge is a callable passed in).
     evaluate_case(case, output, latency, judge) -> CaseResult   assertions.py
     corpus_scores(cases, outputs, results) -> {metric: CorpusScore}   metrics.py
     compare_outputs(cases, baseline, candidate, ...) -> {metric: Comparison}   stats.py
-    decide(EvalGateConfig, candidate, comparisons) -> GateDecision   gate.py
+    decide(EvalGateConfig, candidate, comparisons) -> GateDecision   verdict.py
 
-See ``docs/eval-metrics.md``.
+Every metric (per-case and corpus score, paired test, precision, default gate) is one
+row of ``metric_table.METRICS``; see ``docs/eval-metrics.md``.
 """
 
 from llmship.eval.assertions import (

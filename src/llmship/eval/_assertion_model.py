@@ -1,44 +1,40 @@
-"""The data of assertions: what a case asks for, what a check found, and the helpers
-every group of checks shares. Public names are re-exported by
+"""The data of assertions: what a check found, what it sees, the registry's entry type,
+and the helpers every group of checks shares (what a case asks for, :class:`Assertion`,
+is in :mod:`llmship.eval.cases`). Public names are re-exported by
 :mod:`llmship.eval.assertions`; import them from there."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 
-if TYPE_CHECKING:
-    from llmship.eval.dataset import Case
+from llmship.eval.cases import Assertion, Case
+
+__all__ = [
+    "Assertion",
+    "AssertionResult",
+    "AssertionType",
+    "CaseResult",
+    "Check",
+    "Context",
+    "Embedder",
+    "Judge",
+    "Validate",
+    "expected_texts",
+    "fmt",
+    "is_number",
+    "needs_text",
+    "result",
+    "valid_expected",
+    "valid_unit_threshold",
+]
 
 Judge = Callable[[str], str]
 """An LLM used as a judge: prompt in, completion out (the caller picks the release)."""
 
 Embedder = Callable[[Sequence[str]], Sequence[Sequence[float]]]
 """Texts in, one embedding vector per text out (for ``similar``)."""
-
-
-@dataclass(frozen=True)
-class Assertion:
-    """One validated assertion of a case."""
-
-    type: str
-    """The canonical type name (``not_contains``, ``rouge_l``, ``llm_rubric``, ...)."""
-    value: Any = field(default=None, hash=False)
-    threshold: float | None = None
-    """As written; :meth:`effective_threshold` applies the type's default."""
-    weight: float = 1.0
-    description: str | None = None
-
-    @property
-    def effective_threshold(self) -> float | None:
-        """The threshold in force: the one written, else the type's default."""
-        if self.threshold is not None:
-            return self.threshold
-        # The registry is built from the checks, which need this class: read it at call time.
-        from llmship.eval.assertions import ASSERTION_TYPES
-
-        return ASSERTION_TYPES[self.type].default_threshold
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
-"""The metric assertion checks (BLEU, chrF, ROUGE): the output scored against ``value``
-or the case's references, compared with the threshold; and how their configs are
-validated."""
+"""The metric assertion checks (BLEU, chrF, ROUGE: every metric of the table that datasets
+may assert): the output scored against ``value`` or the case's references, compared with
+the threshold; and how their configs are validated."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from llmship.eval._assertion_model import (
     AssertionResult,
     Check,
     Context,
+    Validate,
     expected_texts,
     fmt,
     valid_expected,
@@ -45,8 +46,18 @@ def valid_metric(a: Assertion, has_refs: bool) -> list[str]:
     return valid_expected(a, has_refs) + valid_unit_threshold(a, has_refs)
 
 
-def valid_bleu(a: Assertion, has_refs: bool) -> list[str]:
-    problems = valid_expected(a, has_refs)
-    if a.threshold is not None and not 0.0 <= a.threshold <= 100.0:
-        problems.append(f"'threshold' is in BLEU points, from 0 to 100, not {a.threshold:g}")
-    return problems
+def metric_validator(name: str, scale: float) -> Validate:
+    """The validation of a metric assertion: ``value`` or references, and a threshold on
+    the metric's scale (0..1, or 0..``scale`` points: BLEU's 0..100)."""
+    if scale == 1.0:
+        return valid_metric
+
+    def validate(a: Assertion, has_refs: bool) -> list[str]:
+        problems = valid_expected(a, has_refs)
+        if a.threshold is not None and not 0.0 <= a.threshold <= scale:
+            problems.append(
+                f"'threshold' is in {name} points, from 0 to {scale:g}, not {a.threshold:g}"
+            )
+        return problems
+
+    return validate

@@ -7,7 +7,7 @@ import json
 import re
 from typing import Any
 
-from llmship.eval import metrics
+from llmship.eval import scoring
 from llmship.eval._assertion_model import (
     Assertion,
     AssertionResult,
@@ -115,7 +115,7 @@ def check_equals(a: Assertion, c: Context) -> AssertionResult:
 
 def check_exact_match(a: Assertion, c: Context) -> AssertionResult:
     expected = expected_texts(a, c.case)
-    passed = metrics.exact_match(c.output, expected) == 1.0
+    passed = scoring.exact_match(c.output, expected) == 1.0
     shown = expected[0] if len(expected) == 1 else expected
     verb = "matches" if passed else "does not match"
     return result(a, passed, f"{verb} {shown!r} (whitespace and case normalized)")

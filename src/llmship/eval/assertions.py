@@ -14,9 +14,10 @@ case has a ``threshold``, when its weighted mean score reaches that threshold.
 
 This module holds the registry, parsing, evaluation and the ``similar`` check
 with its bundled embedder. The other checks live beside it, by kind:
-``_simple_checks`` (yes/no), ``_metric_checks`` (BLEU, chrF, ROUGE) and
-``_judge`` (``llm_rubric``); the data types in ``_assertion_model``. Import every
-public name from here.
+``_simple_checks`` (yes/no), ``_metric_checks`` (the metrics of
+:mod:`llmship.eval.metric_table` that datasets may assert: BLEU, chrF, ROUGE) and
+``_judge`` (``llm_rubric``); the data types in ``_assertion_model`` and ``cases``.
+Import every public name from here.
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from llmship.errors import InvalidRequestError, NotConfiguredError
-from llmship.eval import metrics
 from llmship.eval._assertion_model import (
     Assertion,
     AssertionResult,
@@ -52,7 +52,7 @@ from llmship.eval._judge import (
     rubric_prompt,
     valid_rubric,
 )
-from llmship.eval._metric_checks import metric_check, valid_bleu, valid_metric
+from llmship.eval._metric_checks import metric_check, metric_validator, valid_metric
 from llmship.eval._simple_checks import (
     check_contains,
     check_equals,
@@ -71,9 +71,10 @@ from llmship.eval._simple_checks import (
     valid_length,
     valid_regex,
 )
+from llmship.eval.metric_table import METRICS
 
 if TYPE_CHECKING:
-    from llmship.eval.dataset import Case, Dataset
+    from llmship.eval.cases import Case, Dataset
 
 __all__ = [
     "ASSERTION_TYPES",
@@ -143,6 +144,7 @@ def parse_assertion(raw: Any, *, has_references: bool) -> tuple[Assertion | None
         threshold=float(threshold) if threshold is not None else None,
         weight=float(weight),
         description=description,
+        default_threshold=ASSERTION_TYPES[name].default_threshold,
     )
     problems.extend(
         f"{written}: {p}" for p in ASSERTION_TYPES[name].validate(assertion, has_references)
@@ -329,43 +331,17 @@ ASSERTION_TYPES: Mapping[str, AssertionType] = {
             check_exact_match,
             valid_expected,
         ),
-        AssertionType(
-            "bleu",
-            "sentence BLEU (0..100) against `value` or the references is at least `threshold`",
-            metric_check("BLEU", metrics.sentence_bleu, 100.0),
-            valid_bleu,
-            default_threshold=20.0,
-        ),
-        AssertionType(
-            "chrf",
-            "sentence chrF (0..1) against `value` or the references is at least `threshold`",
-            metric_check("chrF", metrics.sentence_chrf, 1.0),
-            valid_metric,
-            default_threshold=0.5,
-        ),
-        AssertionType(
-            "rouge_1",
-            "ROUGE-1 F1 against `value` or the references is at least `threshold`",
-            metric_check("ROUGE-1", metrics.rouge_1, 1.0),
-            valid_metric,
-            default_threshold=0.5,
-            aliases=("rouge1",),
-        ),
-        AssertionType(
-            "rouge_2",
-            "ROUGE-2 F1 against `value` or the references is at least `threshold`",
-            metric_check("ROUGE-2", metrics.rouge_2, 1.0),
-            valid_metric,
-            default_threshold=0.5,
-            aliases=("rouge2",),
-        ),
-        AssertionType(
-            "rouge_l",
-            "ROUGE-L F1 against `value` or the references is at least `threshold`",
-            metric_check("ROUGE-L", metrics.rouge_l, 1.0),
-            valid_metric,
-            default_threshold=0.5,
-            aliases=("rougel",),
+        *(
+            AssertionType(
+                m.name,
+                m.assertion.summary,
+                metric_check(m.assertion.label, m.score_text, m.scale),
+                metric_validator(m.assertion.label, m.scale),
+                default_threshold=m.assertion.default_threshold,
+                aliases=m.assertion.aliases,
+            )
+            for m in METRICS.values()
+            if m.assertion is not None
         ),
         AssertionType(
             "similar",

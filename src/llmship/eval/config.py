@@ -34,6 +34,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from llmship.errors import SpecError
+from llmship.eval import metric_table
 from llmship.eval.verdict import EvalGateConfig, MetricGate
 from llmship.gates_config import GATE_KINDS, load_requirements, read_gates
 from llmship.settings import config_path
@@ -50,11 +51,9 @@ __all__ = [
 ]
 
 
-DEFAULT_GATE: Mapping[str, Mapping[str, float]] = {
-    "pass_rate": {"max_regression": 0.1},
-    "chrf": {"max_regression": 0.05},
-}
-"""The gate used without ``gates: eval:``: the first of these metrics that is measured."""
+DEFAULT_GATE: Mapping[str, Mapping[str, float]] = metric_table.default_gate_limits()
+"""The gate used without ``gates: eval:``: the first of these metrics that is measured
+(read from the metric table: each metric's ``default_gate``)."""
 
 
 @dataclass(frozen=True)
@@ -84,9 +83,9 @@ def load_gate(path: Path | None = None) -> GateConfig:
 
 
 def default_gate(measured: Collection[str], *, alpha: float = 0.05) -> EvalGateConfig:
-    """The gate used without configuration: the first measured metric of :data:`DEFAULT_GATE`
-    (no metric at all when none is measured)."""
-    for name, limits in DEFAULT_GATE.items():
+    """The gate used without configuration: the first measured metric of :data:`DEFAULT_GATE`,
+    as the metric table has it now (no metric at all when none is measured)."""
+    for name, limits in metric_table.default_gate_limits().items():
         if name in measured:
             metrics = {name: MetricGate.model_validate(dict(limits))}
             return EvalGateConfig(alpha=alpha, metrics=metrics)

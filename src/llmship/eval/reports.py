@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from llmship.eval.metric_table import precision
 from llmship.junit import JUnitCase, JUnitSuite, junit_xml, xml_text
 
 __all__ = [
@@ -151,7 +152,7 @@ def inline_diff(before: str, after: str) -> str:
 
 
 def _scale(metric: str) -> int:
-    return 2 if metric == "bleu" else 3
+    return precision(metric)
 
 
 def fmt_metric(metric: str, value: float | None) -> str:

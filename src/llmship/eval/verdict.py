@@ -36,8 +36,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from llmship.eval.metrics import CORPUS_METRICS, CorpusScore
-from llmship.eval.stats import Comparison
+from llmship.eval import metric_table
+from llmship.eval.scoring import CorpusScore
+from llmship.eval.significance import Comparison
 
 __all__ = [
     "GATED_METRICS",
@@ -49,8 +50,8 @@ __all__ = [
     "judge_metric",
 ]
 
-#: The metric names a gate can name (see ``llmship.eval.metrics``).
-GATED_METRICS = (*CORPUS_METRICS, "pass_rate", "score")
+#: The metric names a gate can name: the metrics of the table (``llmship.eval.metric_table``).
+GATED_METRICS = tuple(metric_table.METRICS)
 
 
 class MetricGate(BaseModel):
@@ -91,11 +92,10 @@ class EvalGateConfig(BaseModel):
     @field_validator("metrics")
     @classmethod
     def _known(cls, value: dict[str, MetricGate]) -> dict[str, MetricGate]:
-        unknown = sorted(set(value) - set(GATED_METRICS))
+        known = tuple(metric_table.METRICS)
+        unknown = sorted(set(value) - set(known))
         if unknown:
-            raise ValueError(
-                f"unknown metric(s) {', '.join(unknown)}; known: {', '.join(GATED_METRICS)}"
-            )
+            raise ValueError(f"unknown metric(s) {', '.join(unknown)}; known: {', '.join(known)}")
         return value
 
 
