@@ -1,9 +1,12 @@
-"""The package's shape: small modules and no import cycle between its packages.
+"""The package's shape: small modules, no import cycle between its packages, and none
+between the modules of a package kept layered (``llmship.eval``).
 
 A *package* here is a first-level subpackage of ``src/llmship`` (``llmship.rollout``) or a
 top-level module (``llmship.errors``). An import counts when it runs: at module level or inside
-a function. Imports under ``if TYPE_CHECKING:`` are skipped, because they never run and exist
-to name types. The graph is read from the source with :mod:`ast`, so nothing is imported.
+a function. Between packages, imports under ``if TYPE_CHECKING:`` are skipped, because they
+never run and exist to name types; between the modules of a layered package they count too,
+because a type-only loop still ties the modules into one knot (each needs the other to be
+read). The graph is read from the source with :mod:`ast`, so nothing is imported.
 ``docs/architecture.md`` describes the direction the imports go.
 """
 
@@ -38,10 +41,13 @@ def _is_type_checking(test: ast.expr) -> bool:
     return isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
 
 
-def _runtime_imports(node: ast.AST, module: str, is_package: bool) -> Iterator[str]:
-    """Every module of llmship that ``node`` imports when it runs (absolute names)."""
+def _runtime_imports(
+    node: ast.AST, module: str, is_package: bool, *, type_checking: bool = False
+) -> Iterator[str]:
+    """Every module of llmship that ``node`` imports when it runs (absolute names); with
+    ``type_checking``, those imported under ``if TYPE_CHECKING:`` as well."""
     for child in ast.iter_child_nodes(node):
-        if isinstance(child, ast.If) and _is_type_checking(child.test):
+        if isinstance(child, ast.If) and _is_type_checking(child.test) and not type_checking:
             for other in child.orelse:
                 yield from _runtime_imports(other, module, is_package)
             continue
@@ -60,7 +66,7 @@ def _runtime_imports(node: ast.AST, module: str, is_package: bool) -> Iterator[s
                 yield target
                 yield from (f"{target}.{alias.name}" for alias in child.names)
         else:
-            yield from _runtime_imports(child, module, is_package)
+            yield from _runtime_imports(child, module, is_package, type_checking=type_checking)
 
 
 def _package_graph() -> dict[str, dict[str, str]]:
@@ -79,6 +85,36 @@ def _package_graph() -> dict[str, dict[str, str]]:
             if other and source and other != source:
                 edges.setdefault(other, f"{module} imports {target}")
     return graph
+
+
+def _module_graph(
+    package: str, *, type_checking: bool, root: Path = SRC.parent
+) -> dict[str, dict[str, str]]:
+    """module -> {imported module: "module imports module"}, between the modules of
+    ``package`` (``llmship.eval``) under ``root``. The package's own ``__init__`` is no
+    target: it has run before any of its modules does, whatever they import."""
+    base = root.joinpath(*package.split("."))
+    modules: dict[str, Path] = {}
+    for path in sorted(base.rglob("*.py")):
+        parts = path.relative_to(root).with_suffix("").parts
+        modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    graph: dict[str, dict[str, str]] = {}
+    for module, path in modules.items():
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        imports = _runtime_imports(
+            tree, module, path.name == "__init__.py", type_checking=type_checking
+        )
+        edges = graph.setdefault(module, {})
+        for target in imports:
+            if target in modules and target not in (module, package):
+                edges.setdefault(target, f"{module} imports {target}")
+    return graph
+
+
+def _module_cycles(package: str, *, root: Path = SRC.parent) -> list[str]:
+    """The import cycles among the modules of ``package``, type-only imports counted, spelled."""
+    graph = _module_graph(package, type_checking=True, root=root)
+    return [_spell(c, graph) for c in _cycles(graph)]
 
 
 def _cycles(graph: dict[str, dict[str, str]]) -> list[list[str]]:
@@ -167,3 +203,29 @@ def test_the_check_sees_a_cycle() -> None:
     )
     found = list(_runtime_imports(tree, "llmship.eval.dataset", is_package=False))
     assert found == ["llmship.eval", "llmship.eval.sibling"]
+
+
+def test_no_import_cycle_between_modules_of_eval() -> None:
+    """``llmship.eval`` is layered: the data types (``cases``) at the bottom, then the
+    checks and scoring functions, the metric table, and the runner on top."""
+    cycles = _module_cycles("llmship.eval")
+    assert not cycles, "import cycles between modules of llmship.eval:\n" + "\n".join(cycles)
+
+
+def test_the_module_check_sees_a_type_only_cycle(tmp_path: Path) -> None:
+    """A loop closed by an import under TYPE_CHECKING is a cycle; the package's
+    ``__init__`` importing its modules is none."""
+    package = tmp_path / "llmship" / "demo"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("from llmship.demo import a, b, c\n")
+    (package / "a.py").write_text("from llmship.demo import b\n")
+    (package / "b.py").write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from llmship.demo.a import X\n"
+    )
+    (package / "c.py").write_text("def f():\n    from llmship import demo\n")
+    assert _module_cycles("llmship.demo", root=tmp_path) == [
+        "llmship.demo.a -> llmship.demo.b -> llmship.demo.a "
+        "(llmship.demo.a imports llmship.demo.b; llmship.demo.b imports llmship.demo.a)"
+    ]
+    runtime = _module_graph("llmship.demo", type_checking=False, root=tmp_path)
+    assert _cycles(runtime) == []
