@@ -194,23 +194,33 @@ def _run(
     files: ReportFiles,
     record: bool,
 ) -> None:
-    """Measure with a progress bar, write the reports, print, record; exit 1 on a failed gate."""
+    """Run the test with a progress bar, print the report, then record it (after
+    printing, so that a run that cannot be recorded still shows its numbers); exit 1
+    on a failed gate."""
     from llmship.loadtest.report import render_console
 
     display = _Display()
     try:
-        report = ops.measure(plan, slos, cfg, release=release, ref=ref, progress=display)
+        outcome = ops.run(
+            plan,
+            slos,
+            cfg,
+            release=release,
+            ref=ref,
+            files=files,
+            record_run=False,
+            progress=display,
+        )
     finally:
         display.close()
-    ops.write_reports(report, files)
+    report = outcome.report
     render_console(report, console)
-    if record:
-        recording = ops.record(report, cfg, required=bool(release or ref))
-        if recording is not None and recording.run is None:
-            err_console.print(f"[yellow]not recorded in the registry: {recording.error}[/]")
-        elif recording is not None and recording.run is not None:
-            run = recording.run
-            err_console.print(f"recorded as gate run {run.id} of {run.ref} in env {run.env!r}")
+    recording = ops.record(report, cfg, required=bool(release or ref)) if record else None
+    if recording is not None and recording.run is None:
+        err_console.print(f"[yellow]not recorded in the registry: {recording.error}[/]")
+    elif recording is not None and recording.run is not None:
+        run = recording.run
+        err_console.print(f"recorded as gate run {run.id} of {run.ref} in env {run.env!r}")
     if not report.passed:
         raise typer.Exit(EXIT_GATE_FAILED)
 

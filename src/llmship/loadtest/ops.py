@@ -37,6 +37,7 @@ __all__ = [
     "ReportFiles",
     "ServingRelease",
     "SeveralReleases",
+    "attribute",
     "measure",
     "record",
     "run",
