@@ -7,13 +7,13 @@ are in ``llmship.wire``, shared with the model server.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from llmship.flags import Flag
 from llmship.registry.records import NO_REASON
-from llmship.routing import TrafficPolicy
+from llmship.routing.policy import PolicyDocument, PolicyFields, TrafficPolicy
 
 
 class _Body(BaseModel):
@@ -121,47 +121,20 @@ class Deleted(BaseModel):
 # -- admin: traffic -------------------------------------------------------------------
 
 
-class CanarySpec(_Body):
-    release: str = Field(description="NAME@VERSION of the canary.")
-    weight: float = Field(ge=0, le=100, description="Percent of ordinary traffic it gets.")
+class TrafficUpdate(PolicyFields):
+    """`PUT /api/v1/traffic`: the whole policy but `stable` (the `production` alias).
 
+    Its policy fields are the policy's own JSON (``llmship.routing.PolicyFields``);
+    ``policy(env)`` gives the :class:`TrafficPolicy` it asks for (``stable`` is
+    filled by the registry).
+    """
 
-class VariantSpec(_Body):
-    name: str = Field(description="Variant name (not stable, canary, preview or shadow).")
-    release: str = Field(description="NAME@VERSION this variant is served by.")
-    weight: float = Field(ge=0, le=100, description="Percent of users; the weights add up to 100.")
-
-
-class ExperimentSpec(_Body):
-    name: str = Field(min_length=1, description="Experiment name; salts the sticky hash.")
-    variants: list[VariantSpec] = Field(min_length=2, description="Two or more variants.")
-
-
-class ShadowSpec(_Body):
-    release: str = Field(description="NAME@VERSION that gets mirrored requests.")
-    percent: float = Field(ge=0, le=100, description="Percent of requests mirrored.")
-
-
-class TrafficUpdate(_Body):
-    """`PUT /api/v1/traffic`: the whole policy but `stable` (the `production` alias)."""
-
-    canary: CanarySpec | None = Field(None, description="A weighted canary, or none.")
-    preview: str | None = Field(
-        None, description="Blue-green preview: answers requests with `X-Llmship-Variant: preview`."
-    )
-    experiment: ExperimentSpec | None = Field(None, description="A sticky A/B experiment.")
-    shadow: ShadowSpec | None = Field(None, description="Mirror a share of requests here.")
     reason: str | None = Field(
         None, description=f"Why: recorded with the change (default: {NO_REASON!r})."
     )
     expected_revision: int | None = Field(
         None, description="Refuse (409) unless the stored revision is this one."
     )
-
-    def policy(self, env: str) -> TrafficPolicy:
-        """The policy this update asks for (``stable`` is filled by the registry)."""
-        data: dict[str, Any] = self.model_dump(exclude={"reason", "expected_revision"})
-        return TrafficPolicy.from_dict({"env": env, **data})
 
 
 class PromoteRequest(_Body):
@@ -177,16 +150,9 @@ class PromoteRequest(_Body):
     )
 
 
-class TrafficView(BaseModel):
-    """The policy of the environment, with where each release is served."""
+class TrafficView(PolicyDocument):
+    """The policy of the environment (its JSON document), with where each release is served."""
 
-    env: str = Field(description="The environment.")
-    stable: str | None = Field(description="Where the `production` alias points.")
-    canary: CanarySpec | None = Field(description="The canary and its weight.")
-    preview: str | None = Field(description="The blue-green preview release.")
-    experiment: ExperimentSpec | None = Field(description="The A/B experiment.")
-    shadow: ShadowSpec | None = Field(description="The shadow release and its percent.")
-    revision: int = Field(description="Grows by one with every change.")
     weights: dict[str, float] = Field(description="Percent of ordinary traffic per variant.")
     endpoints: dict[str, str | None] = Field(
         description="Each release of the policy and the URL of its newest live model server "

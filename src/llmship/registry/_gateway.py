@@ -132,7 +132,7 @@ class GatewayMethods(Store):
                     )
                     new.validate()
                     _traffic.store(session, row, new, actor=actor, now=self._now())
-                    summary = _traffic.describe(new)
+                    summary = new.summary()
                     self._add_event(
                         session,
                         kind=kind,

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from llmship.errors import LlmshipError, SpecError
 from llmship.registry import _queries as q
 from llmship.registry.tables import TrafficPolicyRow
-from llmship.routing.policy import Experiment, TrafficPolicy, Variant
+from llmship.routing.policy import TrafficPolicy
 
 STABLE_ALIAS = "production"
 
@@ -53,28 +53,7 @@ def canonical(session: Session, policy: TrafficPolicy, env: str) -> TrafficPolic
     An alias is resolved to the release it points at now; a release that is not
     registered is a NotFoundError that names the role (canary, preview, ...).
     """
-
-    def ref(value: str | None, role: str) -> str | None:
-        return q.canonical_ref(session, value, env, role=role) if value else None
-
-    experiment = policy.experiment
-    if experiment is not None:
-        experiment = Experiment(
-            name=experiment.name,
-            variants=tuple(
-                Variant(
-                    v.name, q.canonical_ref(session, v.ref, env, role=f"variant {v.name}"), v.weight
-                )
-                for v in experiment.variants
-            ),
-        )
-    return replace(
-        policy,
-        canary=ref(policy.canary, "canary"),
-        preview=ref(policy.preview, "preview"),
-        shadow=ref(policy.shadow, "shadow"),
-        experiment=experiment,
-    )
+    return policy.map_refs(lambda ref, role: q.canonical_ref(session, ref, env, role=role))
 
 
 def store(
@@ -106,18 +85,3 @@ def store(
         row.updated_at = now
         row.updated_by = actor
     session.flush()
-
-
-def describe(policy: TrafficPolicy) -> str:
-    """One line: where the traffic goes, e.g. ``stable a@1, canary b@2 20%``."""
-    parts = [f"stable {policy.stable or '(none)'}"]
-    if policy.canary:
-        parts.append(f"canary {policy.canary} {policy.canary_weight:g}%")
-    if policy.experiment:
-        arms = ", ".join(f"{v.name}={v.ref} {v.weight:g}%" for v in policy.experiment.variants)
-        parts.append(f"experiment {policy.experiment.name} ({arms})")
-    if policy.preview:
-        parts.append(f"preview {policy.preview}")
-    if policy.shadow:
-        parts.append(f"shadow {policy.shadow} {policy.shadow_percent:g}%")
-    return ", ".join(parts)

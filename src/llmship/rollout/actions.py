@@ -1,64 +1,71 @@
-"""Carrying out the state machine's actions against the registry, idempotently.
+"""Carrying out the state machine's actions through a traffic router, idempotently.
 
-Each function reads what is there first and writes only when something must
-change, so an action carried out twice (after a controller died between doing
-it and recording that it was done) changes nothing the second time. Traffic
-policy writes name the revision they read and try again when someone else
-wrote meanwhile. The controller passes a registry fenced by its lease
-(``Registry.fenced``): a write refused because another controller leads now
-(``FencedError``) is never retried here.
+Each action kind maps to one call of the :class:`TrafficRouter`
+(``rollout/traffic_router.py``), which reads what is there first and writes only
+when something must change; :func:`execute` does it on the registry.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
-from dataclasses import replace
 
-from llmship.errors import ConflictError, FencedError, InvalidRequestError
+from llmship.errors import InvalidRequestError
 from llmship.registry import Registry
-from llmship.rollout.state import Action, RolloutState
-from llmship.routing.policy import Experiment, TrafficPolicy, Variant
+from llmship.rollout.state import Action, ActionKind, RolloutState
+from llmship.rollout.traffic_router import (
+    PRODUCTION,
+    Cause,
+    RegistryTrafficRouter,
+    TrafficRouter,
+)
+from llmship.routing.policy import Experiment, Variant
 
-__all__ = ["PRODUCTION", "execute"]
+__all__ = ["PRODUCTION", "carry_out", "execute"]
 
-log = logging.getLogger(__name__)
+Step = Callable[[TrafficRouter, RolloutState, Action, Cause], bool]
+"""One action kind as a call of the router: ``(router, state, action, cause)``."""
 
-PRODUCTION = "production"
-POLICY_ATTEMPTS = 5
+_STEPS: dict[ActionKind, Step] = {
+    "setWeight": lambda r, s, a, c: r.set_weight(s.candidate, a.value or 0.0, cause=c),
+    "setPreview": lambda r, s, a, c: r.set_preview(s.candidate, cause=c),
+    "setExperiment": lambda r, s, a, c: r.set_experiment(_experiment(s), cause=c),
+    "setShadow": lambda r, s, a, c: r.set_shadow(s.candidate, a.value or 0.0, cause=c),
+    "clearTraffic": lambda r, s, a, c: r.reset(s.candidate, cause=c),
+    "promotePreview": lambda r, s, a, c: r.promote_preview(s.candidate, cause=c),
+    "promoteAlias": lambda r, s, a, c: r.promote(s.candidate, cause=c),
+    "revertAlias": lambda r, s, a, c: s.stable is not None and r.revert(s.stable, cause=c),
+    "startAnalysis": lambda r, s, a, c: False,  # bookkeeping only: the controller runs it
+    "stopAnalysis": lambda r, s, a, c: False,
+}
 
 
 def execute(registry: Registry, state: RolloutState, action: Action) -> bool:
-    """Carry out ``action`` for the rollout ``state``; True when something changed."""
-    kind = action.kind
-    if kind in ("startAnalysis", "stopAnalysis"):
-        return False
-    if kind == "promoteAlias":
-        return _promote_alias(registry, state, action)
-    if kind == "promotePreview":
-        return _promote_preview(registry, state, action)
-    if kind == "revertAlias":
-        return _revert_alias(registry, state, action)
-    change = _policy_change(state, action)
-    return _update_policy(registry, state.env, change, action)
+    """Carry out ``action`` for the rollout ``state`` on the registry (the policy and
+    ``production`` alias of its env); True when something changed."""
+    return carry_out(RegistryTrafficRouter(registry, state.env), state, action)
 
 
-def _policy_change(state: RolloutState, action: Action) -> Callable[[TrafficPolicy], TrafficPolicy]:
-    candidate = state.candidate
-    if action.kind == "setWeight":
-        weight = float(action.value or 0.0)
-        return lambda p: replace(p, canary=candidate, canary_weight=weight, experiment=None)
-    if action.kind == "setPreview":
-        return lambda p: replace(p, preview=candidate)
-    if action.kind == "setShadow":
-        percent = float(action.value or 0.0)
-        return lambda p: replace(p, shadow=candidate, shadow_percent=percent)
-    if action.kind == "setExperiment":
-        experiment = _experiment(state)
-        return lambda p: replace(p, canary=None, canary_weight=0.0, experiment=experiment)
-    if action.kind == "clearTraffic":
-        return lambda p: _without(p, candidate)
-    raise ValueError(f"unknown action {action.kind!r}")  # pragma: no cover
+def carry_out(router: TrafficRouter, state: RolloutState, action: Action) -> bool:
+    """Carry out ``action`` for the rollout ``state`` through ``router``; True when
+    something changed."""
+    step = _STEPS.get(action.kind)
+    if step is None:  # pragma: no cover - ActionKind is closed
+        raise ValueError(f"unknown action {action.kind!r}")
+    return step(router, state, action, cause_of(state, action))
+
+
+def cause_of(state: RolloutState, action: Action) -> Cause:
+    """Who carries out ``action`` and why: its own reason, or one that names it."""
+    if action.kind == "revertAlias":
+        moved = f"rollout {state.name} switched back to {state.stable}"
+    else:
+        moved = f"rollout {state.name} promoted {state.candidate}"
+    return Cause(
+        actor=action.actor,
+        reason=action.reason or action.describe(),
+        alias_reason=action.reason or moved,
+        label=action.describe(),
+    )
 
 
 def _experiment(state: RolloutState) -> Experiment:
@@ -72,99 +79,3 @@ def _experiment(state: RolloutState) -> Experiment:
         for v, release in zip(strategy.variants, strategy.releases(), strict=True)
     )
     return Experiment(name=state.name, variants=variants)
-
-
-def _without(policy: TrafficPolicy, ref: str) -> TrafficPolicy:
-    """``policy`` with ``ref`` in no role (canary weight 0, no preview, experiment or shadow)."""
-    changed = policy
-    if changed.canary == ref:
-        changed = replace(changed, canary=None, canary_weight=0.0)
-    if changed.preview == ref:
-        changed = replace(changed, preview=None)
-    if changed.shadow == ref:
-        changed = replace(changed, shadow=None, shadow_percent=0.0)
-    if changed.experiment and any(v.ref == ref for v in changed.experiment.variants):
-        changed = replace(changed, experiment=None)
-    return changed
-
-
-def _update_policy(
-    registry: Registry,
-    env: str,
-    change: Callable[[TrafficPolicy], TrafficPolicy],
-    action: Action,
-) -> bool:
-    for _ in range(POLICY_ATTEMPTS):
-        policy = registry.get_traffic(env)
-        desired = change(policy)
-        if desired == policy:
-            return False
-        try:
-            registry.set_traffic(
-                env,
-                desired,
-                actor=action.actor,
-                reason=action.reason or action.describe(),
-                expected_revision=policy.revision,
-            )
-            return True
-        except FencedError:
-            raise
-        except ConflictError:
-            log.info("the traffic policy of %s changed meanwhile; reading it again", env)
-    raise ConflictError(
-        f"the traffic policy of {env} kept changing; {action.describe()} is tried again "
-        "on the next pass"
-    )
-
-
-def _production(registry: Registry, env: str) -> str | None:
-    record = registry.get_alias(env, PRODUCTION)
-    return record.ref if record is not None else None
-
-
-def _promote_alias(registry: Registry, state: RolloutState, action: Action) -> bool:
-    """``production`` to the candidate. A canary of the candidate ends in the same
-    transaction (through the preview route), so no stale canary stays stored."""
-    if _production(registry, state.env) == state.candidate:
-        return False
-    if registry.get_traffic(state.env).canary == state.candidate:
-        return _promote_preview(registry, state, action)
-    registry.set_alias(
-        state.env,
-        PRODUCTION,
-        state.candidate,
-        actor=action.actor,
-        reason=action.reason or f"rollout {state.name} promoted {state.candidate}",
-    )
-    return True
-
-
-def _promote_preview(registry: Registry, state: RolloutState, action: Action) -> bool:
-    """Switch ``production`` to the candidate with the preview (one transaction)."""
-    candidate = state.candidate
-    reason = action.reason or f"rollout {state.name} promoted {candidate}"
-    if _production(registry, state.env) == candidate:
-        return _update_policy(
-            registry,
-            state.env,
-            lambda p: replace(p, preview=None) if p.preview == candidate else p,
-            action,
-        )
-    _update_policy(registry, state.env, lambda p: replace(p, preview=candidate), action)
-    registry.promote_preview(state.env, actor=action.actor, reason=reason)
-    return True
-
-
-def _revert_alias(registry: Registry, state: RolloutState, action: Action) -> bool:
-    """``production`` back to the stable release the rollout started from."""
-    if state.stable is None or _production(registry, state.env) == state.stable:
-        return False
-    registry.set_alias(
-        state.env,
-        PRODUCTION,
-        state.stable,
-        actor=action.actor,
-        reason=action.reason or f"rollout {state.name} switched back to {state.stable}",
-    )
-    return True

@@ -1,9 +1,19 @@
-"""The traffic policy of one environment: which releases get which requests."""
+"""The traffic policy of one environment: which releases get which requests.
+
+The policy's shape is defined here once: :class:`TrafficPolicy` (what routing and
+the controller use) and its JSON document (:class:`PolicyFields`, the per-strategy
+part, and :class:`PolicyDocument`), which the registry stores and the admin API
+takes and returns. A new way to split traffic adds its field to both, here, and
+its conversion in :meth:`PolicyFields.of` and :meth:`PolicyFields.policy`.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from llmship.errors import InvalidRequestError
 
@@ -123,59 +133,68 @@ class TrafficPolicy:
         return {"stable": 100.0}
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain data for JSON (the admin API) and storage."""
-        return {
-            "env": self.env,
-            "stable": self.stable,
-            "canary": {"release": self.canary, "weight": self.canary_weight}
-            if self.canary
-            else None,
-            "preview": self.preview,
-            "experiment": (
-                {
-                    "name": self.experiment.name,
-                    "variants": [
-                        {"name": v.name, "release": v.ref, "weight": v.weight}
-                        for v in self.experiment.variants
-                    ],
-                }
-                if self.experiment
-                else None
-            ),
-            "shadow": (
-                {"release": self.shadow, "percent": self.shadow_percent} if self.shadow else None
-            ),
-            "revision": self.revision,
-        }
+        """Plain data for JSON (the admin API) and storage: :class:`PolicyDocument`."""
+        return PolicyDocument.from_policy(self).model_dump()
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrafficPolicy:
-        """The inverse of :meth:`to_dict`; validates."""
-        canary = data.get("canary") or {}
-        shadow = data.get("shadow") or {}
-        exp = data.get("experiment")
-        experiment = None
-        if exp:
+        """The inverse of :meth:`to_dict`; validates (a pydantic ValidationError, a
+        ValueError, for a malformed document; InvalidRequestError for a contradiction)."""
+        doc = PolicyDocument.model_validate(data)
+        return doc.policy(doc.env, stable=doc.stable, revision=doc.revision)
+
+    def summary(self) -> str:
+        """One line: where the traffic goes, e.g. ``stable a@1, canary b@2 20%``."""
+        parts = [f"stable {self.stable or '(none)'}"]
+        if self.canary:
+            parts.append(f"canary {self.canary} {self.canary_weight:g}%")
+        if self.experiment:
+            arms = ", ".join(f"{v.name}={v.ref} {v.weight:g}%" for v in self.experiment.variants)
+            parts.append(f"experiment {self.experiment.name} ({arms})")
+        if self.preview:
+            parts.append(f"preview {self.preview}")
+        if self.shadow:
+            parts.append(f"shadow {self.shadow} {self.shadow_percent:g}%")
+        return ", ".join(parts)
+
+    def map_refs(self, resolve: Callable[[str, str], str]) -> TrafficPolicy:
+        """This policy with every release it names (but ``stable``) replaced by
+        ``resolve(ref, role)``; the role is ``canary``, ``preview``, ``shadow`` or
+        ``variant NAME``, for messages."""
+
+        def ref(value: str | None, role: str) -> str | None:
+            return resolve(value, role) if value else None
+
+        experiment = self.experiment
+        if experiment is not None:
             experiment = Experiment(
-                name=str(exp["name"]),
+                name=experiment.name,
                 variants=tuple(
-                    Variant(str(v["name"]), str(v["release"]), float(v["weight"]))
-                    for v in exp.get("variants", [])
+                    Variant(v.name, resolve(v.ref, f"variant {v.name}"), v.weight)
+                    for v in experiment.variants
                 ),
             )
-        policy = cls(
-            env=str(data.get("env", "")),
-            stable=data.get("stable"),
-            canary=canary.get("release"),
-            canary_weight=float(canary.get("weight", 0.0)),
-            preview=data.get("preview"),
+        return replace(
+            self,
+            canary=ref(self.canary, "canary"),
+            preview=ref(self.preview, "preview"),
+            shadow=ref(self.shadow, "shadow"),
             experiment=experiment,
-            shadow=shadow.get("release"),
-            shadow_percent=float(shadow.get("percent", 0.0)),
-            revision=int(data.get("revision", 0)),
         )
-        policy.validate()
-        return policy
+
+    def without(self, ref: str) -> TrafficPolicy:
+        """This policy with ``ref`` in no role: no canary (weight 0), preview,
+        experiment or shadow of it; stable stays."""
+        changed = self
+        if changed.canary == ref:
+            changed = replace(changed, canary=None, canary_weight=0.0)
+        if changed.preview == ref:
+            changed = replace(changed, preview=None)
+        if changed.shadow == ref:
+            changed = replace(changed, shadow=None, shadow_percent=0.0)
+        if changed.experiment and any(v.ref == ref for v in changed.experiment.variants):
+            changed = replace(changed, experiment=None)
+        return changed
 
     def with_(self, **changes: Any) -> TrafficPolicy:
         """A validated copy with ``changes``."""
@@ -225,3 +244,111 @@ class TrafficPolicy:
                     f"experiment weights add up to {sum(v.weight for v in variants):g}, not 100",
                     param="variants",
                 )
+
+
+# -- the policy as JSON ------------------------------------------------------------------
+
+
+class _Shape(BaseModel):
+    # A misspelt field is an error, not silently ignored.
+    model_config = ConfigDict(extra="forbid")
+
+
+class CanarySpec(_Shape):
+    release: str = Field(description="NAME@VERSION of the canary.")
+    weight: float = Field(ge=0, le=100, description="Percent of ordinary traffic it gets.")
+
+
+class VariantSpec(_Shape):
+    name: str = Field(description="Variant name (not stable, canary, preview or shadow).")
+    release: str = Field(description="NAME@VERSION this variant is served by.")
+    weight: float = Field(ge=0, le=100, description="Percent of users; the weights add up to 100.")
+
+
+class ExperimentSpec(_Shape):
+    name: str = Field(min_length=1, description="Experiment name; salts the sticky hash.")
+    variants: list[VariantSpec] = Field(min_length=2, description="Two or more variants.")
+
+
+class ShadowSpec(_Shape):
+    release: str = Field(description="NAME@VERSION that gets mirrored requests.")
+    percent: float = Field(ge=0, le=100, description="Percent of requests mirrored.")
+
+
+class PolicyFields(_Shape):
+    """The per-strategy part of a policy as JSON: what the registry stores (with
+    ``env``) and the admin API takes (``PUT /api/v1/traffic``) and shows."""
+
+    canary: CanarySpec | None = Field(None, description="A weighted canary, or none.")
+    preview: str | None = Field(
+        None, description="Blue-green preview: answers requests with `X-Llmship-Variant: preview`."
+    )
+    experiment: ExperimentSpec | None = Field(None, description="A sticky A/B experiment.")
+    shadow: ShadowSpec | None = Field(None, description="Mirror a share of requests here.")
+
+    @classmethod
+    def fields_of(cls, policy: TrafficPolicy) -> dict[str, Any]:
+        """The per-strategy fields of ``policy``, as keyword arguments of this model."""
+        experiment = policy.experiment
+        return {
+            "canary": CanarySpec(release=policy.canary, weight=policy.canary_weight)
+            if policy.canary
+            else None,
+            "preview": policy.preview,
+            "experiment": ExperimentSpec(
+                name=experiment.name,
+                variants=[
+                    VariantSpec(name=v.name, release=v.ref, weight=v.weight)
+                    for v in experiment.variants
+                ],
+            )
+            if experiment
+            else None,
+            "shadow": ShadowSpec(release=policy.shadow, percent=policy.shadow_percent)
+            if policy.shadow
+            else None,
+        }
+
+    def policy(self, env: str, *, stable: str | None = None, revision: int = 0) -> TrafficPolicy:
+        """The validated :class:`TrafficPolicy` these fields describe."""
+        experiment = self.experiment
+        policy = TrafficPolicy(
+            env=env,
+            stable=stable,
+            canary=self.canary.release if self.canary else None,
+            canary_weight=self.canary.weight if self.canary else 0.0,
+            preview=self.preview,
+            experiment=Experiment(
+                name=experiment.name,
+                variants=tuple(Variant(v.name, v.release, v.weight) for v in experiment.variants),
+            )
+            if experiment
+            else None,
+            shadow=self.shadow.release if self.shadow else None,
+            shadow_percent=self.shadow.percent if self.shadow else 0.0,
+            revision=revision,
+        )
+        policy.validate()
+        return policy
+
+
+class _Where(_Shape):
+    env: str = Field("", description="The environment.")
+    stable: str | None = Field(None, description="Where the `production` alias points.")
+
+
+class PolicyDocument(PolicyFields, _Where):
+    """The whole policy as JSON (``TrafficPolicy.to_dict``): ``env``, ``stable``, the
+    per-strategy fields and ``revision``, in that order."""
+
+    revision: int = Field(0, description="Grows by one with every change.")
+
+    @classmethod
+    def from_policy(cls, policy: TrafficPolicy) -> PolicyDocument:
+        """The document of ``policy``."""
+        return cls(
+            env=policy.env,
+            stable=policy.stable,
+            revision=policy.revision,
+            **PolicyFields.fields_of(policy),
+        )
