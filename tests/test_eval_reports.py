@@ -6,6 +6,7 @@ import json
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
+from dataclasses import replace
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from llmship.backends.base import GenerationRequest
 from llmship.eval.cache import OutputCache
 from llmship.eval.config import GateConfig
 from llmship.eval.dataset import load_dataset
+from llmship.eval.report_model import EvalReport, Verdict
 from llmship.eval.reports import (
     JUnitCase,
     JUnitSuite,
@@ -154,7 +156,7 @@ def make_report(
     baseline: Any = good,
     candidate: Any = bad,
     gate_metrics: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+) -> EvalReport:
     path = tmp_path / "golden.jsonl"
     path.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in ROWS) + "\n")
     releases = []
@@ -186,13 +188,13 @@ def make_report(
         OutputCache(registry),
         backend_factory=FakeBackends(baseline, {"chat@1.1.0": candidate}),
     )
-    return {**outcome.report, "run": 7}
+    return outcome.report.with_run(7)
 
 
 @pytest.fixture
-def report(registry: Registry, tmp_path: Path) -> dict[str, Any]:
+def report(registry: Registry, tmp_path: Path) -> EvalReport:
     report = make_report(registry, tmp_path)
-    assert not report["verdict"]["passed"]
+    assert not report.verdict.passed
     return report
 
 
@@ -204,7 +206,7 @@ def wrong_on_zh_and_fr(prompt: str, request: GenerationRequest) -> str:
     return "Lyon" if "France" in prompt else wrong_on_zh(prompt, request)
 
 
-def junit_of(report: dict[str, Any]) -> ET.Element:
+def junit_of(report: EvalReport) -> ET.Element:
     return ET.fromstring(junit_xml(eval_junit_suites(report)))
 
 
@@ -216,7 +218,7 @@ def test_eval_junit_of_a_passing_gate_has_no_failure_for_shared_failures(
     report = make_report(
         registry, tmp_path, baseline=wrong_on_zh, candidate=wrong_on_zh, gate_metrics=gate
     )
-    assert report["verdict"]["passed"]
+    assert report.verdict.passed
     root = junit_of(report)
     # Then CI stays green, and the known failure is there to read
     assert root.get("failures") == "0" and root.get("errors") == "0"
@@ -236,7 +238,7 @@ def test_eval_junit_of_a_failing_gate_fails_the_regressions_only(
 ) -> None:
     # Given zh failing on both releases and fr failing on the candidate only
     report = make_report(registry, tmp_path, baseline=wrong_on_zh, candidate=wrong_on_zh_and_fr)
-    assert not report["verdict"]["passed"]
+    assert not report.verdict.passed
     root = junit_of(report)
     # Then the regression and the failed gate condition are the failures; zh is not
     assert root.get("failures") == "2"
@@ -252,7 +254,7 @@ def test_eval_junit_of_a_failing_gate_fails_the_regressions_only(
     assert (props["gate"], props["shared_failures"], props["regressions"]) == ("failed", "1", "1")
 
 
-def test_eval_junit_has_a_case_per_case_and_per_gate(report: dict[str, Any]) -> None:
+def test_eval_junit_has_a_case_per_case_and_per_gate(report: EvalReport) -> None:
     root = junit_of(report)
     cases_suite, gate_suite = root.findall("testsuite")
     assert cases_suite.get("tests") == "4"
@@ -280,7 +282,7 @@ def test_eval_junit_has_a_case_per_case_and_per_gate(report: dict[str, Any]) -> 
     assert props["bootstrap_seed"] == "12345"
 
 
-def test_eval_markdown_fits_a_pull_request_comment(report: dict[str, Any]) -> None:
+def test_eval_markdown_fits_a_pull_request_comment(report: EvalReport) -> None:
     text = eval_markdown(report)
     assert text.startswith("### ❌ llmship eval failed: chat@1.1.0 vs chat@1.0.0 (run 7)\n")
     assert "| metric | baseline | candidate | delta | 95% CI | p | verdict |" in text
@@ -294,8 +296,11 @@ def test_eval_markdown_fits_a_pull_request_comment(report: dict[str, Any]) -> No
 
 def test_eval_markdown_of_a_pass(registry: Registry, tmp_path: Path) -> None:
     report = make_report(registry, tmp_path)
-    report["verdict"] = {"passed": True, "failures": [], "notes": []}
-    report["cases"] = [{**c, "change": "same"} for c in report["cases"]]
+    report = replace(
+        report,
+        verdict=Verdict(passed=True),
+        cases=tuple(replace(c, change="same") for c in report.cases),
+    )
     text = eval_markdown(report)
     assert text.startswith("### ✅ llmship eval passed")
     assert "Why it failed" not in text
@@ -313,7 +318,7 @@ class _Collect(HTMLParser):
         self.attrs.extend(attrs)
 
 
-def test_eval_html_is_self_contained_and_escaped(report: dict[str, Any]) -> None:
+def test_eval_html_is_self_contained_and_escaped(report: EvalReport) -> None:
     page = eval_html(report)
     parser = _Collect()
     parser.feed(page)
@@ -330,7 +335,9 @@ def test_eval_html_is_self_contained_and_escaped(report: dict[str, Any]) -> None
     assert "<details open><summary><b>fr</b>" in page  # broken cases open first
 
 
-def test_every_format_renders_a_stored_report_alike(report: dict[str, Any]) -> None:
-    stored = json.loads(json.dumps(report))  # what the registry gives back
+def test_every_format_renders_a_stored_report_alike(report: EvalReport) -> None:
+    # what the registry gives back: JSON with sorted keys
+    stored = EvalReport.from_json(json.loads(json.dumps(report.to_json(), sort_keys=True)))
+    assert stored == report
     assert eval_markdown(stored) == eval_markdown(report)
     assert eval_html(stored) == eval_html(report)

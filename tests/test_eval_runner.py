@@ -18,6 +18,7 @@ from llmship.errors import InvalidRequestError, LlmshipError
 from llmship.eval.cache import OutputCache, output_key
 from llmship.eval.config import GateConfig, default_gate, load_gate
 from llmship.eval.dataset import Dataset, load_dataset
+from llmship.eval.report_model import JudgeCounts, ReleaseCounts
 from llmship.eval.runner import EvalOptions, EvalOutcome, run_eval
 from llmship.eval.verdict import EvalGateConfig
 from llmship.registry import Registry, ReleaseRecord
@@ -202,20 +203,16 @@ def test_a_rerun_with_nothing_changed_generates_nothing(
     again = evaluate(registry, dataset, cand, base, backends)
     assert backends.calls == 2 * len(dataset)  # nothing generated
     assert sum(backends.started.values()) == 2  # no backend even started the second time
-    releases = again.report["generation"]["releases"]
-    assert releases["candidate"] == {
-        "generated": 0,
-        "cached": len(dataset),
-        "shared": 0,
-        "errors": 0,
-        "seconds": 0.0,
-    }
-    assert all(row["candidate"]["cached"] for row in again.report["cases"])
-    assert again.report["metrics"] == first.report["metrics"]
-    assert again.summary["generated"] == 0
+    releases = again.report.generation.releases
+    assert releases["candidate"] == ReleaseCounts(
+        generated=0, cached=len(dataset), shared=0, errors=0, seconds=0.0
+    )
+    assert all(row.candidate.cached for row in again.report.cases)
+    assert again.report.metrics == first.report.metrics
+    assert again.summary.generated == 0
     # The cached latency is the one measured when the output was generated.
-    assert [r["candidate"]["latency_s"] for r in again.report["cases"]] == [
-        r["candidate"]["latency_s"] for r in first.report["cases"]
+    assert [r.candidate.latency_s for r in again.report.cases] == [
+        r.candidate.latency_s for r in first.report.cases
     ]
 
 
@@ -272,10 +269,10 @@ def test_aa_the_same_release_twice_passes_and_generates_once(
         registry, dataset, release, release, backends, seed=seed, bootstrap_seed=seed
     )
     assert outcome.passed, outcome.decision.failures
-    assert outcome.report["aa"] is True
+    assert outcome.report.aa is True
     assert backends.calls == len(dataset)  # shared by both sides
-    assert outcome.report["generation"]["releases"]["candidate"]["shared"] == len(dataset)
-    assert {row["delta"] for row in outcome.report["metrics"]} == {0.0}
+    assert outcome.report.generation.releases["candidate"].shared == len(dataset)
+    assert {row.delta for row in outcome.report.metrics} == {0.0}
 
 
 def test_aa_two_equally_good_releases_rarely_fail(registry: Registry, tmp_path: Path) -> None:
@@ -298,7 +295,7 @@ def test_aa_two_equally_good_releases_rarely_fail(registry: Registry, tmp_path: 
     failed = []
     for seed in range(20):
         outcome = evaluate(registry, dataset, cand, base, backends, seed=seed, bootstrap_seed=seed)
-        assert outcome.report["aa"] is False
+        assert outcome.report.aa is False
         if not outcome.passed:
             failed.append((seed, outcome.decision.failures))
     assert len(failed) <= 2, failed
@@ -314,16 +311,16 @@ def test_a_worse_candidate_fails_with_a_clear_reason(registry: Registry, dataset
     verdict = outcome.decision.verdicts[0]
     assert set(verdict.failed_rules) == {"max_regression", "significant_regression"}
     report = outcome.report
-    assert report["verdict"]["passed"] is False
-    assert {row["change"] for row in report["cases"]} == {"broken"}
-    first = report["cases"][0]
-    assert first["candidate"]["output"] == "banana"
-    assert "does not contain" in first["candidate"]["assertions"][0]["reason"]
-    rate = next(row for row in report["metrics"] if row["metric"] == "pass_rate")
-    assert (rate["baseline"], rate["candidate"], rate["passed"]) == (1.0, 0.0, False)
-    assert rate["p_value"] < 0.001
-    assert outcome.summary["passed"] is False
-    assert outcome.summary["failures"] == list(failures)
+    assert report.verdict.passed is False
+    assert {row.change for row in report.cases} == {"broken"}
+    first = report.cases[0]
+    assert first.candidate.output == "banana"
+    assert "does not contain" in first.candidate.assertions[0].reason
+    rate = next(row for row in report.metrics if row.metric == "pass_rate")
+    assert (rate.baseline, rate.candidate, rate.passed) == (1.0, 0.0, False)
+    assert rate.p_value is not None and rate.p_value < 0.001
+    assert outcome.summary.passed is False
+    assert outcome.summary.failures == tuple(failures)
 
 
 def test_a_better_candidate_passes(registry: Registry, dataset: Dataset) -> None:
@@ -331,7 +328,7 @@ def test_a_better_candidate_passes(registry: Registry, dataset: Dataset) -> None
     better = register(registry, "1.1.0")
     outcome = evaluate(registry, dataset, better, worse, FakeBackends(knows))
     assert outcome.passed
-    assert {row["change"] for row in outcome.report["cases"]} == {"fixed"}
+    assert {row.change for row in outcome.report.cases} == {"fixed"}
 
 
 def test_configured_minimums_apply_even_in_an_aa_run(registry: Registry, dataset: Dataset) -> None:
@@ -346,7 +343,7 @@ def test_configured_minimums_apply_even_in_an_aa_run(registry: Registry, dataset
     assert not outcome.passed
     assert outcome.decision.failures[0].startswith("rouge_l: ")
     assert "< minimum 0.99" in outcome.decision.failures[0]
-    assert [row["metric"] for row in outcome.report["metrics"] if row["gated"]] == ["rouge_l"]
+    assert [row.metric for row in outcome.report.metrics if row.gated] == ["rouge_l"]
 
 
 def test_the_default_gate_covers_the_measured_headline_metrics() -> None:
@@ -392,12 +389,12 @@ def test_a_case_that_cannot_be_generated_fails_and_is_not_cached(
 
     backends = FakeBackends(knows, {"chat@1.1.0": flaky})
     outcome = evaluate(registry, dataset, cand, base, backends)
-    row = next(r for r in outcome.report["cases"] if "spider" in r["input"])
-    assert row["candidate"]["error"] == "the prompt is too long"
-    assert row["candidate"]["passed"] is False
-    assert row["change"] == "broken"
-    assert row["candidate"]["assertions"][0]["reason"].startswith("generation failed")
-    assert outcome.report["generation"]["releases"]["candidate"]["errors"] == 1
+    row = next(r for r in outcome.report.cases if "spider" in (r.input or ""))
+    assert row.candidate.error == "the prompt is too long"
+    assert row.candidate.passed is False
+    assert row.change == "broken"
+    assert row.candidate.assertions[0].reason.startswith("generation failed")
+    assert outcome.report.generation.releases["candidate"].errors == 1
     before = backends.calls
     evaluate(registry, dataset, cand, base, backends)
     assert backends.calls == before + 1  # only the failed case again
@@ -459,13 +456,13 @@ def test_llm_rubric_is_graded_by_a_registered_release_and_cached(
     assert outcome.passed
     # Both sides gave the same answers: each grading prompt is generated once.
     assert len(backends.requests["judge@9.0.0"]) == len(dataset)
-    judged = outcome.report["cases"][0]["candidate"]["assertions"][1]
-    assert judged["type"] == "llm_rubric"
-    assert judged["reason"].startswith("judge: PASS")
-    assert outcome.report["judge"]["ref"] == "judge@9.0.0"
+    judged = outcome.report.cases[0].candidate.assertions[1]
+    assert judged.type == "llm_rubric"
+    assert judged.reason.startswith("judge: PASS")
+    assert outcome.report.judge is not None and outcome.report.judge.ref == "judge@9.0.0"
     again = evaluate(registry, dataset, cand, base, backends, judge=judge)
     assert backends.calls == 3 * len(dataset)  # nothing new, the judge included
-    assert again.report["generation"]["judge"] == {"generated": 0, "cached": 2 * len(dataset)}
+    assert again.report.generation.judge == JudgeCounts(generated=0, cached=2 * len(dataset))
 
 
 def test_llm_rubric_without_a_judge_fails_before_generating(

@@ -9,11 +9,11 @@ release, ...). ``eval list`` and ``eval show`` read stored runs.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 from rich import box
@@ -22,7 +22,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from llmship.cli._common import (
-    ReleaseFilter,
     ReleaseOption,
     console,
     err_console,
@@ -33,6 +32,9 @@ from llmship.cli._common import (
     settings,
 )
 from llmship.cli._help import App
+
+if TYPE_CHECKING:
+    from llmship.eval.report_model import EvalReport
 
 app = App(
     help="Evaluate a candidate release against the baseline on a golden dataset (a gate).",
@@ -49,6 +51,7 @@ EnvOption = Annotated[
     ),
 ]
 DEFAULT_BASELINE = "production"
+"""``llmship.eval.ops.DEFAULT_BASELINE`` (not imported: the eval package is loaded lazily)."""
 
 
 class ListFormat(str, Enum):
@@ -165,26 +168,13 @@ def eval_(
             f"give {missing}, e.g. llmship eval --dataset evals/smoke.jsonl "
             "--candidate NAME@VERSION (see llmship eval --help)"
         )
-    from llmship.eval.cache import OutputCache
+    from llmship.eval import ops
     from llmship.eval.config import load_gate
-    from llmship.eval.dataset import load_dataset
-    from llmship.eval.reports import (
-        eval_html,
-        eval_junit_suites,
-        eval_markdown,
-        write_json,
-        write_junit,
-        write_text,
-    )
-    from llmship.eval.runner import EvalOptions, run_eval
+    from llmship.eval.runner import EvalOptions
 
     cfg = settings(env=env)
     gate = load_gate()
-    data = load_dataset(dataset)
-    if tags:
-        data = data.with_tags(*tags)
-        if not data.cases:
-            raise fail(f"{dataset}: no case has the tag(s) {', '.join(tags)}")
+    data = ops.load_cases(dataset, tags or ())
     options = EvalOptions(
         temperature=temperature,
         seed=seed,
@@ -195,100 +185,69 @@ def eval_(
         bootstrap_seed=bootstrap_seed,
         resamples=resamples,
     )
-    with open_registry(cfg) as registry:
-        cand = registry.resolve(candidate, env=cfg.env)
-        base = _resolve_baseline(registry, baseline, cfg.env)
-        judge_record = registry.resolve(judge, env=cfg.env) if judge else None
-        source = base.ref if baseline == base.ref else f"{baseline} in {cfg.env}"
-        cache = OutputCache(registry, read=options.cache_read)
-        with _progress() as sink:
-            outcome = run_eval(
-                data,
-                cand,
-                base,
-                gate,
-                cache,
-                options=options,
-                env=cfg.env,
-                baseline_source=source,
-                judge=judge_record,
-                progress=sink,
-            )
-        run = registry.record_gate_run(
-            "eval",
-            cand.ref,
+    paths = ops.ReportPaths(json=json_path, junit=junit, markdown=markdown, html=html_path)
+    with open_registry(cfg) as registry, _progress() as sink:
+        result = ops.run_eval(
+            registry,
+            data,
+            candidate,
             env=cfg.env,
-            passed=outcome.passed,
-            summary=outcome.summary,
-            report=outcome.report,
             actor=cfg.actor,
-            baseline_ref=base.ref,
+            gate=gate,
+            options=options,
+            baseline=baseline,
+            judge=judge,
+            paths=paths,
+            progress=sink,
+            on_recorded=lambda report: _print_report(report, before=sink.close),
         )
-    report = {**outcome.report, "run": run.id}
-    _print_report(report)
-    try:
-        if json_path is not None:
-            write_json(json_path, report)
-        if junit is not None:
-            write_junit(junit, eval_junit_suites(report), name="llmship eval")
-        if markdown is not None:
-            write_text(markdown, eval_markdown(report))
-        if html_path is not None:
-            write_text(html_path, eval_html(report))
-    except OSError as exc:
-        raise fail(f"cannot write the report: {exc}") from None
-    for label, path in (
-        ("JSON", json_path),
-        ("JUnit", junit),
-        ("Markdown", markdown),
-        ("HTML", html_path),
-    ):
-        if path is not None:
-            console.print(f"{label} report: {escape(str(path))}", highlight=False)
-    if not outcome.passed:
+    for label, path in result.written:
+        console.print(f"{label} report: {escape(str(path))}", highlight=False)
+    if not result.passed:
         raise typer.Exit(1)
 
 
-def _resolve_baseline(registry: Any, baseline: str, env: str) -> Any:
-    from llmship.errors import NotFoundError
-
-    try:
-        return registry.resolve(baseline, env=env)
-    except NotFoundError as exc:
-        if baseline != DEFAULT_BASELINE:
-            raise
-        raise NotFoundError(
-            f"no baseline: {exc.message}. Set the production alias "
-            f"(`llmship alias set production NAME@VERSION`) or give --baseline; "
-            "--baseline the candidate itself only checks the minimums"
-        ) from None
-
-
 class _RichProgress:
-    """Generation progress as Rich bars: one per release, cases done of total."""
+    """Generation progress as Rich bars on stderr: one per release, cases done of total.
 
-    def __init__(self, progress: Progress) -> None:
-        self.progress = progress
+    The bars appear when the first release starts generating, and are closed
+    before the report is printed.
+    """
+
+    def __init__(self) -> None:
+        columns = (
+            TextColumn("generating {task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+        )
+        self.progress = Progress(*columns, console=err_console, transient=False)
         self.tasks: dict[str, Any] = {}
+        self.closed = False
 
     def start(self, label: str, total: int, done: int) -> None:
+        if not self.tasks and not self.closed:
+            self.progress.start()
         cached = f" ({done} cached)" if done else ""
         self.tasks[label] = self.progress.add_task(f"{label}{cached}", total=total, completed=done)
 
     def advance(self, label: str) -> None:
         self.progress.advance(self.tasks[label])
 
+    def close(self) -> None:
+        """Stop the bars, once (stopping prints a last line in a log)."""
+        if self.tasks and not self.closed:
+            self.progress.stop()
+        self.closed = True
+
 
 @contextmanager
 def _progress() -> Iterator[_RichProgress]:
-    columns = (
-        TextColumn("generating {task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-    )
-    with Progress(*columns, console=err_console, transient=False) as progress:
-        yield _RichProgress(progress)
+    sink = _RichProgress()
+    try:
+        yield sink
+    finally:
+        sink.close()
 
 
 # -- printing ------------------------------------------------------------------------------
@@ -303,53 +262,54 @@ _COMPACT: dict[str, Any] = {
 """Tables that fit 80 columns (CI logs)."""
 
 
-def _metrics_table(report: Mapping[str, Any]) -> Table:
+def _metrics_table(report: EvalReport) -> Table:
     from llmship.eval.reports import fmt_ci, fmt_delta, fmt_metric, fmt_p
 
     table = Table(
-        title=f"{report['candidate']['ref']} (candidate) vs {report['baseline']['ref']} "
-        f"(baseline) on {report['dataset']['path']}, {report['dataset']['cases']} cases",
+        title=f"{report.candidate.ref} (candidate) vs {report.baseline.ref} "
+        f"(baseline) on {report.dataset.path}, {report.dataset.cases} cases",
         **_COMPACT,
     )
     for column in ("metric", "baseline", "candidate", "delta", "95% CI", "p", "verdict"):
         justify: Literal["left", "right"] = "left" if column in ("metric", "verdict") else "right"
         table.add_column(column, justify=justify, no_wrap=column != "95% CI")
-    for row in report["metrics"]:
-        metric = row["metric"]
+    for row in report.metrics:
+        metric = row.metric
         verdict = "–"
-        if row.get("gated"):
-            verdict = "[green]pass[/]" if row.get("passed") else "[bold red]FAIL[/]"
+        if row.gated:
+            verdict = "[green]pass[/]" if row.passed else "[bold red]FAIL[/]"
         table.add_row(
             escape(metric),
-            fmt_metric(metric, row["baseline"]),
-            fmt_metric(metric, row["candidate"]),
-            fmt_delta(metric, row["delta"]),
-            fmt_ci(metric, row["ci_low"], row["ci_high"]),
-            fmt_p(row["p_value"]),
+            fmt_metric(metric, row.baseline),
+            fmt_metric(metric, row.candidate),
+            fmt_delta(metric, row.delta),
+            fmt_ci(metric, row.ci_low, row.ci_high),
+            fmt_p(row.p_value),
             verdict,
         )
     return table
 
 
-def _print_report(report: Mapping[str, Any]) -> None:
+def _print_report(report: EvalReport, *, before: Callable[[], None] | None = None) -> None:
+    """Print the metrics table and the verdict (``before``: close what draws on the terminal)."""
+    if before is not None:
+        before()
     console.print(_metrics_table(report))
-    releases = report["generation"]["releases"]
-    generated = sum(r["generated"] for r in releases.values())
-    cached = sum(r["cached"] for r in releases.values())
-    aa = ", A/A run" if report.get("aa") else ""
+    gen = report.generation
+    aa = ", A/A run" if report.aa else ""
+    run = report.run if report.run is not None else "?"
     console.print(
-        f"{generated} generated, {cached} cached{aa}; gate from {escape(report['gate']['source'])}"
-        f"; run {report.get('run', '?')}",
+        f"{gen.generated} generated, {gen.cached} cached{aa}; gate from "
+        f"{escape(report.gate.source)}; run {run}",
         highlight=False,
     )
-    failures = report["verdict"]["failures"]
-    if report["verdict"]["passed"]:
-        console.print(f"[bold green]PASS[/] {escape(report['candidate']['ref'])} may go out")
-        if not any(row.get("gated") for row in report["metrics"]):
+    if report.verdict.passed:
+        console.print(f"[bold green]PASS[/] {escape(report.candidate.ref)} may go out")
+        if not report.gated:
             console.print("no metric is gated: configure gates: eval: in llmship.yaml")
         return
-    console.print(f"[bold red]FAIL[/] {escape(report['candidate']['ref'])}:")
-    for reason in failures:
+    console.print(f"[bold red]FAIL[/] {escape(report.candidate.ref)}:")
+    for reason in report.verdict.failures:
         console.print(f"  - {escape(reason)}", highlight=False)
 
 
@@ -367,21 +327,17 @@ def list_(
     env: EnvOption = None,
 ) -> None:
     """List stored eval runs, newest first."""
+    from llmship.eval import ops
+
     cfg = settings(env=env)
     with open_registry(cfg) as registry:
         chosen = release_filter(registry, release, cfg.env) if release else None
-        refs = _refs(registry, chosen)
-        runs = sorted(
-            (
-                run
-                for ref in refs
-                for run in registry.list_gate_runs(
-                    kind="eval", ref=ref, limit=limit, with_reports=False
-                )
-            ),
-            key=lambda run: run.id,
-            reverse=True,
-        )[:limit]
+        runs = ops.list_runs(
+            registry,
+            ref=chosen.ref if chosen else None,
+            name=chosen.name if chosen else None,
+            limit=limit,
+        )
     if output is ListFormat.json:
         rows = [
             {
@@ -395,7 +351,7 @@ def list_(
                 "created_at": r.created_at.isoformat(),
                 "created_by": r.created_by,
             }
-            for r in runs
+            for r in (stored.run for stored in runs)
         ]
         typer.echo(json.dumps(rows, indent=2, ensure_ascii=False))
         return
@@ -412,33 +368,25 @@ def list_(
     table.add_column("pass rate", no_wrap=True)
     table.add_column("verdict", no_wrap=True)
     table.add_column("when (UTC)", no_wrap=True)
-    for r in runs:
-        rate = (r.summary.get("metrics") or {}).get("pass_rate") or {}
+    for stored in runs:
+        r, summary = stored.run, stored.summary
+        rate = summary.metrics.get("pass_rate")
         rates = ""
-        if rate.get("candidate") is not None:
-            base = rate.get("baseline")
-            rates = f"{rate['candidate']:.2f}" + (f" (was {base:.2f})" if base is not None else "")
+        if rate is not None and rate.candidate is not None:
+            was = f" (was {rate.baseline:.2f})" if rate.baseline is not None else ""
+            rates = f"{rate.candidate:.2f}{was}"
         verdict = "[green]pass[/]" if r.passed else "[bold red]FAIL[/]"
         table.add_row(
             str(r.id),
             escape(r.ref),
             escape(r.baseline_ref or ""),
-            escape(str(r.summary.get("dataset", ""))),
-            str(r.summary.get("cases", "")),
+            escape(summary.dataset),
+            str(summary.cases if summary.cases is not None else ""),
             rates,
             verdict,
             escape(f"{r.created_at:%m-%d %H:%M}"),
         )
     console.print(table)
-
-
-def _refs(registry: Any, chosen: ReleaseFilter | None) -> list[str | None]:
-    """The releases whose runs to read: every one (None), one, or each version of a name."""
-    if chosen is None:
-        return [None]
-    if chosen.ref is not None:
-        return [chosen.ref]
-    return [r.ref for r in registry.list_releases(chosen.name)]
 
 
 @app.command("show")
@@ -450,17 +398,15 @@ def show(
     ] = ShowFormat.table,
 ) -> None:
     """Show a stored eval run: its metrics and verdict, or the whole report."""
+    from llmship.eval import ops
     from llmship.eval.reports import eval_markdown
 
     cfg = settings()
     with open_registry(cfg) as registry:
-        run = registry.get_gate_run(run_id)
-    if run.kind != "eval":
-        raise fail(f"run {run_id} is a {run.kind} run, not an eval run")
-    report = {**run.report, "run": run.id}
-    if output is ShowFormat.json:
-        typer.echo(json.dumps(report, indent=2, ensure_ascii=False))
+        run = ops.get_run(registry, run_id)
+    if output is ShowFormat.json:  # the stored JSON as it is, with the run id
+        typer.echo(json.dumps({**run.report, "run": run.id}, indent=2, ensure_ascii=False))
     elif output is ShowFormat.markdown:
-        typer.echo(eval_markdown(report), nl=False)
+        typer.echo(eval_markdown(ops.read_report(run)), nl=False)
     else:
-        _print_report(report)
+        _print_report(ops.read_report(run))

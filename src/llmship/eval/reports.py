@@ -4,8 +4,9 @@ The JUnit writer is generic (test suites of test cases with failure messages);
 it lives in :mod:`llmship.junit`, which ``llmship loadtest`` uses without loading
 the eval package, and is re-exported here. :func:`markdown_table`,
 :func:`html_page` and :func:`write_json` are generic too. The ``eval_*`` functions
-render an eval report — the JSON dict :func:`llmship.eval.runner.run_eval` builds
-and the registry stores — so a stored run renders exactly like a fresh one.
+render an eval report — the :class:`~llmship.eval.report_model.EvalReport`
+:func:`llmship.eval.runner.run_eval` builds, or one read back from the registry
+with ``EvalReport.from_json`` — so a stored run renders exactly like a fresh one.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from llmship.eval.metric_table import precision
+from llmship.eval.report_model import CaseRow, CaseSide, EvalReport, MetricRow
 from llmship.junit import JUnitCase, JUnitSuite, junit_xml, xml_text
 
 __all__ = [
@@ -183,25 +185,16 @@ def fmt_p(value: float | None) -> str:
     return "<0.001" if value < 0.001 else f"{value:.3f}"
 
 
-def _verdict_word(row: Mapping[str, Any]) -> str:
-    if not row.get("gated"):
+def _verdict_word(row: MetricRow) -> str:
+    if not row.gated:
         return "–"
-    return "pass" if row.get("passed") else "FAIL"
+    return "pass" if row.passed else "FAIL"
 
 
 # -- eval: JUnit ---------------------------------------------------------------------------
 
 
-def _case_failure(side: Mapping[str, Any]) -> str | None:
-    if side.get("error"):
-        return f"generation failed: {side['error']}"
-    if side.get("passed"):
-        return None
-    reasons = [f"{a['type']}: {a['reason']}" for a in side.get("assertions", []) if not a["passed"]]
-    return "; ".join(reasons) or "the weighted score is below the case's threshold"
-
-
-def eval_junit_suites(report: Mapping[str, Any]) -> list[JUnitSuite]:
+def eval_junit_suites(report: EvalReport) -> list[JUnitSuite]:
     """Two suites: one test case per dataset case (the candidate's checks) and one per gate.
 
     The failures are what the gate decided, so CI is red exactly when the gate failed:
@@ -210,22 +203,19 @@ def eval_junit_suites(report: Mapping[str, Any]) -> list[JUnitSuite]:
     releases is a known failure, not a regression: it passes, with a note in its
     ``system-out``; so does a regression the gate allowed (the gate passed).
     """
-    dataset = report["dataset"]["path"]
+    dataset = report.dataset.path
     stem = Path(dataset).stem or "dataset"
-    baseline_ref = report["baseline"]["ref"]
-    gate_passed = bool(report["verdict"]["passed"])
+    baseline_ref = report.baseline.ref
+    gate_passed = report.verdict.passed
     cases = []
     shared = regressions = 0
-    for row in report["cases"]:
-        side = row["candidate"]
-        problem = _case_failure(side)
-        lines = [f"output: {side['output']}"]
-        lines += [
-            f"{'ok  ' if a['passed'] else 'FAIL'} {a['type']}: {a['reason']}"
-            for a in side.get("assertions", [])
-        ]
-        base_passed = bool(row["baseline"].get("passed"))
-        if base_passed != bool(side.get("passed")):
+    for row in report.cases:
+        side = row.candidate
+        problem = side.failure
+        lines = [f"output: {side.output}"]
+        lines += [f"{'ok  ' if a.passed else 'FAIL'} {a.type}: {a.reason}" for a in side.assertions]
+        base_passed = row.baseline.passed
+        if base_passed != side.passed:
             lines.append(f"baseline: {'passed' if base_passed else 'failed'}")
         failure = None
         if problem is not None and not base_passed:
@@ -244,44 +234,44 @@ def eval_junit_suites(report: Mapping[str, Any]) -> list[JUnitSuite]:
                 lines.insert(0, f"regression: passed on the baseline {baseline_ref}")
         cases.append(
             JUnitCase(
-                name=str(row["id"]),
+                name=str(row.id),
                 classname=f"llmship.eval.{stem}",
-                time_s=float(side.get("latency_s") or 0.0),
+                time_s=float(side.latency_s or 0.0),
                 failure=failure,
                 details="\n".join(lines),
             )
         )
     properties = {
-        "candidate": report["candidate"]["ref"],
+        "candidate": report.candidate.ref,
         "baseline": baseline_ref,
         "dataset": dataset,
-        "dataset_sha256": report["dataset"]["digest"],
-        "seed": str(report["generation"]["seed"]),
-        "temperature": str(report["generation"]["temperature"]),
-        "bootstrap_seed": str(report["stats"]["seed"]),
-        "bootstrap_resamples": str(report["stats"]["resamples"]),
+        "dataset_sha256": report.dataset.digest,
+        "seed": str(report.generation.seed),
+        "temperature": str(report.generation.temperature),
+        "bootstrap_seed": str(report.stats.seed),
+        "bootstrap_resamples": str(report.stats.resamples),
         "gate": "passed" if gate_passed else "failed",
         "regressions": str(regressions),
         "shared_failures": str(shared),
     }
     gates = []
-    for row in report["metrics"]:
-        if not row.get("gated"):
+    for metric in report.metrics:
+        if not metric.gated:
             continue
-        reasons = "; ".join(row.get("reasons", []))
+        reasons = "; ".join(metric.reasons)
         gates.append(
             JUnitCase(
-                name=f"gate {row['metric']}",
+                name=f"gate {metric.metric}",
                 classname="llmship.eval.gate",
-                failure=(reasons or f"{row['metric']} failed") if not row.get("passed") else None,
+                failure=(reasons or f"{metric.metric} failed") if not metric.passed else None,
                 details=reasons or None,
             )
         )
-    timestamp = report.get("created_at")
+    timestamp = report.created_at or None
     return [
         JUnitSuite(f"eval cases: {dataset}", cases, properties, timestamp),
         JUnitSuite(
-            f"eval gate: {report['candidate']['ref']} vs {report['baseline']['ref']}",
+            f"eval gate: {report.candidate.ref} vs {report.baseline.ref}",
             gates,
             properties,
             timestamp,
@@ -300,54 +290,50 @@ def _short(text: str | None, limit: int = _MAX_MD_OUTPUT) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _title(report: Mapping[str, Any]) -> str:
-    verdict = "passed" if report["verdict"]["passed"] else "failed"
-    return f"llmship eval {verdict}: {report['candidate']['ref']} vs {report['baseline']['ref']}"
+def _title(report: EvalReport) -> str:
+    verdict = "passed" if report.verdict.passed else "failed"
+    return f"llmship eval {verdict}: {report.candidate.ref} vs {report.baseline.ref}"
 
 
-def eval_markdown(report: Mapping[str, Any]) -> str:
+def eval_markdown(report: EvalReport) -> str:
     """A summary for a pull-request comment: verdict, metrics, reasons, changed cases."""
-    passed = report["verdict"]["passed"]
-    icon = "✅" if passed else "❌"
-    run = f" (run {report['run']})" if report.get("run") is not None else ""
-    gen = report["generation"]
-    releases = gen["releases"]
-    generated = sum(r["generated"] for r in releases.values())
-    cached = sum(r["cached"] for r in releases.values())
-    aa = " — A/A run (the same release on both sides)" if report.get("aa") else ""
+    icon = "✅" if report.verdict.passed else "❌"
+    run = f" (run {report.run})" if report.run is not None else ""
+    gen = report.generation
+    aa = " — A/A run (the same release on both sides)" if report.aa else ""
     lines = [
         f"### {icon} {_title(report)}{run}",
         "",
-        f"**{report['candidate']['ref']}** (candidate) against "
-        f"**{report['baseline']['ref']}** (baseline, {report['baseline']['source']}){aa}, "
-        f"on `{report['dataset']['path']}` ({report['dataset']['cases']} cases) "
-        f"in `{report['env']}`.",
+        f"**{report.candidate.ref}** (candidate) against "
+        f"**{report.baseline.ref}** (baseline, {report.baseline.source}){aa}, "
+        f"on `{report.dataset.path}` ({report.dataset.cases} cases) "
+        f"in `{report.env}`.",
         "",
         markdown_table(
             ["metric", "baseline", "candidate", "delta", "95% CI", "p", "verdict"],
             [
                 [
-                    row["metric"],
-                    fmt_metric(row["metric"], row["baseline"]),
-                    fmt_metric(row["metric"], row["candidate"]),
-                    fmt_delta(row["metric"], row["delta"]),
-                    fmt_ci(row["metric"], row["ci_low"], row["ci_high"]),
-                    fmt_p(row["p_value"]),
+                    row.metric,
+                    fmt_metric(row.metric, row.baseline),
+                    fmt_metric(row.metric, row.candidate),
+                    fmt_delta(row.metric, row.delta),
+                    fmt_ci(row.metric, row.ci_low, row.ci_high),
+                    fmt_p(row.p_value),
                     _verdict_word(row),
                 ]
-                for row in report["metrics"]
+                for row in report.metrics
             ],
         ),
         "",
     ]
-    failures = report["verdict"]["failures"]
+    failures = report.verdict.failures
     if failures:
         lines += ["**Why it failed**", ""] + [f"- {r}" for r in failures] + [""]
-    elif not any(row.get("gated") for row in report["metrics"]):
+    elif not report.gated:
         lines += ["No metric is gated: configure `gates: eval:` in `llmship.yaml`.", ""]
-    changed = [row for row in report["cases"] if row["change"] != "same"]
+    changed = [row for row in report.cases if row.change != "same"]
     if changed:
-        broken = sum(1 for row in changed if row["change"] == "broken")
+        broken = sum(1 for row in changed if row.change == "broken")
         lines += [
             f"<details><summary>{len(changed)} case(s) changed: {broken} broken, "
             f"{len(changed) - broken} fixed</summary>",
@@ -356,14 +342,11 @@ def eval_markdown(report: Mapping[str, Any]) -> str:
                 ["case", "change", "baseline output", "candidate output", "why"],
                 [
                     [
-                        row["id"],
-                        row["change"],
-                        _short(row["baseline"]["output"]),
-                        _short(row["candidate"]["output"]),
-                        _short(
-                            _case_failure(row["candidate"]) or _case_failure(row["baseline"]) or "",
-                            120,
-                        ),
+                        row.id,
+                        row.change,
+                        _short(row.baseline.output),
+                        _short(row.candidate.output),
+                        _short(row.candidate.failure or row.baseline.failure or "", 120),
                     ]
                     for row in changed[:_MAX_MD_CASES]
                 ],
@@ -374,11 +357,11 @@ def eval_markdown(report: Mapping[str, Any]) -> str:
             lines += [f"…and {len(changed) - _MAX_MD_CASES} more (see the HTML report).", ""]
         lines += ["</details>", ""]
     lines.append(
-        f"<sub>temperature {gen['temperature']:g}, seed {gen['seed']}; "
-        f"paired bootstrap {report['stats']['resamples']} resamples, seed "
-        f"{report['stats']['seed']}; alpha {report['gate']['alpha']:g}; gate from "
-        f"{report['gate']['source']}; {generated} generated, {cached} cached; dataset sha256 "
-        f"{report['dataset']['digest'][:12]}</sub>"
+        f"<sub>temperature {gen.temperature:g}, seed {gen.seed}; "
+        f"paired bootstrap {report.stats.resamples} resamples, seed "
+        f"{report.stats.seed}; alpha {report.gate.alpha:g}; gate from "
+        f"{report.gate.source}; {gen.generated} generated, {gen.cached} cached; dataset sha256 "
+        f"{report.dataset.digest[:12]}</sub>"
     )
     return "\n".join(lines) + "\n"
 
@@ -390,42 +373,39 @@ def _e(value: Any) -> str:
     return html.escape(xml_text("" if value is None else str(value)))
 
 
-def _side_html(label: str, side: Mapping[str, Any]) -> str:
-    state = "pass" if side.get("passed") else "fail"
-    latency = side.get("latency_s")
+def _side_html(label: str, side: CaseSide) -> str:
+    state = "pass" if side.passed else "fail"
+    latency = side.latency_s
     timing = f"{latency:.2f}s" if isinstance(latency, (int, float)) else "–"
-    cached = ", cached" if side.get("cached") else ""
+    cached = ", cached" if side.cached else ""
     items = "".join(
-        f'<li class="{"pass" if a["passed"] else "fail"}">{_e(a["type"])}: '
-        f'<span class="muted">{_e(a["reason"])}</span></li>'
-        for a in side.get("assertions", [])
+        f'<li class="{"pass" if a.passed else "fail"}">{_e(a.type)}: '
+        f'<span class="muted">{_e(a.reason)}</span></li>'
+        for a in side.assertions
     )
-    error = f'<p class="fail">{_e(side["error"])}</p>' if side.get("error") else ""
+    error = f'<p class="fail">{_e(side.error)}</p>' if side.error else ""
     return (
         f'<div><b>{_e(label)}</b> <span class="{state}">{state}</span> '
-        f'<span class="muted">({timing}{cached}, score {side.get("score", 0):.2f})</span>'
-        f'{error}<pre>{_e(side.get("output"))}</pre><ul class="reasons">{items}</ul></div>'
+        f'<span class="muted">({timing}{cached}, score {side.score:.2f})</span>'
+        f'{error}<pre>{_e(side.output)}</pre><ul class="reasons">{items}</ul></div>'
     )
 
 
-def _case_html(row: Mapping[str, Any]) -> str:
-    change = row["change"]
+def _case_html(row: CaseRow) -> str:
+    change = row.change
     marker = {"broken": "fail", "fixed": "pass"}.get(change, "muted")
-    prompt = row.get("input")
-    if prompt is None and row.get("messages"):
-        prompt = "\n".join(f"{m['role']}: {m['content']}" for m in row["messages"])
-    refs = "".join(f"<pre>{_e(r)}</pre>" for r in row.get("references", []))
-    base, cand = row["baseline"], row["candidate"]
+    prompt = row.prompt
+    refs = "".join(f"<pre>{_e(r)}</pre>" for r in row.references)
+    base, cand = row.baseline, row.candidate
     diff = (
         '<p class="muted">identical outputs</p>'
-        if base.get("output") == cand.get("output")
-        else f'<pre class="diff">{inline_diff(base.get("output") or "", cand.get("output") or "")}'
-        "</pre>"
+        if base.output == cand.output
+        else f'<pre class="diff">{inline_diff(base.output, cand.output)}</pre>'
     )
     opened = " open" if change == "broken" else ""
-    tags = f' <span class="muted">[{_e(", ".join(row["tags"]))}]</span>' if row.get("tags") else ""
+    tags = f' <span class="muted">[{_e(", ".join(row.tags))}]</span>' if row.tags else ""
     return (
-        f"<details{opened}><summary><b>{_e(row['id'])}</b>{tags} "
+        f"<details{opened}><summary><b>{_e(row.id)}</b>{tags} "
         f'<span class="{marker}">{_e(change)}</span> '
         f'<span class="muted">{_e(_short(prompt, 90))}</span></summary>'
         f"<p><b>input</b></p><pre>{_e(prompt)}</pre>"
@@ -436,26 +416,27 @@ def _case_html(row: Mapping[str, Any]) -> str:
     )
 
 
-def eval_html(report: Mapping[str, Any]) -> str:
-    """A self-contained page: verdict, metrics, reasons and every case with its diff."""
-    passed = report["verdict"]["passed"]
-    state = "pass" if passed else "fail"
-    run = f" · run {report['run']}" if report.get("run") is not None else ""
-    metric_rows = "".join(
+def _metric_html(row: MetricRow) -> str:
+    state = "pass" if row.passed else "fail" if row.gated else "muted"
+    return (
         "<tr>"
-        f"<td>{_e(row['metric'])}</td>"
-        f'<td class="num">{fmt_metric(row["metric"], row["baseline"])}</td>'
-        f'<td class="num">{fmt_metric(row["metric"], row["candidate"])}</td>'
-        f'<td class="num">{fmt_delta(row["metric"], row["delta"])}</td>'
-        f'<td class="num">{fmt_ci(row["metric"], row["ci_low"], row["ci_high"])}</td>'
-        f'<td class="num">{fmt_p(row["p_value"])}</td>'
-        f"<td>{_e(row['test'] or '–')}</td>"
-        f'<td class="{"pass" if row.get("passed") else "fail" if row.get("gated") else "muted"}">'
-        f"{_verdict_word(row)}</td></tr>"
-        for row in report["metrics"]
+        f"<td>{_e(row.metric)}</td>"
+        f'<td class="num">{fmt_metric(row.metric, row.baseline)}</td>'
+        f'<td class="num">{fmt_metric(row.metric, row.candidate)}</td>'
+        f'<td class="num">{fmt_delta(row.metric, row.delta)}</td>'
+        f'<td class="num">{fmt_ci(row.metric, row.ci_low, row.ci_high)}</td>'
+        f'<td class="num">{fmt_p(row.p_value)}</td>'
+        f"<td>{_e(row.test or '–')}</td>"
+        f'<td class="{state}">{_verdict_word(row)}</td></tr>'
     )
-    failures = report["verdict"]["failures"]
-    notes = report["verdict"].get("notes", [])
+
+
+def eval_html(report: EvalReport) -> str:
+    """A self-contained page: verdict, metrics, reasons and every case with its diff."""
+    passed = report.verdict.passed
+    state = "pass" if passed else "fail"
+    run = f" · run {report.run}" if report.run is not None else ""
+    failures, notes = report.verdict.failures, report.verdict.notes
     reasons = ""
     if failures:
         reasons += (
@@ -469,23 +450,23 @@ def eval_html(report: Mapping[str, Any]) -> str:
             + "".join(f'<li class="muted">{_e(r)}</li>' for r in notes)
             + "</ul>"
         )
-    ordered = sorted(report["cases"], key=lambda r: {"broken": 0, "fixed": 1}.get(r["change"], 2))
-    gen = report["generation"]
+    ordered = sorted(report.cases, key=lambda r: {"broken": 0, "fixed": 1}.get(r.change, 2))
+    gen = report.generation
     facts = (
-        f"dataset <code>{_e(report['dataset']['path'])}</code> "
-        f"({report['dataset']['cases']} cases, sha256 {_e(report['dataset']['digest'][:12])}) · "
-        f"env {_e(report['env'])} · temperature {gen['temperature']:g}, seed {gen['seed']} · "
-        f"paired bootstrap {report['stats']['resamples']} resamples, seed "
-        f"{report['stats']['seed']} · alpha {report['gate']['alpha']:g} · gate from "
-        f"{_e(report['gate']['source'])} · {_e(report.get('created_at'))}{run}"
+        f"dataset <code>{_e(report.dataset.path)}</code> "
+        f"({report.dataset.cases} cases, sha256 {_e(report.dataset.digest[:12])}) · "
+        f"env {_e(report.env)} · temperature {gen.temperature:g}, seed {gen.seed} · "
+        f"paired bootstrap {report.stats.resamples} resamples, seed "
+        f"{report.stats.seed} · alpha {report.gate.alpha:g} · gate from "
+        f"{_e(report.gate.source)} · {_e(report.created_at)}{run}"
     )
     body = (
         f'<h1><span class="badge {state}">{"PASS" if passed else "FAIL"}</span> '
-        f"{_e(report['candidate']['ref'])} vs {_e(report['baseline']['ref'])}</h1>"
+        f"{_e(report.candidate.ref)} vs {_e(report.baseline.ref)}</h1>"
         f'<p class="muted">{facts}</p>'
         "<h2>Metrics</h2><table><tr><th>metric</th><th>baseline</th><th>candidate</th>"
         "<th>delta</th><th>95% CI</th><th>p</th><th>test</th><th>verdict</th></tr>"
-        f"{metric_rows}</table>{reasons}"
+        f"{''.join(_metric_html(row) for row in report.metrics)}</table>{reasons}"
         f"<h2>Cases ({len(ordered)})</h2>" + "".join(_case_html(row) for row in ordered)
     )
     return html_page(_title(report), body)

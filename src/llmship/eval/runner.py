@@ -1,24 +1,25 @@
 """``llmship eval``'s engine: generate with the candidate and the baseline, score case by
-case, compare paired, decide with the gate, and build the JSON report.
+case, compare paired, decide with the gate, and build the report.
 
 Generation (:mod:`llmship.eval.generation`) runs in-process through llmship's
 backends, with each release's own prompt and parameters, at temperature 0 and a
 fixed seed unless told otherwise, the outputs cached in the registry, so a
 re-run with nothing changed generates nothing.
 
-The report (:func:`run_eval` returns it as a plain dict) is what every other
-format is rendered from (:mod:`llmship.eval.reports`) and what the registry
-stores with the gate run.
+The report (:func:`run_eval` returns it as an :class:`~llmship.eval.report_model.EvalReport`,
+built piece by piece by the small functions below) is what every other format is
+rendered from (:mod:`llmship.eval.reports`) and, as JSON, what the registry stores
+with the gate run. The workflow around it (resolving releases, recording the run,
+writing the files) is :mod:`llmship.eval.ops`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
 
 from llmship.eval import metrics, stats
 from llmship.eval.assertions import AssertionResult, CaseResult, Judge, evaluate_case, preflight
@@ -34,6 +35,25 @@ from llmship.eval.generation import (
     ReleaseJudge,
     generate,
 )
+from llmship.eval.report_model import (
+    REPORT_SCHEMA,
+    AssertionRow,
+    CaseRow,
+    CaseSide,
+    Change,
+    DatasetInfo,
+    EvalReport,
+    EvalSummary,
+    GateInfo,
+    GenerationInfo,
+    JudgeCounts,
+    MetricRow,
+    ReleaseCounts,
+    ReleaseInfo,
+    StatsInfo,
+    Timing,
+    Verdict,
+)
 from llmship.eval.verdict import GateDecision, decide
 from llmship.registry.records import ReleaseRecord
 
@@ -43,21 +63,21 @@ __all__ = [
     "EvalOutcome",
     "ProgressSink",
     "run_eval",
-    "summarize",
 ]
-
-REPORT_SCHEMA = "llmship.eval/1"
-"""The ``schema`` field of every eval report; bumped when the shape changes."""
 
 
 @dataclass(frozen=True)
 class EvalOutcome:
-    """A finished eval: the decision and the JSON report."""
+    """A finished eval: the decision and the report."""
 
     passed: bool
     decision: GateDecision
-    report: dict[str, Any]
-    summary: dict[str, Any]
+    report: EvalReport
+
+    @property
+    def summary(self) -> EvalSummary:
+        """What is stored beside the report, for lists."""
+        return self.report.summary()
 
 
 # -- scoring and the report -------------------------------------------------------------
@@ -144,229 +164,169 @@ def run_eval(
     config = gate.gate if gate.configured else default_gate(cand_scores, alpha=gate.gate.alpha)
     decision = decide(config, cand_scores, comparisons)
     finished = time.perf_counter()
-    report = _report(
-        dataset=dataset,
-        cases=cases,
-        candidate=candidate,
-        baseline=baseline,
-        baseline_source=baseline_source,
-        judge=release_judge,
+    report = EvalReport(
+        created_at=now.isoformat(),
         env=env,
-        options=options,
-        gate=gate,
-        config_dict=config.model_dump(mode="json"),
-        decision=decision,
-        outputs=outputs,
-        results={"baseline": base_results, "candidate": cand_results},
-        scores={"baseline": base_scores, "candidate": cand_scores},
-        comparisons=comparisons,
-        counts=counts,
-        created_at=now,
-        timing={
-            "generation_s": generated_at - started,
-            "scoring_s": finished - generated_at,
-            "total_s": finished - started,
-        },
-    )
-    return EvalOutcome(
-        passed=decision.passed, decision=decision, report=report, summary=summarize(report)
-    )
-
-
-def _release_info(release: ReleaseRecord) -> dict[str, Any]:
-    return {
-        "ref": release.ref,
-        "digest": release.digest,
-        "backend": release.backend,
-        "model": release.spec.model.id or release.spec.model.file or release.spec.model.path,
-    }
-
-
-def _report(
-    *,
-    dataset: Dataset,
-    cases: Sequence[Case],
-    candidate: ReleaseRecord,
-    baseline: ReleaseRecord,
-    baseline_source: str | None,
-    judge: ReleaseJudge | None,
-    env: str,
-    options: EvalOptions,
-    gate: GateConfig,
-    config_dict: dict[str, Any],
-    decision: GateDecision,
-    outputs: dict[str, list[CaseOutput]],
-    results: dict[str, list[CaseResult]],
-    scores: dict[str, dict[str, metrics.CorpusScore]],
-    comparisons: dict[str, stats.Comparison],
-    counts: dict[str, GenerationStats],
-    created_at: datetime,
-    timing: dict[str, float],
-) -> dict[str, Any]:
-    verdicts = {v.metric: v for v in decision.verdicts}
-    names = [n for n in (*metrics.CORPUS_METRICS, "pass_rate", "score") if n in scores["candidate"]]
-    rows = []
-    for name in names:
-        comparison = comparisons.get(name)
-        verdict = verdicts.get(name)
-        cand = scores["candidate"][name]
-        base = scores["baseline"].get(name)
-        rows.append(
-            {
-                "metric": name,
-                "baseline": base.score if base else None,
-                "candidate": cand.score,
-                "delta": comparison.delta if comparison else None,
-                "ci_low": comparison.ci_low if comparison else None,
-                "ci_high": comparison.ci_high if comparison else None,
-                "p_value": comparison.p_value if comparison else None,
-                "test": comparison.test if comparison else None,
-                "n": cand.n,
-                "signature": (comparison.signature if comparison else None) or cand.signature,
-                "gated": verdict is not None,
-                "passed": verdict.passed if verdict is not None else None,
-                "reasons": list(verdict.reasons) if verdict is not None else [],
-            }
-        )
-    for verdict in decision.verdicts:  # configured but not measured
-        if verdict.metric not in scores["candidate"]:
-            rows.append(
-                {
-                    "metric": verdict.metric,
-                    "baseline": None,
-                    "candidate": None,
-                    "delta": None,
-                    "ci_low": None,
-                    "ci_high": None,
-                    "p_value": None,
-                    "test": None,
-                    "n": 0,
-                    "signature": None,
-                    "gated": True,
-                    "passed": False,
-                    "reasons": list(verdict.reasons),
-                }
+        dataset=DatasetInfo(dataset.path, dataset.digest, len(cases), tuple(dataset.tags)),
+        candidate=release_info(candidate),
+        baseline=release_info(baseline, source=baseline_source or baseline.ref),
+        aa=candidate.digest == baseline.digest,
+        judge=release_info(release_judge.release) if release_judge is not None else None,
+        generation=generation_info(options, counts, release_judge),
+        stats=StatsInfo(seed=options.bootstrap_seed, resamples=options.resamples),
+        gate=GateInfo(gate.source, gate.configured, decision.alpha, config.model_dump(mode="json")),
+        metrics=metric_rows(
+            decision, {"baseline": base_scores, "candidate": cand_scores}, comparisons
+        ),
+        verdict=verdict_of(decision),
+        cases=tuple(
+            case_row(case, {"baseline": base, "candidate": cand})
+            for case, base, cand in zip(
+                cases,
+                zip(outputs["baseline"], base_results, strict=True),
+                zip(outputs["candidate"], cand_results, strict=True),
+                strict=True,
             )
-    case_rows = []
-    for index, case in enumerate(cases):
-        sides = {}
-        for side in ("baseline", "candidate"):
-            output = outputs[side][index]
-            result = results[side][index]
-            sides[side] = {
-                "output": output.text,
-                "error": output.error,
-                "latency_s": output.latency_s,
-                "ttft_s": output.ttft_s,
-                "completion_tokens": output.completion_tokens,
-                "finish_reason": output.finish_reason,
-                "cached": output.cached,
-                "passed": result.passed,
-                "score": result.score,
-                "assertions": [
-                    {
-                        "type": a.type,
-                        "passed": a.passed,
-                        "score": a.score,
-                        "value": a.value,
-                        "reason": a.reason,
-                    }
-                    for a in result.assertions
-                ],
-                "metrics": metrics.case_scores(case, output.text),
-            }
-        base_ok, cand_ok = sides["baseline"]["passed"], sides["candidate"]["passed"]
-        change = "same" if base_ok == cand_ok else ("fixed" if cand_ok else "broken")
-        case_rows.append(
-            {
-                "id": case.id,
-                "line": case.line,
-                "tags": list(case.tags),
-                "input": case.input,
-                "messages": case.prompt_messages() if case.messages is not None else None,
-                "references": list(case.references),
-                "has_assertions": bool(case.asserts),
-                "change": change,
-                "baseline": sides["baseline"],
-                "candidate": sides["candidate"],
-            }
+        ),
+        timing=Timing(
+            generation_s=generated_at - started,
+            scoring_s=finished - generated_at,
+            total_s=finished - started,
+        ),
+    )
+    return EvalOutcome(passed=decision.passed, decision=decision, report=report)
+
+
+# -- the report's pieces ---------------------------------------------------------------
+
+
+def release_info(release: ReleaseRecord, *, source: str | None = None) -> ReleaseInfo:
+    """A release as the report names it (``source``: the baseline's, how it was named)."""
+    model = release.spec.model
+    return ReleaseInfo(
+        ref=release.ref,
+        digest=release.digest,
+        backend=release.backend,
+        model=model.id or model.file or model.path,
+        source=source,
+    )
+
+
+def generation_info(
+    options: EvalOptions, counts: Mapping[str, GenerationStats], judge: ReleaseJudge | None
+) -> GenerationInfo:
+    """The run's generation parameters and what generating took, per release."""
+    return GenerationInfo(
+        temperature=options.temperature,
+        seed=options.seed,
+        max_tokens=options.max_tokens,
+        concurrency=options.concurrency,
+        cache=options.cache_read,
+        releases={
+            label: ReleaseCounts(c.generated, c.cached, c.shared, c.errors, c.seconds)
+            for label, c in counts.items()
+        },
+        judge=JudgeCounts(judge.generated, judge.cached) if judge is not None else None,
+    )
+
+
+def metric_rows(
+    decision: GateDecision,
+    scores: Mapping[str, Mapping[str, metrics.CorpusScore]],
+    comparisons: Mapping[str, stats.Comparison],
+) -> tuple[MetricRow, ...]:
+    """A row per measured metric (corpus metrics, ``pass_rate``, ``score``, in that order),
+    then one per metric the gate names that nothing measured (it fails)."""
+    verdicts = {v.metric: v for v in decision.verdicts}
+    measured = scores["candidate"]
+    rows = []
+    for name in (*metrics.CORPUS_METRICS, "pass_rate", "score"):
+        if name not in measured:
+            continue
+        comparison, verdict = comparisons.get(name), verdicts.get(name)
+        cand, base = measured[name], scores["baseline"].get(name)
+        rows.append(
+            MetricRow(
+                metric=name,
+                baseline=base.score if base else None,
+                candidate=cand.score,
+                delta=comparison.delta if comparison else None,
+                ci_low=comparison.ci_low if comparison else None,
+                ci_high=comparison.ci_high if comparison else None,
+                p_value=comparison.p_value if comparison else None,
+                test=comparison.test if comparison else None,
+                n=cand.n,
+                signature=(comparison.signature if comparison else None) or cand.signature,
+                gated=verdict is not None,
+                passed=verdict.passed if verdict is not None else None,
+                reasons=tuple(verdict.reasons) if verdict is not None else (),
+            )
         )
-    failures = list(decision.failures)
-    notes = [r for v in decision.verdicts if v.passed for r in v.reasons]
-    return {
-        "schema": REPORT_SCHEMA,
-        "kind": "eval",
-        "created_at": created_at.isoformat(),
-        "env": env,
-        "dataset": {
-            "path": dataset.path,
-            "digest": dataset.digest,
-            "cases": len(cases),
-            "tags": list(dataset.tags),
-        },
-        "candidate": _release_info(candidate),
-        "baseline": {**_release_info(baseline), "source": baseline_source or baseline.ref},
-        "aa": candidate.digest == baseline.digest,
-        "judge": _release_info(judge.release) if judge is not None else None,
-        "generation": {
-            "temperature": options.temperature,
-            "seed": options.seed,
-            "max_tokens": options.max_tokens,
-            "concurrency": options.concurrency,
-            "cache": options.cache_read,
-            "releases": {
-                label: {
-                    "generated": c.generated,
-                    "cached": c.cached,
-                    "shared": c.shared,
-                    "errors": c.errors,
-                    "seconds": c.seconds,
-                }
-                for label, c in counts.items()
-            },
-            "judge": (
-                {"generated": judge.generated, "cached": judge.cached}
-                if judge is not None
-                else None
-            ),
-        },
-        "stats": {"seed": options.bootstrap_seed, "resamples": options.resamples},
-        "gate": {
-            "source": gate.source,
-            "configured": gate.configured,
-            "alpha": decision.alpha,
-            "config": config_dict,
-        },
-        "metrics": rows,
-        "verdict": {"passed": decision.passed, "failures": failures, "notes": notes},
-        "cases": case_rows,
-        "timing": timing,
-    }
+    rows += [
+        MetricRow(
+            metric=v.metric,
+            baseline=None,
+            candidate=None,
+            delta=None,
+            ci_low=None,
+            ci_high=None,
+            p_value=None,
+            test=None,
+            n=0,
+            signature=None,
+            gated=True,
+            passed=False,
+            reasons=tuple(v.reasons),
+        )
+        for v in decision.verdicts
+        if v.metric not in measured
+    ]
+    return tuple(rows)
 
 
-def summarize(report: dict[str, Any]) -> dict[str, Any]:
-    """The small part of a report kept beside it for lists: verdict, headline numbers."""
-    headline = {
-        row["metric"]: {
-            "baseline": row["baseline"],
-            "candidate": row["candidate"],
-            "delta": row["delta"],
-            "p_value": row["p_value"],
-            "passed": row["passed"],
-        }
-        for row in report["metrics"]
-        if row["gated"] or row["metric"] == "pass_rate"
-    }
-    releases = report["generation"]["releases"]
-    return {
-        "passed": report["verdict"]["passed"],
-        "failures": report["verdict"]["failures"][:10],
-        "dataset": report["dataset"]["path"],
-        "cases": report["dataset"]["cases"],
-        "candidate": report["candidate"]["ref"],
-        "baseline": report["baseline"]["ref"],
-        "aa": report["aa"],
-        "metrics": headline,
-        "generated": sum(r["generated"] for r in releases.values()),
-        "cached": sum(r["cached"] for r in releases.values()),
-    }
+def verdict_of(decision: GateDecision) -> Verdict:
+    """The decision's failures, and the reasons of the checks that passed (notes)."""
+    notes = tuple(r for v in decision.verdicts if v.passed for r in v.reasons)
+    return Verdict(passed=decision.passed, failures=tuple(decision.failures), notes=notes)
+
+
+def case_side(case: Case, output: CaseOutput, result: CaseResult) -> CaseSide:
+    """One release's output for ``case`` and how it scored."""
+    return CaseSide(
+        output=output.text,
+        error=output.error,
+        latency_s=output.latency_s,
+        ttft_s=output.ttft_s,
+        completion_tokens=output.completion_tokens,
+        finish_reason=output.finish_reason,
+        cached=output.cached,
+        passed=result.passed,
+        score=result.score,
+        assertions=tuple(
+            AssertionRow(
+                type=a.type, passed=a.passed, score=a.score, value=a.value, reason=a.reason
+            )
+            for a in result.assertions
+        ),
+        metrics=metrics.case_scores(case, output.text),
+    )
+
+
+def case_row(case: Case, sides: Mapping[str, tuple[CaseOutput, CaseResult]]) -> CaseRow:
+    """``case`` with both releases' outputs (``sides``: baseline, candidate), and its change."""
+    base, cand = (case_side(case, *sides[label]) for label in ("baseline", "candidate"))
+    change: Change = (
+        "same" if base.passed == cand.passed else ("fixed" if cand.passed else "broken")
+    )
+    return CaseRow(
+        id=case.id,
+        line=case.line,
+        tags=tuple(case.tags),
+        input=case.input,
+        messages=tuple(case.prompt_messages()) if case.messages is not None else None,
+        references=tuple(case.references),
+        has_assertions=bool(case.asserts),
+        change=change,
+        baseline=base,
+        candidate=cand,
+    )
