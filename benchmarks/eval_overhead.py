@@ -229,21 +229,21 @@ class EvalBench:
         )
         wall = time.perf_counter() - began
         report = outcome.report
-        generated = sum(r["generated"] for r in report["generation"]["releases"].values())
+        generated = report.generation.generated
         if generated != 2 * len(self.dataset.cases):
             raise BenchmarkError(f"the runner generated {generated} outputs, not all of them")
-        cases = report["cases"]
         return EvalRun(
             "runner",
             rep,
             wall,
-            generation_s=report["timing"]["generation_s"],
-            scoring_s=report["timing"]["scoring_s"],
+            generation_s=report.timing.generation_s,
+            scoring_s=report.timing.scoring_s,
             backend_s=timer["backend_s"],
             completion_tokens=sum(
-                c[side]["completion_tokens"] for c in cases for side in ("baseline", "candidate")
+                c.baseline.completion_tokens + c.candidate.completion_tokens for c in report.cases
             ),
-            texts=[c[side]["output"] for side in ("baseline", "candidate") for c in cases],
+            texts=[c.baseline.output for c in report.cases]
+            + [c.candidate.output for c in report.cases],
         )
 
     def raw(self, rep: int) -> EvalRun:
