@@ -48,14 +48,14 @@ def fake() -> Iterator[FakeLLMServer]:
         yield server
 
 
-def _register(cfg: Settings, ref: str) -> None:
+def _register(cfg: Settings, ref: str, base_url: str = "http://127.0.0.1:9/v1") -> None:
     name, version = ref.split("@")
     spec = parse_spec(
         {
             "name": name,
             "version": version,
             "backend": "openai",
-            "model": {"base_url": "http://127.0.0.1:9/v1", "id": "fake-llm"},
+            "model": {"base_url": base_url, "id": "fake-llm"},
         }
     )
     with Registry.open(cfg.registry_url, home=cfg.home) as registry:
@@ -204,3 +204,21 @@ def test_attribute(
 ) -> None:
     report = attribute(_fixed_report(ref, versions), source=source)
     assert (report.ref, report.ref_source) == expected
+
+
+def test_run_serves_a_release(fake: FakeLLMServer, cfg: Settings) -> None:
+    # Given a release whose backend is the fake OpenAI-compatible server, named by an alias
+    _register(cfg, "proxied@1.0.0", base_url=f"{fake.url}/v1")
+    with Registry.open(cfg.registry_url, home=cfg.home) as registry:
+        registry.set_alias(cfg.env, "loadtested", "proxied@1.0.0", actor="tester", reason="test")
+    events: list[Event] = []
+    # When the service load-tests the alias
+    outcome = run(
+        _plan("http://unused.invalid"), SLOS, cfg, release="loadtested", progress=events.append
+    )
+    # Then it served the resolved release itself, said so first, and recorded the run
+    report = outcome.report
+    assert events[0] == ServingRelease("proxied@1.0.0")
+    assert report.ref == "proxied@1.0.0" and report.ref_source == "--release"
+    assert report.target.startswith("http://127.0.0.1:") and report.results.successes > 0
+    assert outcome.run_id is not None

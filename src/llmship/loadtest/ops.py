@@ -14,13 +14,13 @@ from __future__ import annotations
 import json
 import subprocess
 import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable, Mapping
+from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from llmship.errors import LlmshipError
+from llmship.errors import InvalidRequestError, LlmshipError
 from llmship.loadtest.plan import LoadPlan
 from llmship.loadtest.report_model import KIND, LoadTestReport
 from llmship.settings import Settings
@@ -176,15 +176,18 @@ def measure(
     from llmship.loadtest.target import ReleaseServer, first_request, probe
 
     if release and ref:
-        raise LlmshipError("give release or ref, not both: serving a release names it already")
+        raise InvalidRequestError(
+            "give release or ref, not both: serving a release names it already", param="ref"
+        )
     tell = progress or _ignore
+    named = release or ref
+    if named:
+        with _open_registry(settings) as registry:  # fail now, not after the run
+            ref = registry.resolve(named, env=settings.env).ref
     with ExitStack() as stack:
-        if release or ref:
-            with _registry(settings) as registry:  # fail now, not after the run
-                ref = registry.resolve(release or ref or "", env=settings.env).ref
-        if release:
-            tell(ServingRelease(ref or release))
-            server = stack.enter_context(ReleaseServer(ref or release, env=settings.env))
+        if release and ref:
+            tell(ServingRelease(ref))
+            server = stack.enter_context(ReleaseServer(ref, env=settings.env))
             plan = replace(plan, target=server.url)
         info = probe(plan.target)
         if plan.model is None and info.model is not None:
@@ -201,8 +204,9 @@ def measure(
 
 
 def attribute(report: LoadTestReport, *, source: str | None) -> LoadTestReport:
-    """``report`` with where its ``ref`` came from (``source``, the option that named
-    it); a report without a ref is attributed to the one release that answered
+    """``report`` with where its ``ref`` came from: ``source`` (``--release`` or
+    ``--ref``, the report's words for a release that was served or named); a report
+    without a ref is attributed to the one release that answered
     (``X-Llmship-Version``), if exactly one did."""
     versions = report.results.versions
     if report.ref is None and len(versions) == 1:
@@ -246,7 +250,7 @@ def record(report: LoadTestReport, settings: Settings, *, required: bool) -> Rec
     if report.ref is None:
         return None
     try:
-        with _registry(settings) as registry:
+        with _open_registry(settings) as registry:
             stored = registry.record_gate_run(
                 KIND,
                 report.ref,
@@ -266,24 +270,19 @@ def record(report: LoadTestReport, settings: Settings, *, required: bool) -> Rec
 # -- helpers -------------------------------------------------------------------------
 
 
+def _open_registry(settings: Settings) -> Registry:
+    """The registry of ``settings`` (a context manager that closes it)."""
+    from llmship.registry import Registry
+
+    return Registry.open(settings.registry_url, home=settings.home)
+
+
 def _json_text(report: LoadTestReport) -> str:
     return json.dumps(report.to_json(), indent=2, ensure_ascii=False) + "\n"
 
 
 def _ignore(event: Event) -> None:
     """The ``progress`` callback of a caller that gave none."""
-
-
-@contextmanager
-def _registry(settings: Settings) -> Iterator[Registry]:
-    """The registry of ``settings``, closed afterwards."""
-    from llmship.registry import Registry
-
-    registry = Registry.open(settings.registry_url, home=settings.home)
-    try:
-        yield registry
-    finally:
-        registry.close()
 
 
 def _waiter(plan: LoadPlan, progress: Progress) -> Callable[[subprocess.Popen[bytes], float], None]:
