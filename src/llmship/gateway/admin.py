@@ -9,21 +9,6 @@ from llmship.flags import Flag
 from llmship.gateway.protocol import FlagBody, TrafficView
 from llmship.gateway.state import alternate_name, live_endpoints
 from llmship.gateway.store import GatewayStore
-from llmship.registry.records import given_reason
-from llmship.release.promotion_guard import check_promotion
-from llmship.routing import TrafficPolicy
-
-
-def promote_preview(
-    store: GatewayStore, env: str, *, force: bool, reason: str | None, actor: str
-) -> TrafficPolicy:
-    """Point ``production`` at the preview, when the preview has the passing gates
-    ``llmship.yaml`` requires (GateError, 409, otherwise; ``force`` overrides, recorded,
-    and needs a ``reason`` of its own)."""
-    preview = store.get_traffic(env).preview
-    if preview is not None:  # without one, the store says what to do
-        reason = check_promotion(store, env, preview, force=force, reason=reason or "", actor=actor)
-    return store.promote_preview(env, actor=actor, reason=given_reason(reason))
 
 
 def traffic_view(store: GatewayStore, env: str, *, endpoint_max_age: float) -> TrafficView:

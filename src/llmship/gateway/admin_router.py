@@ -25,7 +25,8 @@ from llmship.gateway.protocol import (
     TrafficUpdate,
     TrafficView,
 )
-from llmship.registry.records import NO_REASON, given_reason
+from llmship.registry import traffic_ops
+from llmship.registry.records import NO_REASON
 from llmship.wire import ErrorResponse
 
 if TYPE_CHECKING:
@@ -95,13 +96,13 @@ async def put_traffic(body: TrafficUpdate, request: Request) -> TrafficView:
     """Replace the whole policy (fields left out are cleared); `stable` stays the
     `production` alias. With `expected_revision`, 409 if the policy changed meanwhile."""
     gateway = _gateway(request)
-    policy = body.policy(gateway.env)
     await asyncio.to_thread(
-        gateway.store.set_traffic,
+        traffic_ops.set_policy,
+        gateway.store,
         gateway.env,
-        policy,
+        body.policy(gateway.env),
         actor=actor_of(request.headers.get("x-llmship-actor")),
-        reason=given_reason(body.reason),
+        reason=body.reason,
         expected_revision=body.expected_revision,
     )
     await _changed(gateway)
@@ -115,7 +116,7 @@ async def promote_preview(body: PromoteRequest, request: Request) -> TrafficView
     unless `force` (recorded as a `gate.forced` event)."""
     gateway = _gateway(request)
     await asyncio.to_thread(
-        admin.promote_preview,
+        traffic_ops.promote_preview,
         gateway.store,
         gateway.env,
         force=body.force,
@@ -136,10 +137,11 @@ async def reset_traffic(
     """Clear canary, preview, experiment and shadow: all traffic to stable."""
     gateway = _gateway(request)
     await asyncio.to_thread(
-        gateway.store.reset_traffic,
+        traffic_ops.reset,
+        gateway.store,
         gateway.env,
         actor=actor_of(request.headers.get("x-llmship-actor")),
-        reason=given_reason(reason),
+        reason=reason,
     )
     await _changed(gateway)
     return await get_traffic(request)
