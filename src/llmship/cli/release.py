@@ -1,20 +1,20 @@
 """``llmship release``: the next semantic version of a release spec, registered, with
-a changelog entry and optionally a git tag (the seed: every merge to main gets a new
-version tag and a changelog entry)."""
+a changelog entry and optionally a git tag. The workflow is
+:func:`llmship.release.ops.release`; this module parses the options and prints."""
 
 from __future__ import annotations
 
 import json
-import subprocess
-from datetime import datetime, timezone
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from llmship.cli._common import handle_errors, open_registry, settings
-from llmship.errors import ConflictError, InvalidRequestError
+
+if TYPE_CHECKING:
+    from llmship.release.ops import ReleaseResult
 
 __all__ = ["register"]
 
@@ -33,23 +33,6 @@ class Format(str, Enum):
 
     text = "text"
     json = "json"
-
-
-def git_tag(tag: str, message: str, cwd: Path) -> None:
-    """Create the annotated tag ``tag`` at HEAD of the git repository around ``cwd``."""
-    try:
-        done = subprocess.run(
-            ["git", "tag", "-a", tag, "-m", message],
-            cwd=cwd,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-    except FileNotFoundError:
-        raise InvalidRequestError("--tag needs git, and git is not installed") from None
-    if done.returncode != 0:
-        problem = done.stderr.strip() or done.stdout.strip()
-        raise ConflictError(f"git tag {tag} failed: {problem}")
 
 
 def register(app: typer.Typer) -> None:
@@ -109,105 +92,51 @@ def register(app: typer.Typer) -> None:
         to the changelog. The version written in SPEC is ignored, except for the
         first release of a name. Nothing changed: nothing is released (exit 0).
         """
-        from llmship.release.bump import Bump, diff, next_version, required_bump
-        from llmship.release.changelog import add_entry, entry
-        from llmship.release.semver import Version
-        from llmship.release.spec import load_spec
-        from llmship.release.weights import with_sha256
+        from llmship.release.bump import Bump
+        from llmship.release.ops import read_spec
+        from llmship.release.ops import release as release_spec
 
         cfg = settings()
-        spec = with_sha256(load_spec(spec_path))
+        spec = read_spec(spec_path)
         with open_registry(cfg) as registry:
-            known = registry.list_releases(spec.name)
-            latest = known[0] if known else None
-            changes = diff(latest.spec, spec) if latest is not None else []
-            needed = required_bump(changes)
-            result: dict[str, Any] = {
-                "name": spec.name,
-                "previous": latest.version if latest else None,
-                "changes": [
-                    {"field": c.field, "before": c.before, "after": c.after, "bump": c.bump.value}
-                    for c in changes
-                ],
-                "bump": None,
-                "version": None,
-                "file": None,
-                "changelog": None,
-                "tag": None,
-                "written": False,
-                "dry_run": dry_run,
-            }
-            if latest is not None and needed is None:
-                _report(output, result, f"no change from {latest.ref}: nothing to release")
-                return
-            chosen = needed if bump is BumpChoice.auto else Bump(bump.value)
-            if latest is None:
-                version = spec.version
-            else:
-                version = str(next_version(Version.parse(latest.version), chosen or Bump.PATCH))
-            new = spec.model_copy(update={"version": version})
-            target = spec_path.parent / f"{new.name}-{version}.yaml"
-            result |= {
-                "bump": chosen.value if latest is not None and chosen else None,
-                "version": version,
-                "file": str(target),
-            }
-            if dry_run:
-                _report(output, result, "dry run: nothing written")
-                return
-            same = target.exists() and with_sha256(load_spec(target)).digest() == new.digest()
-            if target.exists() and not same:
-                raise ConflictError(
-                    f"{target} exists already with other content; a released version is "
-                    "never rewritten"
-                )
-            record, _ = registry.register(new, actor=cfg.actor)
-            result["written"] = not same
-            if not same:
-                header = (
-                    f"# {new.ref}, released by `llmship release` from {spec_path.name}"
-                    f" ({result['bump'] or 'first release'}).\n"
-                )
-                target.write_text(header + new.to_yaml(), encoding="utf-8")
-        if not no_changelog:
-            path = changelog or spec_path.parent / "CHANGELOG.md"
-            add_entry(
-                path,
-                entry(
-                    new.name,
-                    version,
-                    day=datetime.now(timezone.utc).date(),
-                    actor=cfg.actor,
-                    previous=latest.version if latest else None,
-                    bump=result["bump"],
-                    changes=changes,
-                    reason=reason,
-                ),
+            result = release_spec(
+                registry,
+                spec,
+                spec_path,
+                actor=cfg.actor,
+                bump=None if bump is BumpChoice.auto else Bump(bump.value),
+                reason=reason,
+                changelog=changelog,
+                write_changelog=not no_changelog,
+                tag=tag,
+                dry_run=dry_run,
             )
-            result["changelog"] = str(path)
-        if tag:
-            name = f"{new.name}-v{version}"
-            git_tag(name, f"{record.ref}: {reason or 'released by llmship release'}", Path.cwd())
-            result["tag"] = name
-        _report(output, result, f"registered {record.ref}")
+        _report(output, result)
 
 
-def _report(output: Format, result: dict[str, Any], last: str) -> None:
+def _report(output: Format, result: ReleaseResult) -> None:
+    from llmship.release.ops import Outcome
+
     if output is Format.json:
-        typer.echo(json.dumps(result, indent=2, ensure_ascii=False))
+        typer.echo(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
         return
-    if result["previous"] is None:
-        typer.echo(f"{result['name']}: first release, {result['version']}")
-    elif result["version"] is not None:
-        typer.echo(
-            f"{result['name']}: {result['previous']} -> {result['version']} ({result['bump']})"
-        )
-    for c in result["changes"]:
-        typer.echo(f"  {c['bump']:5s}  {c['field']}: {c['before']!r} -> {c['after']!r}")
-    if result["written"]:
-        typer.echo(f"wrote {result['file']}")
+    if result.outcome is Outcome.UNCHANGED:
+        last = f"no change from {result.previous_ref}: nothing to release"
+    elif result.outcome is Outcome.DRY_RUN:
+        last = "dry run: nothing written"
+    else:
+        last = f"registered {result.ref}"
+    if result.previous is None:
+        typer.echo(f"{result.name}: first release, {result.version}")
+    elif result.version is not None:
+        bump = result.bump.value if result.bump is not None else None
+        typer.echo(f"{result.name}: {result.previous} -> {result.version} ({bump})")
+    for c in result.changes:
+        typer.echo(f"  {c.bump.value:5s}  {c.field}: {c.before!r} -> {c.after!r}")
+    if result.written:
+        typer.echo(f"wrote {result.file}")
     typer.echo(last)
-    if result["changelog"]:
-        typer.echo(f"changelog: {result['changelog']}")
-    if result["tag"]:
-        typer.echo(f"tagged {result['tag']}")
+    if result.changelog:
+        typer.echo(f"changelog: {result.changelog}")
+    if result.tag:
+        typer.echo(f"tagged {result.tag}")
