@@ -80,7 +80,7 @@ class PairedOptions:
 
 CaseScore = Callable[[Sample], float]
 """One case's value of a metric, on the metric's scale."""
-CorpusFunction = Callable[[Sequence[Sample], "str | None"], CorpusScore]
+CorpusFunction = Callable[[Sequence[Sample], str | None], CorpusScore]
 """The corpus value from every measured case at once, given BLEU's tokenizer (or None)."""
 PairedTest = Callable[["Metric", Sequence[Sample], Sequence[Sample], PairedOptions], Comparison]
 """The metric compared on paired samples: baseline[i] and candidate[i] are the same case."""
@@ -313,8 +313,5 @@ def precision(metric: str) -> int:
 
 def default_gate_limits() -> dict[str, Mapping[str, float]]:
     """The metrics of the default gate in the order they are tried, with their limits."""
-    ranked = sorted(
-        (m for m in METRICS.values() if m.default_gate is not None),
-        key=lambda m: m.default_gate.rank if m.default_gate is not None else 0,
-    )
-    return {m.name: dict(m.default_gate.limits) for m in ranked if m.default_gate is not None}
+    gates = [(m.default_gate, m.name) for m in METRICS.values() if m.default_gate is not None]
+    return {name: dict(gate.limits) for gate, name in sorted(gates, key=lambda g: g[0].rank)}

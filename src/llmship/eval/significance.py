@@ -1,8 +1,10 @@
-"""Paired comparisons of a candidate against a baseline on the same cases.
+"""The paired significance tests of a candidate against a baseline on the same cases.
 
-Each test returns a :class:`Comparison`: the two values, ``delta`` (candidate
-minus baseline, in the metric's units), a 95% confidence interval of the delta,
-a two-sided p-value and ``n`` (the number of paired cases).
+Which metric takes which test is said by the metric table (:mod:`llmship.eval.metric_table`);
+:func:`llmship.eval.stats.compare_outputs` runs them all. Each test returns a
+:class:`Comparison`: the two values, ``delta`` (candidate minus baseline, in the metric's
+units), a 95% confidence interval of the delta, a two-sided p-value and ``n`` (the number
+of paired cases).
 
 - **Corpus BLEU and chrF: paired bootstrap resampling, as ``sacrebleu --paired-bs``**
   (``sacrebleu/significance.py``): the same resampled case indices for both
