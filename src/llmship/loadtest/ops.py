@@ -2,9 +2,9 @@
 (or a release served for the occasion) with SLOs, write its reports, record it in
 the registry against its release.
 
-:func:`run` does it all in one call; the steps (:func:`measure`,
-:func:`write_reports`, :func:`record`) are there for callers that show the report
-between measuring and recording, as the command line does. Nothing here prints:
+:func:`run` does it all in one call; its steps (:func:`measure`,
+:func:`write_reports`, :func:`record`) can be called one by one, as the command
+line does to print the report before recording it. Nothing here prints:
 what happens while a test runs is told to an optional ``progress`` callback
 (:data:`Event`).
 """
