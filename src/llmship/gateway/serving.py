@@ -196,18 +196,16 @@ class GatewayService:
         choice = self.choose(snapshot, key, ctx)
         ctx.sent_to = choice.ref
         job: ShadowJob | None = None
-        policy = snapshot.policy
-        if policy.shadow and policy.shadow_percent > 0:
-            shadow_ref = mirror(policy, self.rng)
-            if shadow_ref is not None:
-                job = self.shadow.start(
-                    shadow_ref,
-                    self.balancer.pick(shadow_ref, snapshot.endpoints.get(shadow_ref, ())),
-                    route,
-                    payload,
-                    body,
-                    key,
-                )
+        shadow_ref = mirror(snapshot.policy, self.rng)
+        if shadow_ref is not None:
+            job = self.shadow.start(
+                shadow_ref,
+                self.balancer.pick(shadow_ref, snapshot.endpoints.get(shadow_ref, ())),
+                route,
+                payload,
+                body,
+                key,
+            )
         try:
             reply, answered, attempt = await self._unless_gone(
                 receive, self._forward(snapshot, choice, route, payload, body, ctx), ctx
