@@ -179,15 +179,7 @@ def run_eval(
             decision, {"baseline": base_scores, "candidate": cand_scores}, comparisons
         ),
         verdict=verdict_of(decision),
-        cases=tuple(
-            case_row(case, {"baseline": base, "candidate": cand})
-            for case, base, cand in zip(
-                cases,
-                zip(outputs["baseline"], base_results, strict=True),
-                zip(outputs["candidate"], cand_results, strict=True),
-                strict=True,
-            )
-        ),
+        cases=case_rows(cases, outputs, {"baseline": base_results, "candidate": cand_results}),
         timing=Timing(
             generation_s=generated_at - started,
             scoring_s=finished - generated_at,
@@ -198,6 +190,8 @@ def run_eval(
 
 
 # -- the report's pieces ---------------------------------------------------------------
+
+_SIDES = ("baseline", "candidate")
 
 
 def release_info(release: ReleaseRecord, *, source: str | None = None) -> ReleaseInfo:
@@ -312,9 +306,21 @@ def case_side(case: Case, output: CaseOutput, result: CaseResult) -> CaseSide:
     )
 
 
+def case_rows(
+    cases: Sequence[Case],
+    outputs: Mapping[str, Sequence[CaseOutput]],
+    results: Mapping[str, Sequence[CaseResult]],
+) -> tuple[CaseRow, ...]:
+    """A row per case; ``outputs`` and ``results`` by side, each aligned with ``cases``."""
+    return tuple(
+        case_row(case, {side: (outputs[side][i], results[side][i]) for side in _SIDES})
+        for i, case in enumerate(cases)
+    )
+
+
 def case_row(case: Case, sides: Mapping[str, tuple[CaseOutput, CaseResult]]) -> CaseRow:
     """``case`` with both releases' outputs (``sides``: baseline, candidate), and its change."""
-    base, cand = (case_side(case, *sides[label]) for label in ("baseline", "candidate"))
+    base, cand = (case_side(case, *sides[side]) for side in _SIDES)
     change: Change = (
         "same" if base.passed == cand.passed else ("fixed" if cand.passed else "broken")
     )
