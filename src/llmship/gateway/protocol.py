@@ -121,13 +121,12 @@ class Deleted(BaseModel):
 # -- admin: traffic -------------------------------------------------------------------
 
 
-class TrafficUpdate(PolicyFields):
-    """`PUT /api/v1/traffic`: the whole policy but `stable` (the `production` alias).
+# The policy's fields are the policy's own JSON (llmship.routing.PolicyFields), defined
+# once beside TrafficPolicy; TrafficUpdate.policy(env) gives the policy it asks for.
 
-    Its policy fields are the policy's own JSON (``llmship.routing.PolicyFields``);
-    ``policy(env)`` gives the :class:`TrafficPolicy` it asks for (``stable`` is
-    filled by the registry).
-    """
+
+class TrafficUpdate(PolicyFields):
+    """`PUT /api/v1/traffic`: the whole policy but `stable` (the `production` alias)."""
 
     reason: str | None = Field(
         None, description=f"Why: recorded with the change (default: {NO_REASON!r})."
@@ -151,7 +150,10 @@ class PromoteRequest(_Body):
 
 
 class TrafficView(PolicyDocument):
-    """The policy of the environment (its JSON document), with where each release is served."""
+    """The policy of the environment, with where each release is served."""
+
+    # A response: every field is always there (required in the schema), none refused.
+    model_config = ConfigDict(extra="ignore", json_schema_serialization_defaults_required=True)
 
     weights: dict[str, float] = Field(description="Percent of ordinary traffic per variant.")
     endpoints: dict[str, str | None] = Field(
