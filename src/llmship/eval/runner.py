@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from llmship.eval import metrics, stats
+from llmship.eval import metric_table, metrics, stats
 from llmship.eval.assertions import AssertionResult, CaseResult, Judge, evaluate_case, preflight
 from llmship.eval.cache import OutputCache
 from llmship.eval.config import GateConfig, default_gate
@@ -229,12 +229,12 @@ def metric_rows(
     scores: Mapping[str, Mapping[str, metrics.CorpusScore]],
     comparisons: Mapping[str, stats.Comparison],
 ) -> tuple[MetricRow, ...]:
-    """A row per measured metric (corpus metrics, ``pass_rate``, ``score``, in that order),
+    """A row per measured metric, in the order of the metric table,
     then one per metric the gate names that nothing measured (it fails)."""
     verdicts = {v.metric: v for v in decision.verdicts}
     measured = scores["candidate"]
     rows = []
-    for name in (*metrics.CORPUS_METRICS, "pass_rate", "score"):
+    for name in metric_table.METRICS:
         if name not in measured:
             continue
         comparison, verdict = comparisons.get(name), verdicts.get(name)
