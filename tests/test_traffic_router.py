@@ -194,6 +194,11 @@ SCRIPTS = {
         ],
         [True, True, False, True, True],
     ),
+    "a canary ends the experiment": (
+        EXPERIMENT,
+        [act("setExperiment"), act("setWeight", 30), act("clearTraffic")],
+        [True, True, True],
+    ),
 }
 
 
