@@ -51,10 +51,10 @@ def carry_out(router: TrafficRouter, state: RolloutState, action: Action) -> boo
     step = _STEPS.get(action.kind)
     if step is None:  # pragma: no cover - ActionKind is closed
         raise ValueError(f"unknown action {action.kind!r}")
-    return step(router, state, action, cause_of(state, action))
+    return step(router, state, action, _cause(state, action))
 
 
-def cause_of(state: RolloutState, action: Action) -> Cause:
+def _cause(state: RolloutState, action: Action) -> Cause:
     """Who carries out ``action`` and why: its own reason, or one that names it."""
     if action.kind == "revertAlias":
         moved = f"rollout {state.name} switched back to {state.stable}"
