@@ -42,6 +42,9 @@ TABLES = {
     "analysis_measurements",
     "gateways",
     "leases",
+    "approvals",
+    "pipeline_runs",
+    "alert_actions",
 }
 
 

@@ -338,3 +338,72 @@ class LeaseRow(Base):
     acquired_at: Mapped[datetime] = mapped_column(UtcDateTime)
     renewed_at: Mapped[datetime] = mapped_column(UtcDateTime)
     expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class ApprovalRow(Base):
+    """A promotion into an environment that waits for a person: who asked, and who
+    approved or rejected it, when and why."""
+
+    __tablename__ = "approvals"
+    __table_args__ = (Index("ix_approvals_env_state", "env", "state"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    env: Mapped[str] = mapped_column(String(32))
+    """The environment the release is to be promoted into."""
+    source_env: Mapped[str | None] = mapped_column(String(32))
+    ref: Mapped[str] = mapped_column(String(REF_LENGTH))
+    state: Mapped[str] = mapped_column(String(16))
+    """``pending``, ``approved`` or ``rejected``."""
+    requested_by: Mapped[str] = mapped_column(String(255))
+    requested_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    request_reason: Mapped[str] = mapped_column(Text)
+    decided_by: Mapped[str | None] = mapped_column(String(255))
+    decided_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    decision_reason: Mapped[str | None] = mapped_column(Text)
+    pipeline_run: Mapped[int | None] = mapped_column(Integer)
+    """The pipeline run waiting on it, if any."""
+
+
+class PipelineRunRow(Base):
+    """One ``llmship pipeline run``: its candidate, its state and each stage (JSON)."""
+
+    __tablename__ = "pipeline_runs"
+    __table_args__ = (Index("ix_pipeline_runs_state", "state"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    candidate: Mapped[str] = mapped_column(Text)
+    """The candidate spec as given (a path)."""
+    ref: Mapped[str | None] = mapped_column(String(REF_LENGTH))
+    """The release it became, once released."""
+    target_env: Mapped[str] = mapped_column(String(32))
+    state: Mapped[str] = mapped_column(String(16))
+    """``running``, ``waiting`` (on a person), ``succeeded``, ``failed`` or ``error``."""
+    failed_stage: Mapped[str | None] = mapped_column(String(32))
+    stages: Mapped[str] = mapped_column(Text)
+    """JSON list of the stages: name, state, started, finished, detail."""
+    options: Mapped[str] = mapped_column(Text)
+    """JSON of the options it was started with, for ``--resume``."""
+    report_dir: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    created_by: Mapped[str] = mapped_column(String(255))
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class AlertActionRow(Base):
+    """What an alert did to an environment's production release after a promotion
+    (rolled back, or only noted); the unique key makes a repeated alert a no-op."""
+
+    __tablename__ = "alert_actions"
+    __table_args__ = (UniqueConstraint("env", "dedupe_key", name="uq_alert_actions_dedupe"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    env: Mapped[str] = mapped_column(String(32))
+    dedupe_key: Mapped[str] = mapped_column(String(128))
+    """The alert's fingerprint and start time."""
+    alertname: Mapped[str] = mapped_column(String(255))
+    ref: Mapped[str] = mapped_column(String(REF_LENGTH))
+    """The production release the alert was about."""
+    action: Mapped[str] = mapped_column(String(16))
+    """``rollback`` or ``notify``."""
+    outcome: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
