@@ -21,6 +21,8 @@ from sqlalchemy import func, select
 
 from llmship.errors import ConflictError, RegistryUnavailableError, SpecError
 from llmship.registry import _queries as q
+from llmship.registry._alert_actions import AlertActionMethods
+from llmship.registry._approvals import ApprovalMethods
 from llmship.registry._base import (
     RETRIES,
     Clock,
@@ -35,6 +37,7 @@ from llmship.registry._gate_runs import GateMethods
 from llmship.registry._gateway import GatewayMethods
 from llmship.registry._hosts import HostMethods, notify_change
 from llmship.registry._leases import LeaseMethods
+from llmship.registry._pipeline_runs import PipelineRunMethods
 from llmship.registry._rollouts import RolloutMethods
 from llmship.registry.records import AliasMove, AliasRecord, Event, ReleaseRecord
 from llmship.registry.tables import AliasRow, EventRow, ReleaseRow
@@ -45,7 +48,16 @@ from llmship.release.weights import with_sha256
 ALIAS_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 
 
-class Registry(GatewayMethods, HostMethods, GateMethods, RolloutMethods, LeaseMethods):
+class Registry(
+    GatewayMethods,
+    HostMethods,
+    GateMethods,
+    RolloutMethods,
+    LeaseMethods,
+    ApprovalMethods,
+    PipelineRunMethods,
+    AlertActionMethods,
+):
     """Releases, aliases and events in one SQL database (SQLite or PostgreSQL), the
     gateway's traffic policies, endpoints, queries, feedback and flags, the
     release gates' runs and output cache, and rollouts with their intents and
