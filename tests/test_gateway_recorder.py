@@ -35,10 +35,16 @@ def test_routing_goes_on_while_the_registry_is_down(
 
 
 def test_requests_never_touch_the_store(rig: Rig) -> None:
-    before = dict(rig.store.calls)
+    """No request reads or writes the registry; only the recorder's batches, which
+    its own task writes in the background, may run meanwhile."""
+
+    def calls() -> dict[str, int]:
+        return {k: v for k, v in rig.store.calls.items() if k != "record_queries"}
+
+    before = calls()
     for _ in range(20):
         rig.chat()
-    assert rig.store.calls == before
+    assert calls() == before
 
 
 def test_queries_are_recorded_with_the_release_that_answered(rig: Rig) -> None:
