@@ -153,7 +153,7 @@ def stack(shell: Shell, *extra: str) -> Iterator[Up]:
         logs = shell.cwd / ".llmship" / "logs"
         tails = [
             f"--- {log.name}\n" + "\n".join(log.read_text(errors="replace").splitlines()[-40:])
-            for log in sorted(logs.glob("*.log"))
+            for log in sorted(logs.rglob("*.log"))
         ]
         print(f"--- llmship up\n{up.output()}\n" + "\n".join(tails), file=sys.stderr)
         raise

@@ -57,7 +57,7 @@ def test_up_runs_two_replicas_of_production_and_stops_both(tmp_path: Path) -> No
         assert {e.url for e in announced} == {f"http://127.0.0.1:{p}" for _, p in started}
         assert len({e.pid for e in announced}) == 2
         for number in ("1", "2"):
-            log = (home / "logs" / f"serve-smollm2-chat-1.0.0-{number}.log").read_text()
+            log = (home / "logs" / "dev" / f"serve-smollm2-chat-1.0.0-{number}.log").read_text()
             assert "(llamacpp, 1 thread)" in log, log
         # and requests through the gateway are answered by the release
         for _ in range(3):

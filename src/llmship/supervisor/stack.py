@@ -11,6 +11,7 @@ exponential backoff), and stops everything in order on Ctrl-C or SIGTERM.
 from __future__ import annotations
 
 import logging
+import os
 import secrets
 import signal
 import socket
@@ -87,9 +88,27 @@ def ensure_admin_token(cfg: Settings) -> tuple[str, Path | None]:
             return token, path
     cfg.home.mkdir(parents=True, exist_ok=True)
     token = secrets.token_urlsafe(32)
-    path.touch(mode=0o600)
-    path.write_text(token + "\n")
+    try:  # created at most once: two stacks (staging, prod) starting at once share it
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        written = _read_token(path)
+        if written:
+            return written, path
+        fd = os.open(path, os.O_WRONLY | os.O_TRUNC)  # an empty file left behind: fill it
+    with os.fdopen(fd, "w") as out:
+        out.write(token + "\n")
     return token, path
+
+
+def _read_token(path: Path, timeout: float = 2.0) -> str:
+    """The token another process is writing into ``path`` (created, maybe not yet
+    written); empty when none comes within ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        token = path.read_text().strip()
+        if token or time.monotonic() > deadline:
+            return token
+        time.sleep(0.05)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -114,7 +133,8 @@ class Stack:
         self.gateway_port = gateway_port
         self.console = console
         self.clock = clock
-        self.logs = cfg.home / "logs"
+        self.logs = cfg.home / "logs" / cfg.env
+        """Each environment's stack logs to its own folder: stacks share a home."""
         self.children: dict[str, Child] = {}
         self.states: dict[str, ChildState] = {}
         self.ports: dict[str, int] = {}
