@@ -7,6 +7,7 @@ import typer
 from llmship import __version__
 from llmship.cli import (
     alias,
+    approvals,
     controller,
     feedback,
     flags,
@@ -15,6 +16,8 @@ from llmship.cli import (
     k8s,
     loadtest,
     models,
+    pipeline,
+    promote,
     release,
     rollback,
     rollout,
@@ -57,6 +60,8 @@ app.add_typer(flags.app, name="flags")
 app.add_typer(eval_cli.app, name="eval")
 app.add_typer(rollout.app, name="rollout")
 app.add_typer(k8s.app, name="k8s")
+app.add_typer(pipeline.app, name="pipeline")
+app.add_typer(approvals.app, name="approvals")
 serve.register(app)
 loadtest.register(app)
 gateway.register(app)
@@ -65,6 +70,8 @@ up.register(app)
 rollback.register(app)
 init.register(app)
 release.register(app)
+promote.register(app)
+approvals.register(app)
 
 
 def main() -> None:

@@ -4,7 +4,9 @@ options that mean the same everywhere.
 Conventions of every command (``tests/test_cli_conventions.py`` checks them):
 
 - ``-r`` is ``--reason`` and nothing else; a reason is optional and recorded as
-  :data:`~llmship.registry.records.NO_REASON` when left out.
+  :data:`~llmship.registry.records.NO_REASON` when left out, except for traffic and
+  alias changes in an environment that requires one (``prod`` by default:
+  ``environments: NAME: reason:``), see :func:`env_reason`.
 - ``-n`` is ``--limit`` and nothing else.
 - A list or show command filters releases with ``--release REF``: NAME@VERSION
   or an alias (that release) or NAME (every version); see :func:`release_filter`.
@@ -24,8 +26,14 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from llmship.errors import LlmshipError, NotFoundError
-from llmship.registry.records import NO_REASON
+from llmship.errors import (
+    ConflictError,
+    InvalidRequestError,
+    LlmshipError,
+    NotFoundError,
+    PermissionDeniedError,
+)
+from llmship.registry.records import NO_REASON, given_reason
 from llmship.release.spec import parse_ref
 from llmship.settings import Settings, load_settings
 
@@ -39,6 +47,8 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 EXIT_USAGE = 2
+EXIT_REFUSED = 1
+"""A well-formed request refused as things stand (a promotion's gates, a decided approval)."""
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
@@ -62,9 +72,38 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
+def handle_refusals(func: Callable[P, R]) -> Callable[P, R]:
+    """As :func:`handle_errors`, but a refusal as things stand (ConflictError: gates
+    missing, decided already; PermissionDeniedError) exits :data:`EXIT_REFUSED`, and
+    bad input (an unknown name, id or environment, an invalid value) exits 2."""
+
+    @functools.wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return func(*args, **kwargs)
+        except (ConflictError, PermissionDeniedError) as exc:
+            raise fail(exc.message, code=EXIT_REFUSED) from None
+        except LlmshipError as exc:
+            raise fail(exc.message) from None
+
+    return wrapper
+
+
 def settings(**overrides: object) -> Settings:
     """Load settings, dropping overrides the user did not give."""
     return load_settings(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def with_env_port(cfg: Settings) -> Settings:
+    """``cfg`` with its environment's ``gateway_port`` (``environments: ENV:
+    gateway_port:``; dev 8080, staging 8081, prod 8082 by default) when no ``--port``,
+    ``LLMSHIP_GATEWAY_PORT`` or ``gateway_port:`` setting names one."""
+    if "gateway_port" in cfg.model_fields_set:
+        return cfg
+    from llmship.environments import load_environments
+
+    port = load_environments().get(cfg.env).gateway_port
+    return cfg if port is None else cfg.model_copy(update={"gateway_port": port})
 
 
 @contextmanager
@@ -99,6 +138,25 @@ def reason_option(recorded: str) -> Any:
         help=f"Why ({recorded}; default: '{NO_REASON}').",
         show_default=False,
     )
+
+
+def env_reason(env: str, reason: str | None, doing: str) -> str:
+    """The reason to record for ``doing`` in ``env``: the one given, else
+    :data:`NO_REASON`; InvalidRequestError (exit 2, nothing changed) when ``env``
+    requires a reason (``environments: ENV: reason: required``; ``prod`` by default)
+    and none was given."""
+    if (reason or "").strip():
+        return given_reason(reason)
+    from llmship.environments import load_environments
+
+    if load_environments().get(env).needs_reason:
+        raise InvalidRequestError(
+            f"{doing} in {env} needs --reason TEXT (why; it is recorded): {env} requires a "
+            f"reason (environments.{env}.reason in llmship.yaml: required, the default of "
+            "prod; optional elsewhere); nothing changed",
+            param="reason",
+        )
+    return NO_REASON
 
 
 ReleaseOption = Annotated[

@@ -9,6 +9,7 @@ SQLite under ``LLMSHIP_HOME`` by default, PostgreSQL through
         registry.set_alias("dev", "production", record.ref, actor="ci", reason="first release")
 """
 
+from llmship.registry._approvals import ApprovalRecord
 from llmship.registry.records import (
     AliasMove,
     AliasRecord,
@@ -30,6 +31,7 @@ __all__ = [
     "ALIAS_PATTERN",
     "AliasMove",
     "AliasRecord",
+    "ApprovalRecord",
     "Endpoint",
     "Event",
     "FeedbackRecord",

@@ -1,10 +1,12 @@
 """The promotion guard: a release takes an environment's ``production`` alias only
-with passing gate runs, when ``llmship.yaml`` requires them::
+with passing gate runs, when ``llmship.yaml`` requires them for that environment::
 
-    gates:
-      require:
-        prod: [eval, loadtest]
-        staging: [eval]
+    environments:
+      staging: {require: [eval]}
+      prod: {require: [eval, loadtest]}
+
+(``gates: require: {prod: [eval, loadtest]}``, the older place, still applies to an
+environment that sets no ``require:``; see :mod:`llmship.environments`.)
 
 The newest run of each required kind (``Registry.latest_gate_runs``) must have
 passed; a missing or failed one refuses the promotion (:class:`GateError`, 409)
@@ -14,8 +16,8 @@ configuration nothing is required.
 
 :func:`missing_gates` is the pure decision; :func:`check_promotion` applies it for
 ``llmship alias set``, ``llmship rollout start``, ``llmship traffic set
---promote-preview`` and the admin API's promote-preview. A rollout is checked
-when it starts; the controller's promotion is not checked again.
+--promote-preview``, the admin API's promote-preview and ``llmship promote``. A
+rollout is checked when it starts; the controller's promotion is not checked again.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from llmship.environments import load_environments
 from llmship.errors import GateError, InvalidRequestError
 from llmship.gates_config import load_requirements
 from llmship.settings import CONFIG_ENV, DEFAULT_CONFIG
@@ -79,10 +82,14 @@ def missing_gates(required: Sequence[str], latest: Mapping[str, GateRun]) -> lis
 
 
 def required_gates(env: str, path: Path | None = None) -> tuple[str, ...]:
-    """The gates ``llmship.yaml`` requires before ``env``'s production alias moves."""
+    """The gates ``llmship.yaml`` requires before ``env``'s production alias moves: the
+    environment's ``require:`` (else ``gates: require:``)."""
     if path is None and not (os.environ.get(CONFIG_ENV) or Path(DEFAULT_CONFIG).is_file()):
         return ()  # no configuration file: nothing required
-    return load_requirements(path).get(env, ())
+    environments = load_environments(path)
+    if env in environments:
+        return environments.get(env).require
+    return load_requirements(path).get(env, ())  # an environment only gates: names
 
 
 def check_promotion(
@@ -98,7 +105,8 @@ def check_promotion(
     """Check that the release ``ref`` (``NAME@VERSION``) may become ``env``'s production
     release; the reason to record with the move.
 
-    ``required`` defaults to what ``llmship.yaml`` requires for ``env``. When a
+    ``required`` defaults to what ``llmship.yaml`` requires for ``env``
+    (:func:`required_gates`). When a
     required gate's newest run is missing or failed: GateError saying which and
     how to run them, unless ``force`` (with a ``reason``), which records an event
     ``gate.forced`` and returns the reason prefixed with ``[forced]``.
