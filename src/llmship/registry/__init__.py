@@ -10,6 +10,7 @@ SQLite under ``LLMSHIP_HOME`` by default, PostgreSQL through
 """
 
 from llmship.registry._approvals import ApprovalRecord
+from llmship.registry._pipeline_runs import PipelineRun, PipelineStage
 from llmship.registry.records import (
     AliasMove,
     AliasRecord,
@@ -38,6 +39,8 @@ __all__ = [
     "FeedbackSummary",
     "GateRun",
     "MeasurementRecord",
+    "PipelineRun",
+    "PipelineStage",
     "QueryRecord",
     "Registry",
     "ReleaseRecord",
