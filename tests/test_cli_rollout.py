@@ -256,8 +256,59 @@ def test_rollback_refuses_what_is_not_a_rollback(run: Run, spec_file: Path) -> N
     assert "production in dev never pointed at chat@2.0.0" in never
     assert "llmship alias set production chat@2.0.0" in never
     assert "no release chat@9.0.0" in error(run, "rollback", "--to", "chat@9.0.0")
+    # during a rollout too, checked before the rollout is aborted: nothing changes
     run("rollout", "start", str(spec_file), "--candidate", "chat@1.1.0")
-    assert "abort it instead" in error(run, "rollback")
+    assert "no earlier release than chat@1.0.0" in error(run, "rollback")
+    assert status(run)["phase"] == "Pending"
+
+
+def test_rollback_during_a_rollout_aborts_it_first(
+    run: Run, spec_file: Path, registry: Registry
+) -> None:
+    # Given production moved 1.0.0 -> 2.0.0, and a canary of 1.1.0 at 20% (issue #13:
+    # rollback used to refuse here, saying "abort it instead")
+    registry.set_alias("dev", "production", "chat@2.0.0", actor="ci", reason="v2")
+    run("rollout", "start", str(spec_file), "--candidate", "chat@1.1.0")
+    run("controller", "--once")
+    assert status(run)["weight"] == 20
+    # When a person rolls back, with no controller running
+    out = run("rollback", "--reason", "2.0.0 is bad").output
+    # Then the rollout is aborted first (by them, applied under the controller's lease),
+    # all traffic on stable, and production goes back to the release before stable
+    assert (
+        "aborted rollout cli-canary (id 1) of chat@1.1.0 in dev: all traffic on chat@2.0.0" in out
+    )
+    assert "production in dev: chat@2.0.0 -> chat@1.0.0 (rolled back)" in out
+    data = status(run)
+    assert (data["phase"], data["weight"]) == ("Aborted", 0)
+    assert data["abort_reason"] == "rollback: 2.0.0 is bad"
+    intents = registry.list_rollout_intents(1)
+    assert [(i.kind, i.actor, i.outcome) for i in intents] == [("abort", "tester", "applied")]
+    assert registry.get_traffic("dev").canary is None
+    move = registry.alias_history("dev", "production")[-1]
+    assert (move.actor, move.reason) == ("tester", "rollback: 2.0.0 is bad")
+    # and the lease it took for that one pass is given back: a controller leads at once
+    assert registry.acquire_lease("controller/dev", "controller:1", duration_s=5) is not None
+
+
+def test_rollback_waits_for_the_controller_that_leads(
+    registry: Registry, spec_file: Path, cli_home: Path
+) -> None:
+    from llmship.errors import ConflictError
+    from llmship.rollout import ops
+    from llmship.rollout.spec import load_rollout
+
+    # Given a rollout, and a controller elsewhere that holds the lease but does not act
+    registry.set_alias("dev", "production", "chat@2.0.0", actor="ci", reason="v2")
+    ops.start(registry, load_rollout(spec_file), "chat@1.1.0", env="dev", actor="ci")
+    assert registry.acquire_lease("controller/dev", "elsewhere:1", duration_s=60)
+    # When a person rolls back, it records the abort and waits for that controller
+    with pytest.raises(ConflictError, match=r"did not apply it within 0\.3s"):
+        ops.rollback(registry, "dev", actor="bob", reason="bad", wait_s=0.3)
+    # Then it did not touch the rollout or production itself: the abort waits
+    assert registry.active_rollout("dev") is not None
+    assert [i.kind for i in registry.pending_rollout_intents(1)] == ["abort"]
+    assert registry.get_alias("dev", "production").ref == "chat@2.0.0"  # type: ignore[union-attr]
 
 
 def test_status_watch_ends_with_the_rollout(run: Run, spec_file: Path) -> None:

@@ -46,13 +46,29 @@ def test_alertmanager_webhook_aborts_a_rollout_once(rig: Rig) -> None:
     rig.store.rollouts = [FakeRollout(7, "dev", "chat-canary", CANARY)]
     first = rig.client.post("/api/v1/alerts", json=alert_payload(version=CANARY), headers=ADMIN)
     assert first.status_code == 200, first.text
-    assert first.json() == {"status": "ok", "aborted": ["chat-canary"], "repeated": 0}
+    # the answer says per alert what was done (issue #13: it also lists `alerts`)
+    assert first.json() == {
+        "status": "ok",
+        "aborted": ["chat-canary"],
+        "repeated": 0,
+        "alerts": [
+            {
+                "alert": "LLMHighErrorRate",
+                "action": "abort",
+                "release": None,
+                "rollout": "chat-canary",
+                "detail": "abort requested: alert LLMHighErrorRate fired: 5xx above 5%",
+            }
+        ],
+    }
     again = rig.client.post("/api/v1/alerts", json=alert_payload(version=CANARY), headers=ADMIN)
-    assert again.json() == {"status": "ok", "aborted": [], "repeated": 1}
+    assert (again.json()["aborted"], again.json()["repeated"]) == ([], 1)
+    assert [a["action"] for a in again.json()["alerts"]] == ["repeated"]
     resolved = rig.client.post(
         "/api/v1/alerts", json=alert_payload("resolved", version=CANARY), headers=ADMIN
     )
     assert resolved.json()["aborted"] == []
+    assert resolved.json()["alerts"][0]["detail"] == "resolved: changes nothing"
     other = rig.client.post("/api/v1/alerts", json=alert_payload(version=OTHER), headers=ADMIN)
     assert other.json()["aborted"] == []
     assert [rollout_id for rollout_id, _ in rig.store.aborts] == [7]

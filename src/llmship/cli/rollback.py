@@ -44,20 +44,27 @@ def register(app: typer.Typer) -> None:
         "rollback: REASON"; the gateway follows within a second. No gates are checked:
         it only goes back to a release the alias served before (`--to` picks an older
         one). Rolling back twice returns to where the first rollback started, as
-        `helm rollback` does. While a rollout runs in the environment it is refused:
-        `llmship rollout abort` puts all traffic back on stable at once.
+        `helm rollback` does. While a rollout runs in the environment it is aborted
+        first (all traffic back on stable, as `llmship rollout abort` does, applied by
+        the controller, or here when none runs), then production moves back to the
+        release before the rollout's stable one.
         """
         from llmship.rollout import ops
 
         cfg = settings(env=env)
         with open_registry(cfg) as registry:
-            move = ops.undo(
+            done = ops.rollback(
                 registry,
                 cfg.env,
                 actor=cfg.actor,
                 reason=given_reason(reason),
                 alias=alias,
                 to=to,
-                why="rollback",
+            )
+        move, aborted = done.move, done.aborted
+        if aborted is not None:
+            typer.echo(
+                f"aborted rollout {aborted.name} (id {aborted.id}) of {aborted.candidate} in "
+                f"{cfg.env}: all traffic on {aborted.stable}"
             )
         typer.echo(f"{alias} in {cfg.env}: {move.from_ref} -> {move.to_ref} (rolled back)")

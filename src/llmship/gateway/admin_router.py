@@ -6,13 +6,16 @@ import asyncio
 import json
 import math
 from datetime import datetime, timedelta, timezone
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 
+from llmship.environments import Environment, load_environments
 from llmship.errors import InvalidRequestError
 from llmship.gateway import admin
-from llmship.gateway.alerts import abort_requests, parse_webhook
+from llmship.gateway.alert_actions import handle_webhook
+from llmship.gateway.alerts import parse_webhook
 from llmship.gateway.auth import actor_of, check_bearer
 from llmship.gateway.discovery import TargetGroup, scrape_targets
 from llmship.gateway.protocol import (
@@ -249,30 +252,28 @@ async def stats(
     }
 
 
-@router.post("/alerts", summary="Alertmanager webhook: abort rollouts on `action=rollback`")
+@router.post("/alerts", summary="Alertmanager webhook: abort a rollout, or roll production back")
 async def alerts(request: Request) -> dict[str, Any]:
     """Alertmanager's webhook payload (version 4). A firing alert labelled
     `action=rollback` whose labels name a running rollout (`rollout=NAME`) or its
-    candidate (`version`/`model_version`) aborts that rollout; the same alert
-    delivered again changes nothing; resolved alerts do nothing."""
+    candidate (`version`/`model_version`) aborts that rollout. With no rollout
+    running, one that names the production release moves production back to the
+    release before it where the environment's `on_alert` is `rollback` (else it is
+    only recorded). The same alert delivered again changes nothing; resolved alerts
+    do nothing. The answer says, per alert, what was done."""
     gateway = _gateway(request)
     try:
         body = json.loads(await request.body())
     except ValueError as exc:
         raise InvalidRequestError("the request body is not valid JSON; send a JSON object") from exc
     payload = parse_webhook(body)
-    rollouts = await asyncio.to_thread(gateway.store.list_rollouts, gateway.env, active_only=True)
-    aborted, repeated = [], 0
-    for wanted in abort_requests(payload, rollouts):
-        changed = await asyncio.to_thread(
-            gateway.store.request_rollout_abort,
-            gateway.env,
-            wanted.rollout_id,
-            reason=wanted.reason,
-            dedupe_key=wanted.dedupe_key,
-        )
-        if changed:
-            aborted.append(wanted.rollout)
-        else:
-            repeated += 1
-    return {"status": "ok", "aborted": aborted, "repeated": repeated}
+    rules = partial(_environment_rules, gateway.env)
+    result = await asyncio.to_thread(
+        handle_webhook, gateway.store, gateway.env, payload, rules=rules
+    )
+    return result.to_dict()
+
+
+def _environment_rules(env: str) -> Environment:
+    """``env``'s rules in ``llmship.yaml``, read when an alert needs them."""
+    return load_environments().get(env)

@@ -17,6 +17,12 @@ and names the rollout: ``rollout=<name>`` (or its id), or ``version`` /
 ``model_version`` = the candidate as ``NAME@VERSION`` or just its ``VERSION``.
 An ``env`` label, when there is one, must be the rollout's environment.
 Resolved alerts never abort anything.
+
+A firing ``action=rollback`` alert that names no running rollout but a release
+(the same ``version`` / ``model_version`` labels) is a :class:`ReleaseAlert`
+(:func:`release_alerts`): after a promotion, it is about the production release,
+and :mod:`llmship.gateway.alert_actions` rolls production back or notes it, as the
+environment's ``on_alert`` says.
 """
 
 from __future__ import annotations
@@ -33,11 +39,13 @@ __all__ = [
     "AbortRequest",
     "Alert",
     "AlertTarget",
+    "ReleaseAlert",
     "WebhookPayload",
     "abort_requests",
     "dedupe_key",
     "matches",
     "parse_webhook",
+    "release_alerts",
 ]
 
 SUPPORTED_VERSION = "4"
@@ -112,6 +120,18 @@ class AbortRequest:
     rollout: str
     alert: str
     reason: str
+    dedupe_key: str
+
+
+@dataclass(frozen=True)
+class ReleaseAlert:
+    """A firing rollback alert that names a release and no running rollout."""
+
+    alert: str
+    release: str
+    """The label's value: ``NAME@VERSION`` or ``VERSION``."""
+    reason: str
+    """``alert NAME: SUMMARY``, kept in the alias history when production moves back."""
     dedupe_key: str
 
 
@@ -256,3 +276,26 @@ def abort_requests(payload: WebhookPayload, rollouts: Iterable[AlertTarget]) -> 
                 )
             )
     return requests
+
+
+def release_alerts(
+    payload: WebhookPayload, env: str, rollouts: Iterable[AlertTarget] = ()
+) -> list[ReleaseAlert]:
+    """The firing ``action=rollback`` alerts of ``payload`` for ``env`` (an ``env``
+    label, when there is one, must be it) that name a release, leaving out those that
+    name one of the running ``rollouts`` (:func:`abort_requests` takes them)."""
+    targets = list(rollouts)
+    found = []
+    for alert in payload.alerts:
+        labels = alert.labels
+        if not alert.firing or labels.get("action") != ROLLBACK_ACTION:
+            continue
+        if labels.get("env", env) != env or any(matches(alert, r) for r in targets):
+            continue
+        release = next((labels[key] for key in VERSION_LABELS if labels.get(key)), None)
+        if release is None:
+            continue
+        summary = alert.annotations.get("summary") or alert.annotations.get("description")
+        reason = f"alert {alert.name or '(unnamed)'}" + (f": {summary}" if summary else "")
+        found.append(ReleaseAlert(alert.name, release, reason, dedupe_key(payload, alert)))
+    return found

@@ -9,6 +9,7 @@ SQLite under ``LLMSHIP_HOME`` by default, PostgreSQL through
         registry.set_alias("dev", "production", record.ref, actor="ci", reason="first release")
 """
 
+from llmship.registry._alert_actions import AlertAction, AlertActionKind
 from llmship.registry._approvals import ApprovalRecord
 from llmship.registry._pipeline_runs import PipelineRun, PipelineStage
 from llmship.registry.records import (
@@ -30,6 +31,8 @@ from llmship.registry.store import ALIAS_PATTERN, Registry
 
 __all__ = [
     "ALIAS_PATTERN",
+    "AlertAction",
+    "AlertActionKind",
     "AliasMove",
     "AliasRecord",
     "ApprovalRecord",
