@@ -12,6 +12,7 @@ from rich.table import Table
 
 from llmship.cli._common import (
     console,
+    env_reason,
     handle_errors,
     open_registry,
     reason_option,
@@ -73,14 +74,16 @@ def set_(
     To roll back, set the alias to the release it pointed at before
     (`llmship alias history ALIAS` shows it). When llmship.yaml requires gates
     for the environment (`gates: require:`), production only takes a release
-    whose eval and load-test runs passed, unless --force.
+    whose eval and load-test runs passed, unless --force. --reason is required
+    in an environment that says so (`environments: ENV: reason: required`, prod
+    by default).
     """
     from llmship.release.promotion_guard import check_promotion
 
     cfg = settings(env=env)
+    why = env_reason(cfg.env, reason, "moving an alias")
     with open_registry(cfg) as registry:
         before = registry.get_alias(cfg.env, alias)
-        why = given_reason(reason)
         if alias == PRODUCTION:
             ref = registry.resolve(ref, env=cfg.env).ref  # the release checked is the one set
             if before is None or before.ref != ref:

@@ -11,6 +11,7 @@ from llmship.cli._common import (
     handle_errors,
     open_registry,
     settings,
+    with_env_port,
 )
 from llmship.settings import Settings
 
@@ -32,7 +33,9 @@ def register(app: typer.Typer) -> None:
             None, help="Address to listen on (default: the gateway_host setting)."
         ),
         port: int | None = typer.Option(
-            None, help="Port to listen on (default: the gateway_port setting)."
+            None,
+            help="Port to listen on (default: the gateway_port setting, else the "
+            "environment's: dev 8080, staging 8081, prod 8082).",
         ),
         advertise_url: str | None = typer.Option(
             None,
@@ -55,7 +58,7 @@ def register(app: typer.Typer) -> None:
             from llmship.advertise import check_advertise_url
 
             advertise_url = check_advertise_url(advertise_url, example_port=8080)
-        cfg = settings(env=env, gateway_host=host, gateway_port=port)
+        cfg = with_env_port(settings(env=env, gateway_host=host, gateway_port=port))
         configure_logging(cfg.log_level, cfg.log_format)
         tracing.setup(cfg.tracing, "llmship-gateway", cfg.tracing_endpoint, environment=cfg.env)
         run_gateway(cfg, advertise_url=advertise_url)

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from llmship.cli._common import (
     console,
+    env_reason,
     handle_errors,
     open_registry,
     reason_option,
@@ -167,7 +168,8 @@ def set_(
 
     Options combine (e.g. a canary and a shadow at once). `--weight` alone changes
     the running canary's share; `--weight 0` or `--canary none` ends it. Prints
-    the resulting policy.
+    the resulting policy. --reason is required in an environment that says so
+    (`environments: ENV: reason: required`, prod by default).
     """
     changes = Changes(
         canary=canary,
@@ -188,6 +190,7 @@ def set_(
             "--experiment, --variants, --shadow, --percent or --reset"
         )
     cfg = settings(env=env)
+    env_reason(cfg.env, reason, "changing traffic")
     with open_registry(cfg) as registry:
         policy = traffic_ops.change(
             registry,

@@ -6,7 +6,14 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from llmship.cli._common import configure_logging, console, fail, handle_errors, settings
+from llmship.cli._common import (
+    configure_logging,
+    console,
+    fail,
+    handle_errors,
+    settings,
+    with_env_port,
+)
 from llmship.cli.serve import resolve_release
 
 if TYPE_CHECKING:
@@ -23,7 +30,10 @@ def register(app: typer.Typer) -> None:
             None, "--env", "-e", help="Environment to run (default: LLMSHIP_ENV or dev)."
         ),
         port: int | None = typer.Option(
-            None, "--port", help="Gateway port (default: the gateway_port setting)."
+            None,
+            "--port",
+            help="Gateway port (default: the gateway_port setting, else the environment's: "
+            "dev 8080, staging 8081, prod 8082).",
         ),
     ) -> None:
         """Start the local stack: model servers for every release the environment needs
@@ -35,7 +45,7 @@ def register(app: typer.Typer) -> None:
         """
         from llmship.supervisor.stack import Stack
 
-        cfg = settings(env=env, gateway_port=port)
+        cfg = with_env_port(settings(env=env, gateway_port=port))
         configure_logging(cfg.log_level, cfg.log_format)
         resolve_release(cfg, None)  # an empty registry gets the bundled release as production
         stack = Stack(cfg, gateway_port=cfg.gateway_port, console=console)
