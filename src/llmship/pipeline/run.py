@@ -81,7 +81,7 @@ def run_pipeline(
     from llmship.settings import load_settings
 
     cfg = settings or load_settings()
-    tell = progress or _ignore
+    tell = progress if progress is not None else _ignore
     if options.resume is not None:
         run, options = _resume(registry, options, actor=cfg.actor)
     else:
