@@ -9,6 +9,7 @@ from llmship.cli import (
     alias,
     approvals,
     controller,
+    demo,
     feedback,
     flags,
     gateway,
@@ -70,6 +71,7 @@ up.register(app)
 rollback.register(app)
 init.register(app)
 release.register(app)
+demo.register(app)
 promote.register(app)
 approvals.register(app)
 
