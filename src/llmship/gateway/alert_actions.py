@@ -24,6 +24,7 @@ was done::
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -50,6 +51,8 @@ from llmship.registry.tables import REF_LENGTH
 from llmship.rollout.ops import rollback_target
 
 __all__ = ["AlertBook", "AlertOutcome", "WebhookResult", "handle_webhook"]
+
+log = logging.getLogger(__name__)
 
 PRODUCTION = "production"
 ACTOR = "alertmanager"
@@ -179,6 +182,10 @@ def handle_webhook(
                     "version or model_version; env when given)",
                 )
             )
+    for o in outcomes:
+        if o.action != "none":
+            about = o.rollout or o.release
+            log.info("alert %s (%s) in %s: %s, %s", o.alert, about, env, o.action, o.detail)
     return WebhookResult(tuple(outcomes))
 
 
