@@ -184,8 +184,8 @@ def handle_webhook(
             )
     for o in outcomes:
         if o.action != "none":
-            about = o.rollout or o.release
-            log.info("alert %s (%s) in %s: %s, %s", o.alert, about, env, o.action, o.detail)
+            named = o.rollout or o.release
+            log.info("alert %s (%s) in %s: %s, %s", o.alert, named, env, o.action, o.detail)
     return WebhookResult(tuple(outcomes))
 
 
