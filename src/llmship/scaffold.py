@@ -1,9 +1,11 @@
 """``llmship init``: the files of a new llmship project.
 
-A project is a directory with ``llmship.yaml`` (settings and gates), a release spec
-in ``models/``, a rollout strategy in ``rollouts/``, a golden dataset in ``evals/``
-and a regression test in ``tests/``; state goes to ``.llmship/`` (ignored by git).
-The release is the bundled SmolLM2, so the project runs as soon as it is written.
+A project is a directory with ``llmship.yaml`` (settings, gates and environments), a
+release spec in ``models/``, a rollout strategy in ``rollouts/``, a golden dataset in
+``evals/`` and a regression test in ``tests/``, plus what runs its change flow in CI
+(:mod:`llmship.scaffold_ci`: a GitHub workflow, a ``Dockerfile``, a
+``locustfile.py``); state goes to ``.llmship/`` (ignored by git). The release is the
+bundled SmolLM2, so the project runs as soon as it is written.
 """
 
 from __future__ import annotations
@@ -12,8 +14,10 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from llmship import __version__
 from llmship.errors import ConflictError, InvalidRequestError
 from llmship.release.bundled import bundled_spec
+from llmship.scaffold_ci import ci_files
 
 __all__ = ["ProjectFile", "project_files", "write_project"]
 
@@ -38,10 +42,25 @@ gates:
     slo:
       ttft_p95: 2s
       error_rate: 1%
-  # What a release must have passed before it becomes an environment's production.
-  require:
-    prod: [eval, loadtest]
-    staging: [eval]
+
+# The environments, in promotion order (docs/environments.md): `llmship up --env NAME`
+# serves one on its gateway port; `llmship promote NAME@VERSION --to ENV` moves a
+# release that is production in the environment before ENV into ENV, once it has
+# passed ENV's required gates. The CI workflow (.github/workflows/llmship.yml)
+# promotes every release from main into dev and staging, then into prod.
+environments:
+  dev:
+    gateway_port: 8080
+  staging:
+    gateway_port: 8081
+    require: [eval]
+  prod:
+    gateway_port: 8082
+    require: [eval, loadtest]
+    approval: true                 # waits for `llmship approve ID` by another person
+    allow_yes: true                # or --yes: CI's prod job, behind GitHub's required reviewers
+    reason: required               # traffic and alias changes must say why
+    rollout: rollouts/canary.yaml  # a promotion starts this canary
 """
 
 ROLLOUT = """\
@@ -157,6 +176,10 @@ def project_files() -> list[ProjectFile]:
             "".join(json.dumps(case, ensure_ascii=False) + "\n" for case in GOLDEN_CASES),
         ),
         ProjectFile("tests/test_regression.py", REGRESSION_TEST),
+        *(
+            ProjectFile(path, text)
+            for path, text in ci_files(spec=spec_path, name=name, llmship_version=__version__)
+        ),
     ]
 
 
