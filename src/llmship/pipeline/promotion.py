@@ -177,8 +177,14 @@ def approve(
         )
     origin = _source(envs, target, request.source_env)
     release = registry.resolve(request.ref, env=target.name)
-    _check_release(registry, envs, release, origin, target, actor=actor)
-    _check_carry_out(registry, release, target)
+    try:
+        _check_release(registry, envs, release, origin, target, actor=actor)
+        _check_carry_out(registry, release, target)
+    except ConflictError:
+        latest = registry.get_approval(request.id)
+        if not latest.pending:  # another approver carried it out meanwhile
+            raise ConflictError(already_decided(latest), param="approval") from None
+        raise
     decided = registry.decide_approval(
         request.id, approved=True, actor=actor, reason=given_reason(reason)
     )
