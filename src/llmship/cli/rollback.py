@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from llmship.cli._common import handle_errors, open_registry, reason_option, settings
+from llmship.cli._common import handle_refusals, open_registry, reason_option, settings
 from llmship.registry.records import given_reason
 
 __all__ = ["register"]
@@ -16,7 +16,7 @@ def register(app: typer.Typer) -> None:
     """Add ``rollback`` to the root command."""
 
     @app.command("rollback")
-    @handle_errors
+    @handle_refusals
     def rollback(
         env: Annotated[
             str | None,
@@ -47,7 +47,8 @@ def register(app: typer.Typer) -> None:
         `helm rollback` does. While a rollout runs in the environment it is aborted
         first (all traffic back on stable, as `llmship rollout abort` does, applied by
         the controller, or here when none runs), then production moves back to the
-        release before the rollout's stable one.
+        release before the rollout's stable one. Exit 2 on bad input (nothing to go
+        back to, an unknown release), 1 when the abort was not applied in time.
         """
         from llmship.rollout import ops
 
