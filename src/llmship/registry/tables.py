@@ -404,6 +404,6 @@ class AlertActionRow(Base):
     ref: Mapped[str] = mapped_column(String(REF_LENGTH))
     """The production release the alert was about."""
     action: Mapped[str] = mapped_column(String(16))
-    """``rollback`` or ``notify``."""
+    """``rollback``, ``notify``, or ``ignored`` (it changed nothing)."""
     outcome: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
