@@ -107,7 +107,11 @@ def run_command(
     ] = "evals/golden.jsonl",
     tests: Annotated[
         str,
-        typer.Option("--tests", metavar="PATH", help="The project's regression tests."),
+        typer.Option(
+            "--tests",
+            metavar="PATH",
+            help="The project's regression tests: a folder, a file or FILE::TEST.",
+        ),
     ] = "tests",
     loadtest_duration: Annotated[
         str,

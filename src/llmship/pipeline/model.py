@@ -71,7 +71,8 @@ class PipelineOptions:
     project: str = "."
     """The project folder: where ``tests/`` and the dataset are, where pytest runs."""
     tests: str = "tests"
-    """The project's regression tests, under ``project`` (missing: the stage is skipped)."""
+    """The project's regression tests under ``project``: a folder, a file or a pytest node
+    id (missing: the stage is skipped)."""
     dataset: str = "evals/golden.jsonl"
     """The golden dataset of the eval gate and the prompts of the load test."""
     loadtest_duration: float = 10.0

@@ -222,7 +222,7 @@ def _run_stages(
             run = registry.finish_pipeline_run(
                 run.id, state="failed", failed_stage=name, actor=actor, report_dir=str(ctx.out)
             )
-            return run, f"failed at {name}: {message}", ()
+            return run, message, ()
         ctx.found[name] = detail
         if detail.get("waiting"):
             run = _end_stage(ctx, run, name, "waiting", detail, tell)

@@ -150,10 +150,11 @@ def register_candidate(ctx: Context) -> str:
 
 def tests_stage(ctx: Context) -> dict[str, Any]:
     """The project's regression tests (pytest with llmship's plugin) against the candidate
-    spec, in a child process in the project folder; skipped without a tests folder."""
+    spec, in a child process in the project folder; skipped when ``tests`` (a folder, a
+    file or a pytest node id ``FILE::TEST``) is not there."""
     opts = ctx.options
-    tests = opts.project_path(opts.tests)
-    if not tests.exists():
+    tests = opts.project_path(opts.tests)  # a folder, a file, or a pytest node id
+    if not opts.project_path(opts.tests.partition("::")[0]).exists():
         return {"skipped": f"no {opts.tests} in {opts.project}"}
     log = ctx.out / "tests.log"
     command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tests)]
