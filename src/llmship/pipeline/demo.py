@@ -259,6 +259,8 @@ def prepare(directory: Path, *, force: bool = False) -> tuple[Project, list[Path
     in both environments; the project and the files written.
 
     ``directory`` must be new or empty unless ``force`` (ConflictError: nothing written).
+    With ``force`` a registry there is kept, and production goes back to the bundled
+    release in both environments (the candidates then get the next versions).
     """
     if directory.exists() and not directory.is_dir():
         raise InvalidRequestError(f"{directory} is a file; give a directory for the demo")
@@ -286,7 +288,8 @@ def prepare(directory: Path, *, force: bool = False) -> tuple[Project, list[Path
     with project.registry() as registry:
         record, _ = registry.register(load_spec(seed), actor=ACTOR)
         for env in (STAGING, PROD):
-            if registry.get_alias(env, PRODUCTION) is None:
+            current = registry.get_alias(env, PRODUCTION)
+            if current is None or current.ref != record.ref:  # --force: back to the start
                 registry.set_alias(
                     env, PRODUCTION, record.ref, actor=ACTOR, reason="llmship demo: the start"
                 )
