@@ -26,9 +26,11 @@ def register(app: typer.Typer) -> None:
             bool, typer.Option("--force", help="Overwrite the files init writes if they exist.")
         ] = False,
     ) -> None:
-        """Start a project: llmship.yaml (settings and gates), a release spec of the
-        bundled model in models/, a canary in rollouts/, a golden dataset in evals/,
-        a regression test in tests/, and .llmship/ in .gitignore.
+        """Start a project: llmship.yaml (settings, gates, environments), a release spec
+        of the bundled model in models/, a canary in rollouts/, a golden dataset in
+        evals/, a regression test in tests/, a GitHub workflow of the change flow in
+        .github/workflows/llmship.yml, a Dockerfile, a locustfile.py, and .llmship/ in
+        .gitignore (docs/init.md).
 
         Nothing is overwritten without --force; other files are left alone.
         """
