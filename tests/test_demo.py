@@ -257,10 +257,12 @@ def test_the_demo_promotes_the_good_candidate_and_rejects_the_bad_one(tmp_path: 
         assert report.name == "report.html" and report.is_file(), where
     assert where["rollouts"] == "cd llmship-demo && llmship rollout history --env prod"
     assert where["pipelines"] == "cd llmship-demo && llmship pipeline list"
-    history = Shell(tmp_path, shell.port).run(where["rollouts"]).stdout
-    assert GOOD in history or "Healthy" in history, history
-    listed = Shell(tmp_path, shell.port).run(where["pipelines"]).stdout
-    assert "succeeded" in listed and "failed" in listed, listed
+    wide = {"COLUMNS": "250"}  # one table row a line
+    history = Shell(tmp_path, shell.port, extra_env=wide).run(where["rollouts"]).stdout
+    assert f"promoted {GOOD}: all 3 steps passed" in history, history
+    listed = Shell(tmp_path, shell.port, extra_env=wide).run(where["pipelines"]).stdout
+    assert re.search(rf"2\s+│ {BAD}\s+│ prod\s+│ failed\s+│ eval", listed), listed
+    assert re.search(rf"1\s+│ {GOOD}\s+│ prod\s+│ succeeded", listed), listed
 
     # And both stacks are stopped: nothing answers on either gateway any more
     assert "stopped both stacks" in output
