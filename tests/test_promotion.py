@@ -30,6 +30,7 @@ from llmship.pipeline.promotion import (
 )
 from llmship.registry import Registry, traffic_ops
 from llmship.registry.traffic_ops import Changes
+from llmship.release.promotion_guard import required_gates
 from llmship.rollout import load_rollout
 from llmship.rollout import ops as rollout_ops
 
@@ -348,3 +349,19 @@ def test_list_approvals_filters(registry: Registry) -> None:
     assert [a.id for a in list_approvals(registry, state="rejected")] == [2]
     with pytest.raises(InvalidRequestError, match="use one of pending, approved, rejected"):
         list_approvals(registry, state="done")
+
+
+def test_the_guard_reads_the_environments_require(tmp_path: Path) -> None:
+    config = tmp_path / "llmship.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "environments": {"staging": {}, "prod": {"require": ["loadtest"]}},
+                "gates": {"require": {"staging": ["eval"], "qa": ["eval", "loadtest"]}},
+            }
+        )
+    )
+    assert required_gates("prod", config) == ("loadtest",)  # its own require: wins
+    assert required_gates("staging", config) == ("eval",)  # none of its own: gates: require:
+    assert required_gates("qa", config) == ("eval", "loadtest")  # not declared, but required
+    assert required_gates("dev", config) == ()

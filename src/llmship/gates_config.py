@@ -1,7 +1,9 @@
 """The ``gates:`` section of ``llmship.yaml``, and ``gates: require:``.
 
-Light on purpose: the promotion guard reads ``require:`` on every alias move, and
-must not load the eval package (nltk, sacrebleu) to do so::
+Light on purpose: the promotion guard reads the required gates on every alias move,
+and must not load the eval package (nltk, sacrebleu) to do so. Each environment's
+``require:`` (:mod:`llmship.environments`) is where they are set now; ``gates:
+require:``, the older place, still applies to an environment that sets none::
 
     gates:
       require:
