@@ -201,29 +201,29 @@ def _production_alert(
     if earlier is not None:
         return _repeated(about, earlier)
     production = book.get_alias(env, PRODUCTION)
-    ref = production.ref if production is not None else about.release
+    ref = about.release
     rollback_to = None
     action: AlertActionKind
     if rollouts:
-        action, outcome = (
-            "ignored",
-            (
-                f"rollout {rollouts[0].name} runs in {env}: only an alert for its candidate "
-                f"{rollouts[0].candidate} aborts it"
-            ),
+        running = rollouts[0]
+        action = "ignored"
+        outcome = (
+            f"rollout {running.name} runs in {env}: only an alert for its candidate "
+            f"{running.candidate} aborts it"
         )
     elif production is None or about.release not in (production.ref, production.version):
-        ref = about.release
         current = production.ref if production is not None else "none"
         action, outcome = "ignored", f"{about.release} is not production in {env} ({current} is)"
-    elif rules().on_alert != "rollback":
-        action, outcome = "notify", f"noted; production stays {ref} (on_alert: notify in {env})"
     else:
-        try:
-            rollback_to = rollback_target(book.alias_history(env, PRODUCTION), env)
-            action, outcome = "rollback", ""
-        except LlmshipError as exc:
-            action, outcome = "ignored", f"nothing to roll back to: {exc.message}"
+        ref = production.ref  # the release as the registry names it
+        if rules().on_alert != "rollback":
+            action, outcome = "notify", f"noted; production stays {ref} (on_alert: notify in {env})"
+        else:
+            try:
+                rollback_to = rollback_target(book.alias_history(env, PRODUCTION), env)
+                action, outcome = "rollback", ""
+            except LlmshipError as exc:
+                action, outcome = "ignored", f"nothing to roll back to: {exc.message}"
     recorded = book.record_alert_action(
         env,
         dedupe_key=about.dedupe_key,
