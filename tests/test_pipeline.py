@@ -7,6 +7,7 @@ approval and ``--resume`` to production. The run with the real model and real
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Iterator
 from dataclasses import replace
@@ -384,3 +385,24 @@ def test_pipeline_list_and_show(project: Path, bad: FakeUpstream, run: Run) -> N
     shown = run("pipeline", "show", "1").output
     assert "pipeline run 1" in shown and "tests" in shown and "passed" in shown
     run("pipeline", "show", "5", code=2)
+
+
+def test_the_live_table_draws_every_event() -> None:
+    from rich.console import Console
+
+    from llmship.cli import pipeline as cli_pipeline
+
+    table = cli_pipeline._LiveTable()
+    table.live.console = Console(file=io.StringIO(), force_terminal=True)
+    for event in (
+        StageEvent(4, "tests", "started"),
+        StageEvent(4, "tests", "note", "pytest tests"),
+        StageEvent(4, "tests", "finished", state="passed", seconds=1.5),
+        StageEvent(4, "eval", "started"),
+        StageEvent(4, "eval", "finished", "a reason", state="failed", seconds=2.0),
+    ):
+        table(event)
+    table.close()
+    assert table.rows["tests"][:3] == ["passed", 1.5, "pytest tests"]
+    assert table.rows["eval"][:3] == ["failed", 2.0, "a reason"]
+    assert table._table().title == "pipeline run 4"

@@ -233,8 +233,7 @@ def approval_stage(ctx: Context) -> dict[str, Any]:
     decided = _decided(ctx, "approval", target, ctx.ref)
     if decided is not None:
         return decided
-    if ctx.staging is not None:
-        gateway_url(ctx, target)  # served? fail before asking anyone
+    gateway_url(ctx, target)  # served? fail before asking anyone
     promotion = _promote(ctx, target, ctx.ref)
     ctx.note("approval", promotion.message)
     if promotion.state == "pending":
