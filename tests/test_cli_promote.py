@@ -255,6 +255,7 @@ def test_the_gateway_port_of_an_environment(
     assert with_env_port(load_settings(env=env, **overrides)).gateway_port == port
 
 
+@pytest.mark.slow
 def test_llmship_gateway_listens_on_its_environments_port(cli_home: Path) -> None:
     # Given staging's gateway_port in llmship.yaml (a free one here)
     port = free_port()
