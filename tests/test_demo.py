@@ -1,11 +1,16 @@
 """`llmship demo`: the project it writes, its refusals, how it judges each candidate's
-outcome, and (slow) the demo itself, run as docs/demo.md says, with the real model and
+outcome, and (slow) the demo itself, typed as docs/demo.md says, with the real model and
 real processes: the good candidate promoted into prod, the bad one rejected with prod
-untouched, and every pointer it prints leading somewhere real."""
+untouched, every pointer it prints leading somewhere real, and Ctrl-C stopping
+everything, at the end (`--keep-running`) or in the middle of a pipeline."""
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -194,13 +199,16 @@ def test_the_pointers_name_the_gateway_the_reports_and_the_commands(tmp_path: Pa
 # -- the demo itself -----------------------------------------------------------------------
 
 
-def documented_commands() -> list[str]:
-    """The commands of docs/demo.md's first code block, without their comments."""
+def documented_blocks() -> list[list[str]]:
+    """The commands of docs/demo.md's ``sh`` blocks, continuation lines joined, without
+    comments."""
     text = (REPO / "docs/demo.md").read_text()
-    block = re.search(r"```sh\n(.*?)```", text, flags=re.S)
-    assert block, "docs/demo.md has no sh block"
-    commands = [re.sub(r"\s+#.*$", "", line).strip() for line in block.group(1).splitlines()]
-    return [c for c in commands if c]
+    blocks = []
+    for block in re.findall(r"```sh\n(.*?)```", text, flags=re.S):
+        joined = block.replace("\\\n", " ")
+        commands = [re.sub(r"(^|\s+)#.*$", "", line).strip() for line in joined.splitlines()]
+        blocks.append([c for c in commands if c])
+    return blocks
 
 
 def pointers(output: str) -> dict[str, str]:
@@ -215,58 +223,149 @@ def pointers(output: str) -> dict[str, str]:
     return dict(re.split(r":\s+", line, maxsplit=1) for line in lines)  # type: ignore[misc]
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(900)
-@pytest.mark.xdist_group("journeys")
-def test_the_demo_promotes_the_good_candidate_and_rejects_the_bad_one(tmp_path: Path) -> None:
-    # Given an empty directory, where the user runs what docs/demo.md shows
-    commands = documented_commands()
-    assert commands == ["llmship demo"], commands
-    shell = Shell(tmp_path, free_port())  # LLMSHIP_GATEWAY_PORT set: the demo ignores it
-    started = time.monotonic()
-    done = shell.run(commands[0], timeout=840)
-    took = time.monotonic() - started
-    output = done.stdout
-    print(f"\n`llmship demo` took {took:.0f}s\n{output[-3000:]}")
+def processes_in(directory: Path) -> list[str]:
+    """The processes whose working directory is ``directory`` or below it (Linux)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            cwd = (proc / "cwd").resolve(strict=True)
+            command = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except (OSError, ValueError):
+            continue
+        if cwd == directory or directory in cwd.parents:
+            found.append(f"{proc.name}: {command}")
+    return found
 
-    # Then both candidates ended as expected, each pipeline's progress shown as it ran
-    assert "both candidates ended as expected" in output, output
-    for stage in ("tests", "eval", "loadtest", "release", "staging", "approval", "production"):
-        assert re.search(rf"\| \[1\] {stage}: passed", output), (stage, output)
-    assert re.search(r"\| \[2\] eval: failed", output), output
-    project = tmp_path / "llmship-demo"
-    home = project / ".llmship"
-    with Registry.open(f"sqlite:///{home / 'registry.db'}", home=home) as registry:
-        # the good one promoted: prod's (and staging's) production is its new version
-        assert registry.get_alias("prod", "production").ref == GOOD  # type: ignore[union-attr]
-        assert registry.get_alias("staging", "production").ref == GOOD  # type: ignore[union-attr]
-        good, bad = sorted(registry.list_pipeline_runs(), key=lambda r: r.id)
-        assert (good.state, good.ref, good.failed_stage) == ("succeeded", GOOD, None)
-        # the bad one rejected at the eval gate, registered but never production anywhere
-        assert (bad.state, bad.ref, bad.failed_stage) == ("failed", BAD, "eval")
-        rollouts = registry.list_rollouts("prod", limit=10)
-        assert [r.candidate for r in rollouts] == [GOOD]
 
-    # And every pointer it printed leads somewhere real
-    where = pointers(output)
+class Typed:
+    """A command typed in a terminal and left running: its own process group, so that
+    :meth:`ctrl_c` reaches it and its children as Ctrl-C does."""
+
+    def __init__(self, shell: Shell, command: str) -> None:
+        self.log = shell.cwd / "typed.log"
+        self._out = self.log.open("wb")
+        self.proc = subprocess.Popen(
+            ["bash", "-c", command],
+            cwd=shell.cwd,
+            env=shell.env(),
+            stdout=self._out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def output(self) -> str:
+        self._out.flush()
+        return self.log.read_text(errors="replace")
+
+    def wait_for(self, text: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while text not in self.output():
+            assert self.proc.poll() is None, f"exited with {self.proc.returncode}:\n{self.output()}"
+            assert time.monotonic() < deadline, f"no {text!r} after {timeout:g}s:\n{self.output()}"
+            time.sleep(0.5)
+
+    def ctrl_c(self, timeout: float = 60) -> int:
+        os.killpg(self.proc.pid, signal.SIGINT)
+        return self.proc.wait(timeout=timeout)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        self._out.close()
+
+
+def assert_stopped(project: Path) -> None:
+    """Nothing answers on either gateway, and no process runs in the project."""
     config = yaml.safe_load((project / "llmship.yaml").read_text())
-    prod_port = config["environments"]["prod"]["gateway_port"]
-    assert where["prod gateway"] == f"http://127.0.0.1:{prod_port}"
-    for name, ref in (("good", GOOD), ("bad", BAD)):
-        report = tmp_path / where[f"report, {name} ({ref})"]
-        assert report.name == "report.html" and report.is_file(), where
-    assert where["rollouts"] == "cd llmship-demo && llmship rollout history --env prod"
-    assert where["pipelines"] == "cd llmship-demo && llmship pipeline list"
-    wide = {"COLUMNS": "250"}  # one table row a line
-    history = Shell(tmp_path, shell.port, extra_env=wide).run(where["rollouts"]).stdout
-    assert f"promoted {GOOD}: all 3 steps passed" in history, history
-    listed = Shell(tmp_path, shell.port, extra_env=wide).run(where["pipelines"]).stdout
-    assert re.search(rf"2\s+│ {BAD}\s+│ prod\s+│ failed\s+│ eval", listed), listed
-    assert re.search(rf"1\s+│ {GOOD}\s+│ prod\s+│ succeeded", listed), listed
-
-    # And both stacks are stopped: nothing answers on either gateway any more
-    assert "stopped both stacks" in output
     for env in ("staging", "prod"):
         port = config["environments"][env]["gateway_port"]
         with pytest.raises(httpx.TransportError):
             httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2)
+    assert processes_in(project.resolve()) == []
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+@pytest.mark.xdist_group("journeys")
+def test_the_demo_promotes_the_good_candidate_and_rejects_the_bad_one(tmp_path: Path) -> None:
+    # Given an empty directory, where the user types what docs/demo.md shows: the demo
+    # kept running at the end, and a request to the prod gateway it prints
+    blocks = documented_blocks()
+    assert blocks[0] == ["llmship demo"], blocks
+    kept = next(b for b in blocks if b[0] == "llmship demo --keep-running")
+    assert kept[1].startswith("curl -s http://127.0.0.1:PORT/predict"), kept
+    shell = Shell(tmp_path, free_port())  # LLMSHIP_GATEWAY_PORT set: the demo ignores it
+    started = time.monotonic()
+    demo = Typed(shell, kept[0])
+    try:
+        demo.wait_for("Ctrl-C stops them", timeout=840)
+        took = time.monotonic() - started
+        output = demo.output()
+        print(f"\n`llmship demo` took {took:.0f}s\n{output[-3000:]}")
+
+        # Then both candidates ended as expected, each pipeline's progress shown as it ran
+        assert "both candidates ended as expected" in output, output
+        stages = ("tests", "eval", "loadtest", "release", "staging", "approval", "production")
+        for stage in stages:
+            assert re.search(rf"\| \[1\] {stage}: passed", output), (stage, output)
+        assert re.search(r"\| \[2\] eval: failed", output), output
+        project = tmp_path / "llmship-demo"
+        home = project / ".llmship"
+        with Registry.open(f"sqlite:///{home / 'registry.db'}", home=home) as registry:
+            # the good one promoted: prod's (and staging's) production is its new version
+            for env in ("prod", "staging"):
+                assert registry.get_alias(env, "production").ref == GOOD  # type: ignore[union-attr]
+            good, bad = sorted(registry.list_pipeline_runs(), key=lambda r: r.id)
+            assert (good.state, good.ref, good.failed_stage) == ("succeeded", GOOD, None)
+            # the bad one rejected at the eval gate, never production anywhere
+            assert (bad.state, bad.ref, bad.failed_stage) == ("failed", BAD, "eval")
+            assert [r.candidate for r in registry.list_rollouts("prod", limit=10)] == [GOOD]
+
+        # And every pointer it printed leads somewhere real
+        where = pointers(output)
+        config = yaml.safe_load((project / "llmship.yaml").read_text())
+        prod_port = config["environments"]["prod"]["gateway_port"]
+        assert where["prod gateway"] == f"http://127.0.0.1:{prod_port}"
+        for name, ref in (("good", GOOD), ("bad", BAD)):
+            report = tmp_path / where[f"report, {name} ({ref})"]
+            assert report.name == "report.html" and report.is_file(), where
+        assert where["rollouts"] == "cd llmship-demo && llmship rollout history --env prod"
+        assert where["pipelines"] == "cd llmship-demo && llmship pipeline list"
+        wide = {"COLUMNS": "250"}  # one table row a line
+        history = Shell(tmp_path, shell.port, extra_env=wide).run(where["rollouts"]).stdout
+        assert f"promoted {GOOD}: all 3 steps passed" in history, history
+        listed = Shell(tmp_path, shell.port, extra_env=wide).run(where["pipelines"]).stdout
+        assert re.search(rf"2\s+│ {BAD}\s+│ prod\s+│ failed\s+│ eval", listed), listed
+        assert re.search(rf"1\s+│ {GOOD}\s+│ prod\s+│ succeeded", listed), listed
+
+        # And the prod gateway, still running, answers with the good candidate
+        curl = kept[1].replace("PORT", str(prod_port))
+        answer = json.loads(Shell(tmp_path, shell.port).run(curl).stdout)
+        assert answer["version"] == GOOD, answer
+
+        # When the user presses Ctrl-C, both stacks stop and it exits 0
+        assert demo.ctrl_c() == 0, demo.output()
+        assert "stopped both stacks" in demo.output()
+        assert_stopped(project)
+    finally:
+        demo.close()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+@pytest.mark.xdist_group("journeys")
+def test_ctrl_c_during_a_pipeline_stops_everything(tmp_path: Path) -> None:
+    # Given `llmship demo` running the good candidate's pipeline
+    shell = Shell(tmp_path, free_port())
+    demo = Typed(shell, documented_blocks()[0][0])
+    try:
+        demo.wait_for("| [1] tests: started", timeout=240)
+        # When the user presses Ctrl-C
+        code = demo.ctrl_c()
+        # Then it says so and exits 130, with both stacks and the pipeline stopped
+        assert code == 130, demo.output()
+        assert "interrupted: the stacks are stopped" in demo.output()
+        assert_stopped(tmp_path / "llmship-demo")
+    finally:
+        demo.close()
