@@ -72,6 +72,12 @@ env:
   # Gate options shared by both jobs (the SLOs and the metrics are in llmship.yaml).
   EVAL_DATASET: evals/golden.jsonl
   LOADTEST_DURATION: 1m
+  # Reads `llmship release --format json` into a step's outputs ref, version and tag:
+  # the version released, or the newest registered one when nothing changed.
+  READ_RELEASE: >-
+    import json, sys;
+    r = json.load(open(sys.argv[1])); v = r["version"] or r["previous"];
+    print(f"ref={r['name']}@{v}"); print(f"version={v}"); print(f"tag={r['name']}-v{v}")
 
 jobs:
   gates:
@@ -97,8 +103,7 @@ jobs:
         run: |
           llmship release "$RELEASE_SPEC" --no-changelog --format json \\
             --reason "pull request #$PR_NUMBER" > reports/release.json
-          ref=$(jq -r '"\\(.name)@\\(.version // .previous)"' reports/release.json)
-          echo "ref=$ref" >> "$GITHUB_OUTPUT"
+          python -c "$READ_RELEASE" reports/release.json >> "$GITHUB_OUTPUT"
       - name: Eval gate against prod's production release
         env:
           CANDIDATE: ${{ steps.candidate.outputs.ref }}
@@ -157,11 +162,7 @@ jobs:
           llmship release "$RELEASE_SPEC" --format json --reason "main at $COMMIT_SHA" \\
             > reports/release.json
           cat reports/release.json
-          {
-            echo "ref=$(jq -r '"\\(.name)@\\(.version // .previous)"' reports/release.json)"
-            echo "tag=$(jq -r '"\\(.name)-v\\(.version // .previous)"' reports/release.json)"
-            echo "version=$(jq -r '.version // .previous' reports/release.json)"
-          } >> "$GITHUB_OUTPUT"
+          python -c "$READ_RELEASE" reports/release.json >> "$GITHUB_OUTPUT"
       - name: Eval gate
         env:
           REF: ${{ steps.release.outputs.ref }}
@@ -246,7 +247,9 @@ jobs:
         run: |
           llmship promote "$REF" --to prod --yes \\
             --reason "approved in the GitHub environment prod: $RUN"
-          llmship rollout status --env prod | tee -a "$GITHUB_STEP_SUMMARY"
+          llmship rollout status --env prod > rollout.txt
+          cat rollout.txt
+          { echo '```text'; cat rollout.txt; echo '```'; } >> "$GITHUB_STEP_SUMMARY"
 """
 """``.github/workflows/llmship.yml``; ``{spec}``, ``{name}`` and ``{llmship_version}``
 are filled in by :func:`ci_files`."""
