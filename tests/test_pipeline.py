@@ -406,3 +406,24 @@ def test_the_live_table_draws_every_event() -> None:
     assert table.rows["tests"][:3] == ["passed", 1.5, "pytest tests"]
     assert table.rows["eval"][:3] == ["failed", 2.0, "a reason"]
     assert table._table().title == "pipeline run 4"
+
+
+def test_an_unexpected_error_ends_the_run_as_error(
+    project: Path, good: FakeUpstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from llmship.pipeline import run as pipeline_run
+
+    def broken(ctx: Context) -> dict[str, Any]:
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setitem(pipeline_run.STAGE_FUNCTIONS, "tests", broken)
+    candidate = _candidate(project, good, "Be brief.")
+    cfg = load_settings()
+    with _registry(cfg) as registry:
+        with pytest.raises(RuntimeError, match="disk on fire"):
+            run_pipeline(registry, _envs(), _options(candidate), settings=cfg)
+        stored = registry.list_pipeline_runs()[0]
+        assert (stored.state, stored.failed_stage) == ("error", "tests")
+        assert stored.stage("tests").detail["error"] == "RuntimeError: disk on fire"
+    assert stored.report_dir is not None
+    assert "error" in (Path(stored.report_dir) / "report.md").read_text(encoding="utf-8")

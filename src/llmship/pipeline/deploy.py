@@ -263,8 +263,9 @@ def production_stage(ctx: Context) -> dict[str, Any]:
 def follow_rollout(
     ctx: Context, stage: str, env: Environment, rollout_id: int, *, traffic: bool
 ) -> dict[str, Any]:
-    """Watch the rollout until it is promoted (the detail) or aborted (StageFailed),
-    telling each step; with ``traffic``, live requests through ``env``'s gateway."""
+    """Watch the rollout until it is promoted (then ``env``'s gateway must answer with the
+    release) or aborted (StageFailed), telling each step; with ``traffic``, live requests
+    through ``env``'s gateway meanwhile."""
     url = gateway_url(ctx, env)
     live = LiveTraffic(url, ctx.options.traffic_rps) if traffic else None
     if live is not None:
@@ -302,7 +303,8 @@ def follow_rollout(
     if record.phase != "Healthy":
         why = record.abort_reason or record.message
         raise StageFailed(f"rollout {rollout_id} in {env.name} was rolled back: {why}", detail)
-    return detail
+    assert ctx.ref is not None
+    return {**detail, **wait_served(ctx, stage, env, ctx.ref)}
 
 
 def _describe(record: Any) -> str:

@@ -114,8 +114,18 @@ def run_pipeline(
     try:
         run, message, commands = _run_stages(ctx, run, tell)
     except BaseException as exc:
+        running = [s.name for s in registry.get_pipeline_run(run.id).stages if s.state == "running"]
+        for name in running:
+            why = {"error": f"{type(exc).__name__}: {exc}"}
+            registry.update_pipeline_stage(
+                run.id, name, state="failed", actor=cfg.actor, detail=why
+            )
         run = registry.finish_pipeline_run(
-            run.id, state="error", actor=cfg.actor, report_dir=str(out)
+            run.id,
+            state="error",
+            failed_stage=running[0] if running else None,
+            actor=cfg.actor,
+            report_dir=str(out),
         )
         write_reports(registry, run, out)
         log.exception("pipeline run %d: %s", run.id, exc)
