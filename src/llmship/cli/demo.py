@@ -44,13 +44,6 @@ def register(app: typer.Typer) -> None:
                 help="Keep both stacks running at the end, until Ctrl-C (default: stop them).",
             ),
         ] = False,
-        traffic: Annotated[
-            bool,
-            typer.Option(
-                "--traffic/--no-traffic",
-                help="Live requests through prod's gateway during its rollout.",
-            ),
-        ] = True,
     ) -> None:
         """Show the whole change flow on the bundled model, in a few minutes: write a
         demo project into DIR (environments staging and prod, a golden set, a canary
@@ -65,9 +58,7 @@ def register(app: typer.Typer) -> None:
         """
         from llmship.pipeline.demo import DemoOptions, run_demo
 
-        options = DemoOptions(
-            directory=directory, force=force, traffic=traffic, keep_running=keep_running
-        )
+        options = DemoOptions(directory=directory, force=force, keep_running=keep_running)
         previous = signal.signal(signal.SIGTERM, _interrupt)  # stop the stacks on kill too
         try:
             result = run_demo(

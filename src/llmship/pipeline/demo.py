@@ -92,8 +92,6 @@ class DemoOptions:
     directory: Path = DEFAULT_DIRECTORY
     force: bool = False
     """Write into a directory that is not empty (files of the demo are overwritten)."""
-    traffic: bool = True
-    """Live requests through prod's gateway during its rollout (``--traffic``)."""
     keep_running: bool = False
     """After ``hold``, keep the stacks running until Ctrl-C (or until one exits)."""
     ready_timeout: float = 240.0
@@ -398,16 +396,11 @@ def running(stacks: Stacks) -> Iterator[Stacks]:
 # -- 3. the pipelines ----------------------------------------------------------------------
 
 
-def pipeline_command(candidate: str, *, traffic: bool) -> list[str]:
-    """``llmship pipeline run`` as the demo runs it (``--yes``: prod allows it)."""
-    return [
-        "pipeline",
-        "run",
-        "--candidate",
-        candidate,
-        *(["--traffic"] if traffic else []),
-        "--yes",
-    ]
+def pipeline_command(candidate: str) -> list[str]:
+    """``llmship pipeline run`` as the demo runs it: live requests through prod's gateway
+    during its canary (``--traffic``), so that its analysis judges real requests, and
+    the approval given at once (``--yes``: prod allows it)."""
+    return ["pipeline", "run", "--candidate", candidate, "--traffic", "--yes"]
 
 
 def _latest_run(project: Project) -> int:
@@ -421,7 +414,6 @@ def run_candidate(
     candidate: str,
     expected: Expected,
     *,
-    traffic: bool,
     timeout: float,
     progress: Progress,
     stacks: Stacks | None = None,
@@ -432,7 +424,7 @@ def run_candidate(
     last = _latest_run(project)
     started = time.monotonic()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "llmship", *pipeline_command(candidate, traffic=traffic)],
+        [sys.executable, "-m", "llmship", *pipeline_command(candidate)],
         cwd=project.directory,
         # plain progress lines, not a live display; one line each, however long
         env={**project.env(), "CI": "1", "COLUMNS": "1000"},
@@ -510,13 +502,12 @@ def run_demo(
         note(f"both ready after {time.monotonic() - started:.0f}s (logs in {logs}/ENV/)")
         outcomes: list[CandidateOutcome] = []
         for number, (candidate, expected) in enumerate(CANDIDATES, start=3):
-            shown = " ".join(["llmship", *pipeline_command(candidate, traffic=options.traffic)])
+            shown = " ".join(["llmship", *pipeline_command(candidate)])
             step(f"{number}/4 the {'good' if number == 3 else 'bad'} candidate: {shown}")
             outcome = run_candidate(
                 project,
                 candidate,
                 expected,
-                traffic=options.traffic,
                 timeout=options.pipeline_timeout,
                 progress=progress,
                 stacks=stacks,
