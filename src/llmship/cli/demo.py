@@ -4,6 +4,7 @@ where to look, and exits 0 when both candidates ended as expected, 1 otherwise."
 
 from __future__ import annotations
 
+import shlex
 import signal
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -115,7 +116,7 @@ def _hold(result: DemoResult, *, keep_running: bool) -> None:
             highlight=False,
         )
     else:
-        again = f"cd {result.project.shown} && llmship up --env prod"
+        again = f"cd {shlex.quote(result.project.shown)} && llmship up --env prod"
         console.print(
             f"\nstopping both stacks (to serve prod again: {escape(again)}; "
             "or run the demo with --keep-running)",

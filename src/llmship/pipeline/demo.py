@@ -22,6 +22,7 @@ Nothing here prints: steps, the pipelines' own lines and the outcomes go to a
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import sys
 import threading
@@ -234,7 +235,7 @@ class DemoResult:
     def pointers(self) -> list[tuple[str, str]]:
         """Where to look, as (what, where) pairs: the prod gateway, each pipeline's
         report, the commands to run in the project."""
-        directory = self.project.shown
+        directory = shlex.quote(self.project.shown)
         found = [("prod gateway", self.project.url(PROD))]
         for outcome in self.outcomes:
             if outcome.report_dir:
