@@ -55,7 +55,8 @@ def register(app: typer.Typer) -> None:
         Prints where to look afterwards (the prod gateway, the pipeline reports,
         `llmship rollout history --env prod`, `llmship pipeline list`), then stops the
         stacks, or keeps them with --keep-running until Ctrl-C. Exits 0 when both
-        candidates ended as expected, 1 otherwise, 2 when DIR is not empty.
+        candidates ended as expected, 1 otherwise, 2 when DIR is not empty, 130 on
+        Ctrl-C (the stacks are stopped first).
         """
         from llmship.pipeline.demo import DemoOptions, run_demo
 
