@@ -364,6 +364,8 @@ def test_resume_refuses_a_run_that_is_not_waiting(project: Path, bad: FakeUpstre
     with _registry(cfg) as registry:
         failed = run_pipeline(registry, _envs(), _options(candidate, until="tests"), settings=cfg)
         assert failed.state == "waiting"
+        with pytest.raises(InvalidRequestError, match="--until tests: run 1 is past it"):
+            run_pipeline(registry, _envs(), PipelineOptions(resume=1, until="tests"), settings=cfg)
         resume = PipelineOptions(resume=failed.run.id)
         resumed = run_pipeline(registry, _envs(), resume, settings=cfg)
         assert resumed.failed_stage == "eval"

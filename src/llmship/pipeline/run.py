@@ -163,7 +163,7 @@ def start_options(
         check_stage(options.until)
     project = Path(options.project).resolve()
     if not project.is_dir():
-        raise InvalidRequestError(f"--project {project}: not a folder", param="project")
+        raise InvalidRequestError(f"the project folder {project} is not a folder", param="project")
     checked = replace(
         options,
         candidate=str(source.resolve()),
@@ -200,6 +200,12 @@ def _resume(
         raise ConflictError(
             f"pipeline run {run.id} is {run.state}: only a waiting run can be resumed",
             param="resume",
+        )
+    left = [s.name for s in run.stages if s.state not in DONE]
+    if options.until is not None and left and STAGES.index(options.until) < STAGES.index(left[0]):
+        raise InvalidRequestError(
+            f"--until {options.until}: run {run.id} is past it and goes on at {left[0]}",
+            param="until",
         )
     stored = PipelineOptions.from_json(run.options)
     merged = replace(
