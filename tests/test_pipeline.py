@@ -247,14 +247,16 @@ def test_failing_regression_tests_stop_the_pipeline_first(
 # -- the whole flow with a fake gateway --------------------------------------------------------
 
 
-def _fake_gateway(cfg: Settings, env: str) -> ThreadedServer:
-    """A gateway of ``env`` that answers as its production release (read in the registry)."""
+def _fake_gateway(cfg: Settings | str, env: str) -> ThreadedServer:
+    """A gateway of ``env`` that answers as its production release (read in the registry
+    of ``cfg``, settings or a URL)."""
+    url = cfg if isinstance(cfg, str) else cfg.registry_url
 
     def healthz(request: Request) -> PlainTextResponse:
         return PlainTextResponse("ok")
 
     def chat(request: Request) -> JSONResponse:
-        with _registry(cfg) as registry:
+        with Registry.open(url) as registry:
             ref = registry.resolve("production", env=env).ref
         body = {"choices": [{"index": 0, "message": {"role": "assistant", "content": "Hi"}}]}
         return JSONResponse(body, headers={"X-Llmship-Version": ref})
@@ -429,3 +431,65 @@ def test_an_unexpected_error_ends_the_run_as_error(
         assert stored.stage("tests").detail["error"] == "RuntimeError: disk on fire"
     assert stored.report_dir is not None
     assert "error" in (Path(stored.report_dir) / "report.md").read_text(encoding="utf-8")
+
+
+# -- the production rollout, followed ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("promoted", [True, False], ids=["promoted", "rolled-back"])
+def test_the_production_stage_follows_the_rollout_to_its_end(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, promoted: bool
+) -> None:
+    from _controller import CANARY, CANDIDATE, Clock, World, erroring, healthy
+    from _registry import chat_registry
+    from _stats import InMemoryStats
+    from llmship.rollout import ops as rollout_ops
+    from llmship.rollout import parse_rollout
+
+    monkeypatch.chdir(tmp_path)  # no llmship.yaml: no gate required
+    clock = Clock()
+    notes: list[str] = []
+    with chat_registry(tmp_path / "registry.db", clock=clock.dt) as registry:
+        world = World(registry, clock, InMemoryStats())
+        gateway = _fake_gateway(f"sqlite:///{tmp_path / 'registry.db'}", "dev")
+        gateway.start()
+        try:
+            # Given a canary of chat@1.1.0 in dev, its model server ready
+            record = rollout_ops.start(
+                registry, parse_rollout(CANARY), CANDIDATE, env="dev", actor="ann"
+            )
+            world.ready()
+            world.candidate_stats(healthy() if promoted else erroring())
+            dev = Environment("dev", gateway_port=gateway.port)
+            ctx = Context(
+                registry=registry,
+                envs=Environments((dev,)),
+                options=PipelineOptions(rollout_timeout=60.0, serve_timeout=10.0),
+                settings=Settings(),
+                run_id=1,
+                target=dev,
+                staging=None,
+                out=tmp_path,
+                note=lambda stage, message: notes.append(message),
+                ref=CANDIDATE,
+                found={"approval": {"rollout": record.id}},
+                sleep=lambda seconds: world.run(1),  # one controller pass a poll
+            )
+            # When the production stage follows it
+            if promoted:
+                detail = deploy.production_stage(ctx)
+            else:
+                with pytest.raises(StageFailed, match="rolled back") as failed:
+                    deploy.production_stage(ctx)
+                detail = failed.value.detail
+        finally:
+            gateway.stop()
+        # Then it tells each step and ends as the rollout did
+        assert any("candidate at 20" in n for n in notes), notes
+        if promoted:
+            assert (detail["phase"], detail["answered_by"]) == ("Healthy", CANDIDATE)
+            assert any("candidate at 50" in n for n in notes), notes
+            assert world.production() == CANDIDATE
+        else:
+            assert detail["phase"] == "Aborted"
+            assert world.production() == "chat@1.0.0"
