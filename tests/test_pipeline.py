@@ -185,6 +185,7 @@ def test_bad_input_exits_2_and_records_nothing(project: Path, good: FakeUpstream
         (["--candidate", str(same)], "production in prod already"),
         (["--candidate", str(same), "--to", "nowhere"], "no environment 'nowhere'"),
         (["--candidate", str(same), "--until", "deploy"], "--until 'deploy' is not a stage"),
+        (["--candidate", str(same), "--yes"], "--yes is not allowed for prod"),
         (["--candidate", str(same), "--dataset", "evals/none.jsonl"], "no such file"),
         (["--resume", "7"], "no pipeline run 7"),
         ([], "give --candidate SPEC"),

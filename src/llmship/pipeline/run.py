@@ -73,10 +73,10 @@ def run_pipeline(
 
     Bad input raises an llmship error before anything is recorded: an unreadable or
     invalid candidate spec (SpecError), an undeclared target environment, an unknown
-    ``--until`` stage, a missing dataset, a candidate that is production already,
-    ``--resume`` of a run that is not waiting. What fails in a stage ends the run
-    ``failed`` at that stage (the result says why); an unexpected exception ends it
-    ``error`` and is raised.
+    ``--until`` stage, ``--yes`` where the target does not allow it, a missing dataset,
+    a candidate that is production already, ``--resume`` of a run that is not waiting.
+    What fails in a stage ends the run ``failed`` at that stage (the result says why);
+    an unexpected exception ends it ``error`` and is raised.
     """
     from llmship.settings import load_settings
 
@@ -161,6 +161,13 @@ def start_options(
     target = envs.declared(options.to) if options.to else envs.items[-1]
     if options.until is not None:
         check_stage(options.until)
+    if options.yes and target.approval and not target.allow_yes:
+        raise InvalidRequestError(
+            f"--yes is not allowed for {target.name}: a promotion into it waits for "
+            f"`llmship approve` (set environments.{target.name}.allow_yes: true in "
+            "llmship.yaml for scripted runs)",
+            param="yes",
+        )
     project = Path(options.project).resolve()
     if not project.is_dir():
         raise InvalidRequestError(f"the project folder {project} is not a folder", param="project")
