@@ -520,4 +520,5 @@ def run_demo(
             hold(result)
         if options.keep_running:
             stacks.wait()
+            stacks.check()  # Ctrl-C, or a stack that exited: say which
     return result
