@@ -22,9 +22,9 @@ from typer.testing import CliRunner
 from _journey import REPO, Shell, free_port
 from llmship.cli import app
 from llmship.environments import load_environments
-from llmship.errors import ConflictError
+from llmship.errors import ConflictError, LlmshipError
 from llmship.eval.dataset import load_dataset
-from llmship.pipeline.demo import CandidateOutcome, Project, prepare
+from llmship.pipeline.demo import CandidateOutcome, Project, Stacks, prepare, running
 from llmship.pipeline.demo_project import BAD_PROMPT, GOOD_PROMPT, demo_files
 from llmship.registry import Registry
 from llmship.release.bump import Bump, diff, required_bump
@@ -109,6 +109,19 @@ def test_force_writes_again_and_puts_production_back_to_the_start(tmp_path: Path
     assert again.production("staging") == again.production("prod") == START
     with again.registry() as registry:
         assert {r.ref for r in registry.list_releases()} == {START, GOOD}
+
+
+def test_a_stack_that_exits_is_named_with_its_last_lines(tmp_path: Path) -> None:
+    # Given the demo project with an llmship.yaml that `llmship up` cannot read
+    project, _ = prepare(tmp_path / "demo")
+    (project.directory / "llmship.yaml").write_text("environments: [staging, prod]\n")
+    # When the stacks start, the wait for them ends at once with the first that exited
+    with running(Stacks(project)) as stacks, pytest.raises(LlmshipError) as failed:
+        stacks.wait_ready(timeout=60)
+    message = str(failed.value)
+    assert re.search(r"`llmship up --env (staging|prod)` exited with 2", message), message
+    assert "environments: must be a mapping" in message, message
+    assert all(proc.poll() is not None for proc in stacks.procs.values())
 
 
 @pytest.mark.parametrize("content", ["file", "directory"])
