@@ -349,7 +349,7 @@ def prepare_releases(cluster: Cluster) -> None:
     )
     (cluster.root / "models" / "smollm2-chat-1.1.0.yaml").write_text(spec)
     shell.run("llmship models register models/smollm2-chat-1.1.0.yaml")
-    shell.run(f"llmship alias set production {STABLE}")
+    shell.run(f'llmship alias set production {STABLE} --reason "first production release"')
     (cluster.root / "hosts-canary.yaml").write_text(CANARY)
 
 
