@@ -94,6 +94,7 @@ def shows(output: str, expected: tuple[str, ...]) -> None:
 TOUR = [
     "make up",
     "make test",
+    "source .venv/bin/activate && llmship demo",
     "curl -s http://127.0.0.1:8080/predict",
     "from openai import OpenAI",
     "grep -v '^#' models/smollm2-chat-1.0.0.yaml",
@@ -145,6 +146,8 @@ class Tour:
             self.traffic = Traffic(shell.url).__enter__()
         elif command == "make test":
             pass  # this very suite
+        elif command.endswith("llmship demo"):
+            pass  # tests/test_demo.py runs `llmship demo` as docs/demo.md and this README show it
         elif step.lang == "python":
             out = shell.run(f"python - <<'PY'\n{command}\nPY").stdout
             assert out.strip(), "the OpenAI client printed no answer"
