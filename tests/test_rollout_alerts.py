@@ -2,36 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
-
-import pytest
 
 from _controller import (
     CANARY,
     CANDIDATE,
-    Clock,
     World,
     healthy,
 )
-from _registry import chat_registry
-from _stats import InMemoryStats
 from llmship.gateway.alerts import abort_requests, parse_webhook
-from llmship.registry import Registry
 
-
-@pytest.fixture
-def registry(tmp_path: Path) -> Iterator[tuple[Registry, Clock]]:
-    clock = Clock()
-    with chat_registry(tmp_path / "registry.db", clock=clock.dt) as reg:
-        yield reg, clock
-
-
-@pytest.fixture
-def world(registry: tuple[Registry, Clock]) -> World:
-    reg, clock = registry
-    return World(reg, clock, InMemoryStats())
+pytest_plugins = ["_controller_fixtures"]  # the fixtures registry and world
 
 
 # -- alerts ---------------------------------------------------------------------------------

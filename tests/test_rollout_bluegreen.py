@@ -3,35 +3,15 @@ switching back when analysis fails after the switch."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
-
 from _controller import (
     CANDIDATE,
     STABLE,
-    Clock,
     World,
     erroring,
     healthy,
 )
-from _registry import chat_registry
-from _stats import InMemoryStats
-from llmship.registry import Registry
 
-
-@pytest.fixture
-def registry(tmp_path: Path) -> Iterator[tuple[Registry, Clock]]:
-    clock = Clock()
-    with chat_registry(tmp_path / "registry.db", clock=clock.dt) as reg:
-        yield reg, clock
-
-
-@pytest.fixture
-def world(registry: tuple[Registry, Clock]) -> World:
-    reg, clock = registry
-    return World(reg, clock, InMemoryStats())
+pytest_plugins = ["_controller_fixtures"]  # the fixtures registry and world
 
 
 # -- blue-green ---------------------------------------------------------------------------

@@ -4,40 +4,20 @@ pauses, and what a person asks (pause, promote, abort, retry, undo)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
-
 from _controller import (
     CANARY,
     CANDIDATE,
     SHORT,
     STABLE,
     T0,
-    Clock,
     World,
     erroring,
     healthy,
 )
-from _registry import chat_registry
-from _stats import InMemoryStats
-from llmship.registry import Registry
 from llmship.rollout import RolloutPhase, ops, parse_rollout
 from llmship.rollout.records import state_of
 
-
-@pytest.fixture
-def registry(tmp_path: Path) -> Iterator[tuple[Registry, Clock]]:
-    clock = Clock()
-    with chat_registry(tmp_path / "registry.db", clock=clock.dt) as reg:
-        yield reg, clock
-
-
-@pytest.fixture
-def world(registry: tuple[Registry, Clock]) -> World:
-    reg, clock = registry
-    return World(reg, clock, InMemoryStats())
+pytest_plugins = ["_controller_fixtures"]  # the fixtures registry and world
 
 
 # -- canary ------------------------------------------------------------------------------

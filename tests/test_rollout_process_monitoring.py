@@ -21,26 +21,11 @@ from _rollout_stack import (
     TOKEN,
     Load,
     Stack,
-    fresh_stack,
-    started_stack,
     wait_until,
 )
 
+pytest_plugins = ["_rollout_stack_fixtures"]  # the fixtures stack (one per file) and fresh
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("rollout_process")]  # one stack, one worker
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """A gateway, a controller, and model servers for STABLE (real), GOOD and BAD (fake
-    upstreams) of env dev, all started at once."""
-    with started_stack(tmp_path_factory.mktemp("rollout")) as started:
-        yield started
-
-
-@pytest.fixture
-def fresh(stack: Stack) -> Iterator[Stack]:
-    with fresh_stack(stack):
-        yield stack
 
 
 def alert_payload(labels: dict[str, str], status: str = "firing") -> dict[str, Any]:

@@ -4,7 +4,6 @@ through a real gateway, under client load (the stack of tests/_rollout_stack.py)
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,26 +16,11 @@ from _rollout_stack import (
     STABLE,
     Load,
     Stack,
-    fresh_stack,
-    started_stack,
     wait_until,
 )
 
+pytest_plugins = ["_rollout_stack_fixtures"]  # the fixtures stack (one per file) and fresh
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("rollout_process")]  # one stack, one worker
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """A gateway, a controller, and model servers for STABLE (real), GOOD and BAD (fake
-    upstreams) of env dev, all started at once."""
-    with started_stack(tmp_path_factory.mktemp("rollout")) as started:
-        yield started
-
-
-@pytest.fixture
-def fresh(stack: Stack) -> Iterator[Stack]:
-    with fresh_stack(stack):
-        yield stack
 
 
 def test_blue_green_previews_switches_and_switches_back_when_it_fails_after(

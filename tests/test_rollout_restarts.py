@@ -3,11 +3,7 @@ it was: no step skipped or repeated, promoted exactly once."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
-
-import pytest
 
 from _controller import (
     CANARY,
@@ -19,23 +15,11 @@ from _controller import (
     World,
     healthy,
 )
-from _registry import chat_registry
 from _stats import InMemoryStats
 from llmship.registry import Registry
 from llmship.rollout.controller import Controller
 
-
-@pytest.fixture
-def registry(tmp_path: Path) -> Iterator[tuple[Registry, Clock]]:
-    clock = Clock()
-    with chat_registry(tmp_path / "registry.db", clock=clock.dt) as reg:
-        yield reg, clock
-
-
-@pytest.fixture
-def world(registry: tuple[Registry, Clock]) -> World:
-    reg, clock = registry
-    return World(reg, clock, InMemoryStats())
+pytest_plugins = ["_controller_fixtures"]  # the fixtures registry and world
 
 
 # -- restarts -------------------------------------------------------------------------------

@@ -3,34 +3,17 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from _controller import (
     CANDIDATE,
     STABLE,
-    Clock,
     World,
 )
-from _registry import chat_registry
-from _stats import InMemoryStats
 from llmship.analysis import VersionStats
-from llmship.registry import Registry
 
-
-@pytest.fixture
-def registry(tmp_path: Path) -> Iterator[tuple[Registry, Clock]]:
-    clock = Clock()
-    with chat_registry(tmp_path / "registry.db", clock=clock.dt) as reg:
-        yield reg, clock
-
-
-@pytest.fixture
-def world(registry: tuple[Registry, Clock]) -> World:
-    reg, clock = registry
-    return World(reg, clock, InMemoryStats())
+pytest_plugins = ["_controller_fixtures"]  # the fixtures registry and world
 
 
 # -- shadow -------------------------------------------------------------------------------
