@@ -19,28 +19,12 @@ from llmship.registry.records import (
     QueryRecord,
     RolloutRecord,
 )
-from llmship.release.promotion_guard import GateRecords
-from llmship.routing import TrafficPolicy
+from llmship.registry.traffic_ops import TrafficStore
 
 
-class GatewayStore(GateRecords, Protocol):
-    """The registry methods the gateway calls (see the registry's docs for each)."""
-
-    def get_traffic(self, env: str) -> TrafficPolicy: ...
-
-    def set_traffic(
-        self,
-        env: str,
-        policy: TrafficPolicy,
-        *,
-        actor: str,
-        reason: str,
-        expected_revision: int | None = None,
-    ) -> TrafficPolicy: ...
-
-    def promote_preview(self, env: str, *, actor: str, reason: str) -> TrafficPolicy: ...
-
-    def reset_traffic(self, env: str, *, actor: str, reason: str) -> TrafficPolicy: ...
+class GatewayStore(TrafficStore, Protocol):
+    """The registry methods the gateway calls (see the registry's docs for each): those of
+    the traffic workflows, and endpoints, queries, feedback, flags and rollouts."""
 
     def list_endpoints(self, env: str, *, max_age_s: float | None = None) -> list[Endpoint]: ...
 

@@ -17,6 +17,7 @@ from llmship.errors import InvalidRequestError
 from llmship.registry.records import given_reason
 from llmship.release.promotion_guard import GateRecords, check_promotion
 from llmship.routing.policy import Experiment, TrafficPolicy, Variant
+from llmship.routing.store import TrafficPolicies
 
 __all__ = [
     "Changes",
@@ -33,23 +34,10 @@ NONE = "none"
 VARIANTS_HELP = "--variants: write NAME=RELEASE:WEIGHT,... (e.g. A=chat@1.0.0:50,B=chat@1.1.0:50)"
 
 
-class TrafficStore(GateRecords, Protocol):
+class TrafficStore(GateRecords, TrafficPolicies, Protocol):
     """The registry methods these workflows call (``Registry`` and the gateway's
-    ``GatewayStore`` have them)."""
-
-    def get_traffic(self, env: str) -> TrafficPolicy: ...
-
-    def set_traffic(
-        self,
-        env: str,
-        policy: TrafficPolicy,
-        *,
-        actor: str,
-        reason: str,
-        expected_revision: int | None = None,
-    ) -> TrafficPolicy: ...
-
-    def promote_preview(self, env: str, *, actor: str, reason: str) -> TrafficPolicy: ...
+    ``GatewayStore`` have them): the policies, their reset, and the promotion guard's
+    records."""
 
     def reset_traffic(self, env: str, *, actor: str, reason: str) -> TrafficPolicy: ...
 

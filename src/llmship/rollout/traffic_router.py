@@ -25,6 +25,7 @@ from typing import Protocol
 from llmship.errors import ConflictError, FencedError
 from llmship.registry.records import ReleaseRecord
 from llmship.routing.policy import Experiment, TrafficPolicy
+from llmship.routing.store import TrafficPolicies
 
 __all__ = ["PRODUCTION", "Cause", "RegistryTrafficRouter", "TrafficRegistry", "TrafficRouter"]
 
@@ -89,22 +90,9 @@ class TrafficRouter(Protocol):
         ...
 
 
-class TrafficRegistry(Protocol):
-    """What :class:`RegistryTrafficRouter` calls (``Registry`` and its fenced view have it)."""
-
-    def get_traffic(self, env: str) -> TrafficPolicy: ...
-
-    def set_traffic(
-        self,
-        env: str,
-        policy: TrafficPolicy,
-        *,
-        actor: str,
-        reason: str,
-        expected_revision: int | None = None,
-    ) -> TrafficPolicy: ...
-
-    def promote_preview(self, env: str, *, actor: str, reason: str) -> TrafficPolicy: ...
+class TrafficRegistry(TrafficPolicies, Protocol):
+    """What :class:`RegistryTrafficRouter` calls (``Registry`` and its fenced view have it):
+    the policies and the aliases."""
 
     def get_alias(self, env: str, alias: str) -> ReleaseRecord | None: ...
 
