@@ -25,6 +25,7 @@ from collections.abc import Mapping
 
 from llmship.release.bundled import bundled_spec
 from llmship.release.spec import parse_spec
+from llmship.scaffold import GOLDEN_CASES as INIT_CASES
 from llmship.scaffold import ProjectFile, project_files
 
 __all__ = [
@@ -104,18 +105,7 @@ analysisTemplates:
 """
 
 GOLDEN_CASES = (
-    {
-        "id": "greeting",
-        "input": "Say hello.",
-        "reference": "Hello! How can I help you today?",
-        "assert": [{"type": "icontains", "value": "hello"}],
-    },
-    {
-        "id": "capital",
-        "input": "What is the capital of France?",
-        "reference": "The capital of France is Paris.",
-        "assert": [{"type": "icontains", "value": "Paris"}],
-    },
+    *(case for case in INIT_CASES if case["id"] in ("greeting", "capital")),
     {
         "id": "sky",
         "input": "What color is the sky on a clear day?",
@@ -123,7 +113,8 @@ GOLDEN_CASES = (
         "assert": [{"type": "icontains", "value": "blue"}],
     },
 )
-"""The demo's golden set: each assertion holds for the bundled release at temperature 0."""
+"""The demo's golden set: init's greeting and capital, and a colour instead of its
+latency-only case; each assertion holds for the bundled release at temperature 0."""
 
 
 def _candidate(path: str, prompt: str, why: str) -> str:
