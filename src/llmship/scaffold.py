@@ -95,8 +95,9 @@ analysisTemplates:
         interval: 15s
         failureLimit: 2
         inconclusiveLimit: 4          # the first minute may have too few requests
-        provider:
-          builtin: {{metric: latency_p95, window: 1m, compare: stable, minSamples: 10}}
+        provider:                     # alpha 0.01: it is tested every 15 s, so a fair
+                                      # candidate must not fail by chance
+          builtin: {{metric: latency_p95, window: 1m, compare: stable, minSamples: 10, alpha: 0.01}}
 """
 
 GOLDEN_CASES = (
