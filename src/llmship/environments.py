@@ -35,7 +35,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from llmship.errors import SpecError
-from llmship.gates_config import GATE_KINDS, load_requirements
+from llmship.gates_config import GATE_KINDS, requirements_in
 from llmship.settings import ENV_PATTERN, ENV_RULE, read_config
 
 __all__ = [
@@ -160,7 +160,7 @@ def load_environments(path: Path | None = None) -> Environments:
     the entry that is wrong.
     """
     file, data = read_config(path)
-    legacy = load_requirements(path)
+    legacy = requirements_in(file, data)
     section = data.get("environments") if isinstance(data, dict) else None
     if section is None:
         items = tuple(_with_legacy(e, legacy) for e in DEFAULT_ENVIRONMENTS)

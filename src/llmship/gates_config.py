@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from llmship.errors import SpecError
-from llmship.settings import config_path, read_config
+from llmship.settings import read_config
 
-__all__ = ["GATE_KINDS", "load_requirements", "read_gates"]
+__all__ = ["GATE_KINDS", "load_requirements", "read_gates", "requirements_in"]
 
 GATE_KINDS = ("eval", "loadtest")
 """The gates ``gates: require:`` may name."""
@@ -32,7 +32,11 @@ def read_gates(path: Path | None = None) -> dict[str, Any]:
     ``llmship loadtest`` reads ``gates: loadtest:`` from the same file.
     SpecError names the file when it is not valid YAML or ``gates`` is not a mapping.
     """
-    path, data = read_config(path)
+    return _gates_in(*read_config(path))
+
+
+def _gates_in(path: Path, data: Any) -> dict[str, Any]:
+    """The ``gates:`` mapping of the configuration ``data`` read from ``path``."""
     if not isinstance(data, dict):
         raise SpecError(f"{path}: the configuration must be a mapping of setting: value")
     gates = data.get("gates") or {}
@@ -47,8 +51,13 @@ def load_requirements(path: Path | None = None) -> dict[str, tuple[str, ...]]:
 
     SpecError names the file and the bad entry (an unknown gate, a non-list).
     """
-    file = path or config_path()
-    section = read_gates(path).get("require")
+    return requirements_in(*read_config(path))
+
+
+def requirements_in(file: Path, data: Any) -> dict[str, tuple[str, ...]]:
+    """:func:`load_requirements` of the configuration ``data`` already read from
+    ``file`` (for callers that read the rest of it too)."""
+    section = _gates_in(file, data).get("require")
     if section is None:
         return {}
     if not isinstance(section, dict):
