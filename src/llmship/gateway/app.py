@@ -15,7 +15,16 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from llmship import __version__
-from llmship.gateway import admin_router, api_router
+from llmship.gateway import (
+    admin_router,
+    api_feedback,
+    api_overview,
+    api_releases,
+    api_rollouts,
+    api_router,
+    api_runs,
+    ui,
+)
 from llmship.gateway.announce import GatewayAnnouncer
 from llmship.gateway.feedback import NOT_FOUND_RETRY
 from llmship.gateway.metrics import GatewayMetrics
@@ -188,6 +197,8 @@ def create_app(
     app.include_router(api_router.router)
     app.include_router(liveness)
     app.include_router(admin_router.router)
+    for dashboard in (api_overview, api_rollouts, api_releases, api_runs, api_feedback, ui):
+        app.include_router(dashboard.router)
     install_error_handlers(app)
     app.add_middleware(
         GatewayMiddleware,

@@ -1,0 +1,111 @@
+"""What the dashboard's API routers share: who may read, who may act, pages of results.
+
+Reads (``GET``) are open to the clients the ``read_access`` setting names (loopback
+clients by default) and to anyone with the admin token; a token that is sent is always
+checked, so a wrong one is a 403 even where reads are open. Changes always need the
+token, checked before anything else (an unknown id is a 401 without it, not a 404).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from fastapi import Query, Request
+from pydantic import BaseModel, Field
+
+from llmship.errors import NotConfiguredError
+from llmship.gateway.auth import actor_of, check_bearer
+from llmship.registry import Registry
+from llmship.wire import ErrorResponse
+
+if TYPE_CHECKING:
+    from llmship.gateway.app import Gateway
+
+T = TypeVar("T")
+
+MAX_PAGE = 500
+"""The most items one page holds."""
+
+READ_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorResponse, "description": "Invalid query: the message says what to fix."},
+    401: {"model": ErrorResponse, "description": "Reads need `Authorization: Bearer <token>`."},
+    403: {"model": ErrorResponse, "description": "A wrong token."},
+    404: {"model": ErrorResponse, "description": "Unknown id."},
+    503: {"model": ErrorResponse, "description": "No registry, or no admin token configured."},
+}
+
+
+def gateway_of(request: Request) -> Gateway:
+    """The :class:`Gateway` the request reached."""
+    gateway: Gateway = request.app.state.gateway
+    return gateway
+
+
+def registry_of(request: Request) -> Registry:
+    """The registry behind the gateway (503 when the gateway runs on something else)."""
+    store = gateway_of(request).store
+    if not isinstance(store, Registry):
+        raise NotConfiguredError("the dashboard's API reads the release registry, and this "
+                                 "gateway has none: start it with `llmship gateway`")
+    return store
+
+
+def _loopback(request: Request) -> bool:
+    host = request.client.host if request.client else ""
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def require_reader(request: Request) -> None:
+    """Let a read through: a sent token must be the admin token (403 otherwise); without
+    one, the ``read_access`` setting decides (401 where it does not allow it)."""
+    gateway = gateway_of(request)
+    authorization = request.headers.get("authorization")
+    access = gateway.settings.read_access
+    if authorization or access == "token" or (access == "local" and not _loopback(request)):
+        check_bearer(authorization, gateway.settings.admin_token)
+
+
+def require_operator(request: Request) -> None:
+    """Let a change through: only with the admin token (401 without, 403 wrong, 503 off)."""
+    check_bearer(request.headers.get("authorization"), gateway_of(request).settings.admin_token)
+
+
+def actor(request: Request) -> str:
+    """Who a change is recorded as (``X-Llmship-Actor``, else ``admin-api``)."""
+    return actor_of(request.headers.get("x-llmship-actor"))
+
+
+class PageParams:
+    """``?limit=&offset=`` of a paginated read (a FastAPI dependency)."""
+
+    def __init__(
+        self,
+        limit: int = Query(50, ge=1, le=MAX_PAGE, description="Items per page (at most 500)."),
+        offset: int = Query(0, ge=0, description="Items to skip."),
+    ) -> None:
+        self.limit = limit
+        self.offset = offset
+
+    def page(self, items: Sequence[T]) -> Page[T]:
+        """This page of ``items`` (all of them, in order), with the total."""
+        return Page[T](
+            items=list(items[self.offset : self.offset + self.limit]),
+            total=len(items),
+            limit=self.limit,
+            offset=self.offset,
+        )
+
+
+class Page(BaseModel, Generic[T]):
+    """One page of a list: ``items``, and ``total`` items in all; the next page is at
+    ``offset + limit`` while that is below ``total``."""
+
+    items: list[T] = Field(description="This page's items.")
+    total: int = Field(description="How many items there are in all.")
+    limit: int = Field(description="The page size asked for.")
+    offset: int = Field(description="How many items were skipped.")

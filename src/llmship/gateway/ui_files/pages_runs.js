@@ -1,0 +1,1 @@
+// Pages: see the dashboard brief. Registers its routes with route() from app.js.
