@@ -47,8 +47,10 @@ def registry_of(request: Request) -> Registry:
     """The registry behind the gateway (503 when the gateway runs on something else)."""
     store = gateway_of(request).store
     if not isinstance(store, Registry):
-        raise NotConfiguredError("the dashboard's API reads the release registry, and this "
-                                 "gateway has none: start it with `llmship gateway`")
+        raise NotConfiguredError(
+            "the dashboard's API reads the release registry, and this "
+            "gateway has none: start it with `llmship gateway`"
+        )
     return store
 
 
