@@ -70,6 +70,8 @@ def test_up_follows_the_policy_restarts_crashes_and_stops_cleanly(tmp_path: Path
     try:
         wait_for(lambda: "ready" in up.output(), "the stack to be ready")
         assert "started the rollout controller" in up.output()
+        assert f"dashboard: {url}/ui" in up.output()
+        assert "<title>llmship</title>" in httpx.get(f"{url}/ui", timeout=5).text
         assert served_by(url) == "smollm2-chat@1.0.0"
         assert (home / "admin-token").stat().st_mode & 0o777 == 0o600
         # and the whole traffic goes to a canary, a model server for it starts

@@ -97,6 +97,7 @@ def run_gateway(cfg: Settings, *, advertise_url: str | None = None) -> None:
             f"gateway of env [bold]{cfg.env}[/] at [bold]{url}[/] (registry {registry.url})"
         )
         console.print(f"  docs: {url}/docs   metrics: {url}/metrics", highlight=False)
+        console.print(f"  dashboard: {url}/ui", highlight=False)
         console.print(f"  announced as {announced} ({how})", highlight=False)
         if cfg.admin_token:
             console.print(f"  admin API: {url}/api/v1/ (bearer token: LLMSHIP_ADMIN_TOKEN)")

@@ -66,6 +66,7 @@ def register(app: typer.Typer) -> None:
 
 def _print_ready(stack: Stack, url: str) -> None:
     console.print(f"\n[bold green]ready[/]: gateway at [bold]{url}[/]")
+    console.print(f"  dashboard: {url}/ui", highlight=False)
     console.print(f"  docs:    {url}/docs    metrics: {url}/metrics", highlight=False)
     console.print(
         f"  try:     curl -s {url}/predict -H 'Content-Type: application/json' "
