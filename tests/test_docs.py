@@ -258,15 +258,17 @@ def test_bundled_spec_file_matches_the_bundled_release() -> None:
 
 
 def _endpoints() -> Iterator[tuple[str, str, str]]:
-    """(page, method, path) of every operation in the OpenAPI schema of each service."""
+    """(page, method, path) of every operation in the OpenAPI schema of each service (the
+    dashboard's API is documented with the dashboard)."""
     cfg = Settings(home=Path("/nonexistent"))
     spec = bundled_spec()
     server = create_app(ModelService(spec, FakeBackend(), cfg, ServerMetrics(spec.ref)))
     gateway = create_gateway(FakeStore([spec.ref], production=spec.ref), cfg)
     for page, service in (("serving.md", server), ("gateway.md", gateway)):
         for path, operations in service.openapi()["paths"].items():
-            for method in operations:
-                yield page, method.upper(), path
+            for method, operation in operations.items():
+                dashboard = "dashboard" in operation.get("tags", ())
+                yield ("dashboard.md" if dashboard else page), method.upper(), path
 
 
 @pytest.mark.parametrize(("page", "method", "path"), sorted(_endpoints()))
