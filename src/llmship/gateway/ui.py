@@ -84,12 +84,20 @@ def _exists(store: Any, ids: dict[str, str]) -> bool:
         return True
     try:
         if "rollout" in ids:
-            store.get_rollout(int(ids["rollout"]))
+            store.get_rollout(_id(ids["rollout"]))
         elif "run" in ids:
-            run = store.get_gate_run(int(ids["run"]))
+            run = store.get_gate_run(_id(ids["run"]))
             return run.kind == {"evals": "eval", "loadtests": "loadtest"}[ids["kind"]]
         elif "name" in ids:
             store.get(ids["name"], ids["version"])
     except (NotFoundError, ValueError):
         return False
     return True
+
+
+def _id(text: str) -> int:
+    """A record's id in a page's path; ValueError unless a whole number SQL can hold."""
+    number = int(text) if text.isdigit() else 0
+    if not 1 <= number < 2**63:
+        raise ValueError(f"{text!r} is not an id")
+    return number

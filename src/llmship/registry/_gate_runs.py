@@ -143,6 +143,41 @@ class GateMethods(Store):
         with self._read() as session:
             return [_to_gate_run(row, with_report=with_reports) for row in session.scalars(stmt)]
 
+    def page_gate_runs(
+        self,
+        *,
+        kind: str | None = None,
+        ref: str | None = None,
+        env: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> tuple[list[GateRun], int]:
+        """One page of the gate runs (of ``kind``, of ``ref``, in ``env``), newest first,
+        and how many there are in all; the reports are not read (each ``report`` is empty)."""
+        if limit < 1 or offset < 0:
+            raise InvalidRequestError("limit must be at least 1, offset at least 0", param="limit")
+        conditions = []
+        if kind is not None:
+            _check_kind(kind)
+            conditions.append(GateRunRow.kind == kind)
+        if ref is not None:
+            conditions.append(GateRunRow.ref == _normal_ref(ref, "ref"))
+        if env is not None:
+            check_env(env)
+            conditions.append(GateRunRow.env == env)
+        count = select(func.count()).select_from(GateRunRow).where(*conditions)
+        stmt = (
+            select(GateRunRow)
+            .where(*conditions)
+            .order_by(GateRunRow.id.desc())
+            .limit(limit)
+            .offset(offset)
+            .options(defer(GateRunRow.report))
+        )
+        with self._read() as session:
+            total = int(session.scalar(count) or 0)
+            return [_to_gate_run(row, with_report=False) for row in session.scalars(stmt)], total
+
     def latest_gate_runs(self, ref: str) -> dict[str, GateRun]:
         """The newest gate run of each kind for the release ``ref`` (``{kind: run}``)."""
         normal = _normal_ref(ref, "ref")
