@@ -57,10 +57,14 @@ def test_stacks_starting_at_once_get_one_token(tmp_path: Path) -> None:
 
 def test_an_empty_token_file_is_filled(tmp_path: Path) -> None:
     # Given an empty admin-token file (left by a crash before the write)
+    # that others may read
     path = tmp_path / "admin-token"
-    path.touch(mode=0o600)
+    path.touch()
+    path.chmod(0o644)
     # When a stack starts, it writes a new token there and uses it
     token, where = ensure_admin_token(Settings(home=tmp_path))
     assert where == path and token and path.read_text().strip() == token
+    # and only its owner may read it
+    assert path.stat().st_mode & 0o777 == 0o600
     # And the next one reads it back
     assert ensure_admin_token(Settings(home=tmp_path))[0] == token

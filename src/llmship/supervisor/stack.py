@@ -95,6 +95,7 @@ def ensure_admin_token(cfg: Settings) -> tuple[str, Path | None]:
         if written:
             return written, path
         fd = os.open(path, os.O_WRONLY | os.O_TRUNC)  # an empty file left behind: fill it
+    os.fchmod(fd, 0o600)  # also when that empty file was made readable by others
     with os.fdopen(fd, "w") as out:
         out.write(token + "\n")
     return token, path
