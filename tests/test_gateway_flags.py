@@ -37,8 +37,13 @@ def test_public_flag_evaluation(rig: Rig) -> None:
 def test_the_seeds_toggle(rig: Rig) -> None:
     r = rig.client.post("/api/v1/toggle/new-model", headers=ADMIN)
     assert r.status_code == 200 and r.json() == {"status": True, "name": "new-model"}
-    r = rig.client.get("/api/v1/toggle/new-model", headers=ADMIN)  # curl-style GET
+    for _ in range(2):  # a GET reads, and changes nothing
+        r = rig.client.get("/api/v1/toggle/new-model", headers=ADMIN)
+        assert r.json() == {"status": True, "name": "new-model"}
+    r = rig.client.post("/api/v1/toggle/new-model", headers=ADMIN)
     assert r.json() == {"status": False, "name": "new-model"}
+    r = rig.client.get("/api/v1/toggle/nothing-here", headers=ADMIN)
+    assert r.status_code == 404 and "POST /api/v1/toggle/nothing-here" in r.text
     rig.store.flags.clear()
     rig.store.flags["new_model"] = Flag("new_model", enabled=False)
     r = rig.client.post("/api/v1/toggle/new-model", headers=ADMIN)

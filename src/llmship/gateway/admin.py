@@ -37,16 +37,21 @@ def put_flag(store: GatewayStore, env: str, name: str, body: FlagBody, *, actor:
     return store.set_flag(env, flag, actor=actor)
 
 
-def toggle_flag(store: GatewayStore, env: str, name: str, *, actor: str) -> Flag:
-    """Flip flag ``name`` (or its other spelling, ``new-model``/``new_model``, when only
-    that one exists); a flag that does not exist is created enabled."""
-    current: Flag | None = None
+def find_flag(store: GatewayStore, env: str, name: str) -> Flag | None:
+    """Flag ``name``, or its other spelling (``new-model``/``new_model``) when only that
+    one exists; None when neither does."""
     for candidate in (name, alternate_name(name)):
         try:
-            current = store.get_flag(env, candidate)
-            break
+            return store.get_flag(env, candidate)
         except NotFoundError:
             continue
+    return None
+
+
+def toggle_flag(store: GatewayStore, env: str, name: str, *, actor: str) -> Flag:
+    """Flip flag ``name`` (or its other spelling, when only that one exists); a flag
+    that does not exist is created enabled."""
+    current = find_flag(store, env, name)
     if current is None:
         current = Flag(name=name, enabled=False)
         current.validate()

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import APIRouter, Depends, Query, Request
 
 from llmship.environments import Environment, load_environments
-from llmship.errors import InvalidRequestError
+from llmship.errors import InvalidRequestError, NotFoundError
 from llmship.gateway import admin
 from llmship.gateway.alert_actions import handle_webhook
 from llmship.gateway.alerts import parse_webhook
@@ -208,10 +208,18 @@ async def toggle(name: str, request: Request) -> ToggleResponse:
     return await _toggle(name, request)
 
 
-@router.get("/toggle/{name}", response_model=ToggleResponse, summary="Flip a flag (GET, for curl)")
+@router.get("/toggle/{name}", response_model=ToggleResponse, summary="A flag's state")
 async def toggle_get(name: str, request: Request) -> ToggleResponse:
-    """The same as `POST /api/v1/toggle/{name}`, for the seed's curl-style usage."""
-    return await _toggle(name, request)
+    """Whether the flag is on, in the toggle's shape; a `GET` changes nothing (flip it
+    with `POST /api/v1/toggle/{name}`). 404 for a flag that does not exist."""
+    gateway = _gateway(request)
+    flag = await asyncio.to_thread(admin.find_flag, gateway.store, gateway.env, name)
+    if flag is None:
+        raise NotFoundError(
+            f"no flag {name!r} in {gateway.env}: `POST /api/v1/toggle/{name}` creates it on",
+            param="name",
+        )
+    return ToggleResponse(status=flag.enabled, name=flag.name)
 
 
 @router.get("/stats", summary="Per-release statistics over a window (for analysis)")
