@@ -21,7 +21,7 @@ from llmship.errors import (
     NotFoundError,
     RegistryUnavailableError,
 )
-from llmship.flags import Flag
+from llmship.flags import Flag, alternate_name
 from llmship.registry.records import Endpoint, FeedbackRecord, QueryRecord
 from llmship.routing import TrafficPolicy
 
@@ -218,6 +218,15 @@ class FakeStore:
         self._enter("set_flag")
         flag.validate()
         self._check_ref(flag.release, f"flag {flag.name}")
+        self.flags[flag.name] = flag
+        return flag
+
+    def toggle_flag(self, env: str, name: str, *, actor: str) -> Flag:
+        self._enter("toggle_flag")
+        found = next((n for n in (name, alternate_name(name)) if n in self.flags), None)
+        current = self.flags[found] if found else Flag(name=name, enabled=False)
+        current.validate()
+        flag = replace(current, enabled=not current.enabled)
         self.flags[flag.name] = flag
         return flag
 

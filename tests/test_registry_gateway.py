@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -624,6 +625,29 @@ def test_flags_set_get_list_delete(releases: Registry) -> None:
         releases.get_flag("dev", "another")
     with pytest.raises(NotFoundError, match="it has no flags yet"):
         releases.delete_flag("prod", "new-prompt", actor="carol")
+
+
+def test_concurrent_toggles_are_each_applied_once(db_url: str) -> None:
+    # Given a flag toggled from eight connections at once, 40 times in all
+    with Registry.open(db_url) as first:
+        first.set_flag("dev", Flag("new_model", enabled=False), actor="setup")
+    barrier = threading.Barrier(8)
+
+    def toggle_five(_: int) -> None:
+        with Registry.open(db_url) as registry:
+            barrier.wait()
+            for _ in range(5):
+                registry.toggle_flag("dev", "new-model", actor="t")  # the other spelling
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(toggle_five, range(8)))
+    # Then no toggle was lost: an even number of flips leaves it off, every one recorded
+    with Registry.open(db_url) as registry:
+        assert registry.get_flag("dev", "new_model").enabled is False
+        assert len(registry.events(limit=100, kind="flag.changed")) == 41
+        # and a flag that does not exist is created on by its first toggle
+        assert registry.toggle_flag("dev", "fresh", actor="t").enabled is True
+        assert registry.toggle_flag("dev", "fresh", actor="t").enabled is False
 
 
 def test_flag_release_resolves_aliases_and_must_be_registered(releases: Registry) -> None:

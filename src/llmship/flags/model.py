@@ -88,3 +88,8 @@ def parse_conditions(pairs: list[str]) -> dict[str, str]:
             raise InvalidRequestError(f"--when {pair!r}: write ATTRIBUTE=VALUE, e.g. plan=pro")
         out[attr.strip()] = value.strip()
     return out
+
+
+def alternate_name(name: str) -> str:
+    """``new-model`` <-> ``new_model``: the seed's toggle spells the flag both ways."""
+    return name.replace("-", "_") if "-" in name else name.replace("_", "-")

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from llmship.errors import InvalidRequestError, NotFoundError
-from llmship.flags import Flag
+from llmship.flags import Flag, alternate_name
 from llmship.gateway.protocol import FlagBody, TrafficView
-from llmship.gateway.state import alternate_name, live_endpoints
+from llmship.gateway.state import live_endpoints
 from llmship.gateway.store import GatewayStore
 
 
@@ -50,9 +48,5 @@ def find_flag(store: GatewayStore, env: str, name: str) -> Flag | None:
 
 def toggle_flag(store: GatewayStore, env: str, name: str, *, actor: str) -> Flag:
     """Flip flag ``name`` (or its other spelling, when only that one exists); a flag
-    that does not exist is created enabled."""
-    current = find_flag(store, env, name)
-    if current is None:
-        current = Flag(name=name, enabled=False)
-        current.validate()
-    return store.set_flag(env, replace(current, enabled=not current.enabled), actor=actor)
+    that does not exist is created enabled. The registry flips it in one transaction."""
+    return store.toggle_flag(env, name, actor=actor)

@@ -15,7 +15,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from llmship.flags import Flag
+from llmship.flags import Flag, alternate_name
 from llmship.gateway.balancer import Balancer
 from llmship.gateway.metrics import GatewayMetrics
 from llmship.gateway.store import GatewayStore
@@ -66,11 +66,6 @@ class Snapshot:
         if found is None:
             found = self.flags.get(alternate_name(name))
         return found
-
-
-def alternate_name(name: str) -> str:
-    """``new-model`` <-> ``new_model``: the seed's toggle spells the flag both ways."""
-    return name.replace("-", "_") if "-" in name else name.replace("_", "-")
 
 
 def live_endpoints(endpoints: list[Endpoint]) -> dict[str, tuple[str, ...]]:

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from llmship.errors import NotFoundError
-from llmship.flags.model import Flag
+from llmship.flags.model import Flag, alternate_name
 from llmship.registry import _queries as q
 from llmship.registry.tables import FlagRow
 
@@ -46,6 +46,34 @@ def upsert(session: Session, env: str, flag: Flag, *, actor: str, now: datetime)
             },
         )
     )
+
+
+def flip(session: Session, env: str, name: str, *, actor: str, now: datetime) -> Flag:
+    """Flip flag ``name`` of ``env`` (its other spelling when only that one exists), or
+    create it on; atomic: the row is locked (PostgreSQL ``FOR UPDATE``; SQLite's write
+    transaction holds the whole database), so concurrent flips are never lost."""
+    for candidate in (name, alternate_name(name)):
+        query = select(FlagRow).where(FlagRow.env == env, FlagRow.name == candidate)
+        row = session.scalars(query.with_for_update()).first()
+        if row is not None:
+            row.enabled = not row.enabled
+            row.updated_at, row.updated_by = now, actor
+            session.flush()
+            return to_flag(row)
+    flag = Flag(name=name, enabled=True)
+    flag.validate()
+    stmt = q.insert(session, FlagRow).values(
+        env=env, name=name, enabled=True, percent=flag.percent, conditions="{}",
+        release=None, updated_at=now, updated_by=actor,
+    )  # fmt: skip
+    enabled = FlagRow.__table__.c.enabled
+    session.execute(  # created meanwhile by another flip: this one flips it back
+        stmt.on_conflict_do_update(
+            index_elements=["env", "name"],
+            set_={"enabled": ~enabled, "updated_at": now, "updated_by": actor},
+        )
+    )
+    return to_flag(flag_row(session, env, name))
 
 
 def flag_row(session: Session, env: str, name: str) -> FlagRow:

@@ -269,6 +269,25 @@ class GatewayMethods(Store):
         logger.info("flag %s/%s: %s by %s", env, flag.name, _flags.describe(flag), actor)
         return flag
 
+    def toggle_flag(self, env: str, name: str, *, actor: str) -> Flag:
+        """Flip the flag ``name`` of ``env`` (or its other spelling, ``new-model`` /
+        ``new_model``, when only that one exists); one that does not exist is created on.
+        Atomic: concurrent toggles each flip once."""
+        check_env(env)
+        with self._write() as session:
+            flag = _flags.flip(session, env, name, actor=actor, now=self._now())
+            notify_change(session, env)
+            self._add_event(
+                session,
+                kind="flag.changed",
+                subject=f"{env}/{flag.name}",
+                message=f"{env}/{flag.name}: {_flags.describe(flag)} (toggled)",
+                actor=actor,
+                data=flag.to_dict(),
+            )
+        logger.info("flag %s/%s toggled: %s by %s", env, flag.name, _flags.describe(flag), actor)
+        return flag
+
     def get_flag(self, env: str, name: str) -> Flag:
         """The flag ``name`` of ``env``; NotFoundError lists the flags there."""
         with self._read() as session:
