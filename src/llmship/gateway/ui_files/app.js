@@ -169,7 +169,9 @@ export const fmt = {
   },
   num(value, digits = 3) {
     if (value === null || value === undefined || Number.isNaN(value)) return "—";
-    return Number(value).toPrecision(digits).replace(/\.?0+$/, "").replace(/\.?0+e/, "e");
+    const v = Number(value);
+    if (Math.abs(v) >= 10 ** digits) return String(Math.round(v));
+    return String(Number(v.toPrecision(digits)));
   },
   pct(value, digits = 1) {
     if (value === null || value === undefined || Number.isNaN(value)) return "—";
