@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import exc as sa_exc
-from sqlalchemy import select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from llmship.errors import ConflictError, InvalidRequestError, NotFoundError
@@ -171,6 +171,27 @@ class RolloutMethods(Store):
             stmt = stmt.where(RolloutRow.active_env.is_not(None))
         with self._read() as session:
             return [_to_rollout(row) for row in session.scalars(stmt)]
+
+    def page_rollouts(
+        self,
+        env: str | None = None,
+        *,
+        active: bool | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> tuple[list[RolloutRecord], int]:
+        """One page of rollouts (of ``env``; only unfinished, or only finished, ones),
+        newest first, and how many there are in all (for the dashboard's pages)."""
+        stmt = select(RolloutRow)
+        if env is not None:
+            stmt = stmt.where(RolloutRow.env == env)
+        if active is not None:
+            done = RolloutRow.active_env.is_(None)
+            stmt = stmt.where(~done if active else done)
+        with self._read() as session:
+            total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
+            rows = session.scalars(stmt.order_by(RolloutRow.id.desc()).limit(limit).offset(offset))
+            return [_to_rollout(row) for row in rows], total
 
     def rollouts_to_reconcile(self, env: str | None = None) -> list[RolloutRecord]:
         """What the controller has to look at (of ``env``): every unfinished rollout and
@@ -426,6 +447,27 @@ class RolloutMethods(Store):
                 .limit(limit)
             )
             return [q.to_event(e) for e in reversed(list(session.scalars(stmt)))]
+
+    def page_rollout_events(
+        self, rollout_id: int, *, limit: int = 50, offset: int = 0
+    ) -> tuple[list[Event], int]:
+        """One page of the rollout's events, oldest first, and how many it has in all."""
+        with self._read() as session:
+            row = _row(session, rollout_id)
+            stmt = select(EventRow).where(EventRow.subject == rollout_subject(row.env, row.id))
+            total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
+            rows = session.scalars(stmt.order_by(EventRow.id).limit(limit).offset(offset))
+            return [q.to_event(e) for e in rows], total
+
+    def env_events(self, env: str, *, limit: int = 20) -> list[Event]:
+        """The latest events of ``env`` (its traffic, aliases, flags, rollouts, approvals
+        and controller lease), newest first."""
+        check_env(env)
+        subject = EventRow.subject
+        where = or_(subject == env, subject.startswith(f"{env}/"), subject == f"controller/{env}")
+        stmt = select(EventRow).where(where).order_by(EventRow.id.desc()).limit(limit)
+        with self._read() as session:
+            return [q.to_event(e) for e in session.scalars(stmt)]
 
 
 # -- helpers ------------------------------------------------------------------------
