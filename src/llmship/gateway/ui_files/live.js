@@ -3,7 +3,7 @@
 // across pages, so going back to a page shows what was seen), drawn as line charts with a
 // table of the latest figures.
 
-import { api, empty, fmt, h, poll } from "./app.js";
+import { api, empty, environments, fmt, gatewayEnv, h, poll } from "./app.js";
 import { COLOURS, lineChart } from "./charts.js";
 
 const KEEP_S = 300;
@@ -101,7 +101,7 @@ function figuresTable(columns, rows, caption) {
       { "data-testid": "live-table", class: "stack" },
       h("caption", {}, caption),
       h("thead", {}, h("tr", {}, columns.map(([name]) => h("th", { scope: "col" }, name)))),
-      h("tbody", {}, rows.map((row) => h("tr", { "data-ref": row.ref }, columns.map(([name, cell]) => h("td", { "data-label": name }, cell(row)))))),
+      h("tbody", {}, rows.map((row) => h("tr", { "data-ref": row.ref }, columns.map(([name, cell]) => h("td", { "data-label": name }, h("div", {}, cell(row))))))),
     ),
   );
 }
@@ -138,4 +138,21 @@ export function liveSection() {
     latestBox.replaceChildren(figures(data));
   });
   return section;
+}
+
+/** In place of the live section for an environment another gateway serves: a link to it. */
+export function liveElsewhere(envName) {
+  const info = environments().find((e) => e.name === envName);
+  const port = info && info.gateway_port;
+  return h(
+    "section",
+    { "aria-labelledby": "live-title" },
+    h("h2", { id: "live-title" }, "Live traffic"),
+    h(
+      "p",
+      { class: "muted" },
+      `This gateway serves ${gatewayEnv() || "another environment"}; the live figures of ${envName} are its own gateway's`,
+      port ? [": ", h("a", { href: `${location.protocol}//${location.hostname}:${port}/ui` }, `open the dashboard on port ${port}`), "."] : ".",
+    ),
+  );
 }

@@ -2,7 +2,7 @@
 // one rollout (/ui/rollouts/:id, drawn by rollout.js). Registers its routes with route().
 
 import { api, empty, env, environments, fmt, gatewayEnv, h, href, link, navigate, poll, route } from "./app.js";
-import { liveSection } from "./live.js";
+import { liveElsewhere, liveSection } from "./live.js";
 import { phaseClass, redraw, releaseLink, rolloutPage, section, time } from "./rollout.js";
 import { drawWeights, weightsBar } from "./traffic.js";
 
@@ -99,20 +99,6 @@ function envNotes(envName) {
   return notes.length ? h("p", { class: "muted" }, `${envName}: ${notes.join(" · ")}.`) : null;
 }
 
-function otherGateway(envName) {
-  const info = environments().find((e) => e.name === envName);
-  const port = info && info.gateway_port;
-  return section(
-    "Live traffic",
-    h(
-      "p",
-      { class: "muted" },
-      `This gateway serves ${gatewayEnv() || "another environment"}; the live figures of ${envName} are its own gateway's`,
-      port ? [": ", h("a", { href: `${location.protocol}//${location.hostname}:${port}/ui` }, `open the dashboard on port ${port}`), "."] : ".",
-    ),
-  );
-}
-
 route("/", "overview", async (root) => {
   const envName = env();
   document.title = "Overview · llmship";
@@ -131,10 +117,10 @@ route("/", "overview", async (root) => {
   const endpointList = h("div");
   root.replaceChildren(
     h("h1", {}, `Overview of ${envName}`),
-    envNotes(envName),
+    envNotes(envName) || "",
     h("div", { class: "cards" }, production, rollout),
     section("Traffic split", split),
-    envName === gatewayEnv() ? liveSection() : otherGateway(envName),
+    envName === gatewayEnv() ? liveSection() : liveElsewhere(envName),
     section("Recent events", recent),
     h("div", { class: "cards" }, h("div", { class: "card" }, section("Aliases", aliasList)), h("div", { class: "card" }, section("Model servers", endpointList))),
   );
@@ -210,16 +196,16 @@ route("/rollouts", "rollouts", async (root, params, query) => {
           { class: "table-wrap" },
           h(
             "table",
-            { "data-testid": "rollouts" },
+            { "data-testid": "rollouts", class: "stack" },
             h("thead", {}, h("tr", {}, columns.map(([name]) => h("th", { scope: "col" }, name)))),
-            h("tbody", {}, page.items.map((r) => h("tr", { "data-id": r.id, class: r.active ? "active" : null }, columns.map(([, cell]) => h("td", {}, cell(r)))))),
+            h("tbody", {}, page.items.map((r) => h("tr", { "data-id": r.id, class: r.active ? "active" : null }, columns.map(([name, cell]) => h("td", { "data-label": name }, h("div", {}, cell(r))))))),
           ),
         )
       : empty(
           show === "finished" ? `No rollout has finished in ${envName || "this environment"} yet.` : `No rollout ${show === "running" ? "is running" : "yet"} in ${envName || "this environment"}. Start one:`,
           startCommand(envName || "ENV"),
         ),
-    pager(page, (next) => go({ offset: String(next) })),
+    pager(page, (next) => go({ offset: String(next) })) || "",
   );
 });
 

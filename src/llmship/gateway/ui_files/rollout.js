@@ -5,7 +5,7 @@
 
 import { actionPanel } from "./actions.js";
 import { api, empty, fmt, gatewayEnv, h, href, link, poll } from "./app.js";
-import { liveSection } from "./live.js";
+import { liveElsewhere, liveSection } from "./live.js";
 import { drawWeights, weightsBar } from "./traffic.js";
 
 const PAGE = 500;
@@ -37,7 +37,7 @@ export function redraw(el, value, draw) {
   const key = JSON.stringify(value);
   if (el.dataset.shown === key) return;
   el.dataset.shown = key;
-  el.replaceChildren(...[draw(value)].flat());
+  el.replaceChildren(...[draw(value)].flat(Infinity).filter((child) => child !== null && child !== undefined && child !== false));
 }
 
 export function time(iso) {
@@ -83,7 +83,7 @@ function measurementStrip(taken) {
 
 function analysis(runs, measured) {
   if (!runs || !runs.length) {
-    return empty("No analysis run yet: it starts when the rollout reaches a step with analysis (the spec's strategy.canary.analysis or an analysis step).", null);
+    return empty("No analysis has run yet: a run starts when the rollout reaches the analysis its spec asks for (none, if the spec has no analysis).", null);
   }
   return runs.map((run) =>
     h(
@@ -106,11 +106,11 @@ function analysis(runs, measured) {
                   h(
                     "tr",
                     { "data-metric": m.metric },
-                    h("td", { "data-label": "Metric" }, m.metric),
-                    h("td", { "data-label": "Condition" }, m.condition ? h("code", {}, m.condition) : "—"),
-                    h("td", { "data-label": "Last value" }, fmt.num(m.last_value), m.last_message ? h("div", { class: "muted" }, m.last_message) : null),
-                    h("td", { "data-label": "Verdict" }, h("span", { class: phaseClass(m.last_phase) }, m.last_phase || "—")),
-                    h("td", { "data-label": "Measurements" }, h("div", {}, `${m.measurements} in all`), measurementStrip(measured.get(`${run.name}\n${m.metric}`))),
+                    h("td", { "data-label": "Metric" }, h("div", {}, m.metric)),
+                    h("td", { "data-label": "Condition" }, h("div", {}, m.condition ? h("code", {}, m.condition) : "—")),
+                    h("td", { "data-label": "Last value" }, h("div", {}, fmt.num(m.last_value), m.last_message ? h("div", { class: "muted" }, m.last_message) : null)),
+                    h("td", { "data-label": "Verdict" }, h("div", {}, h("span", { class: phaseClass(m.last_phase) }, m.last_phase || "—"))),
+                    h("td", { "data-label": "Measurements" }, h("div", {}, h("div", {}, `${m.measurements} in all`), measurementStrip(measured.get(`${run.name}\n${m.metric}`)))),
                   ),
                 ),
               ),
@@ -151,14 +151,16 @@ export async function rolloutPage(root, id) {
     `llmship controller --env ${detail.env}   # or llmship up, which runs it`,
   );
   const panel = actionPanel(detail.id, (fresh) => fresh && show(fresh));
-  const live =
-    detail.env === gatewayEnv()
-      ? liveSection()
-      : section("Live traffic", h("p", { class: "muted" }, `The live figures of ${detail.env} are its own gateway's: open its dashboard.`));
+  const live = detail.env === gatewayEnv() ? liveSection() : liveElsewhere(detail.env);
+  const waiting = empty(
+    `Pending: the controller of ${detail.env} has not picked this rollout up yet. It runs with llmship up, or on its own:`,
+    `llmship controller --env ${detail.env}`,
+  );
   root.replaceChildren(
     h("p", { class: "crumbs" }, link(href("/rollouts"), "Rollouts"), ` / #${detail.id}`),
     h("h1", {}, `Rollout ${detail.name}`),
     h("p", { class: "lead" }, "Phase ", phase, ` · ${detail.strategy} of `, releaseLink(detail.candidate), " over ", releaseLink(detail.stable), ` in ${detail.env}`),
+    waiting,
     section("Actions", panel.el),
     section("Steps", stepList),
     section("Traffic split", split),
@@ -176,6 +178,7 @@ export async function rolloutPage(root, id) {
     detail = fresh;
     if (phase.textContent !== detail.phase) phase.textContent = detail.phase;
     phase.className = phaseClass(detail.phase);
+    waiting.hidden = detail.phase !== "Pending";
     redraw(factList, detail, facts);
     redraw(stepList, detail.steps, steps);
     drawWeights(split, detail.weights, detail.traffic);
