@@ -191,9 +191,7 @@ def test_an_eval_run_has_its_report_without_cases_and_its_filters(
     assert (body["cases_total"], body["cases_failed"]) == (6, 2)
 
 
-def test_an_eval_runs_cases_are_filtered_and_paged(
-    registry: Registry, client: TestClient
-) -> None:
+def test_an_eval_runs_cases_are_filtered_and_paged(registry: Registry, client: TestClient) -> None:
     run = record_eval(registry)
     url = f"/api/v1/evals/{run.id}/cases"
 
@@ -235,8 +233,8 @@ def test_an_unknown_eval_run_or_a_load_test_is_a_404(
     registry: Registry, client: TestClient, path: str
 ) -> None:
     loadtest = record_loadtest(registry)
-    for run_id in (str(loadtest.id), "999", "0", "-1", "abc", "99999999999999999999999"):
-        r = client.get(f"/api/v1/evals/{run_id}{path}")
+    for run_id in (str(loadtest.id), "999", "0", "-1", "abc", "²", "99999999999999999999999"):
+        r = client.get(f"/api/v1/evals/{id}{path}")
         assert r.status_code == 404, (run_id, r.text)
     message = client.get(f"/api/v1/evals/{loadtest.id}{path}").json()["error"]["message"]
     assert f"/api/v1/loadtests/{loadtest.id}" in message
@@ -273,7 +271,7 @@ def test_an_unknown_load_test_or_an_eval_is_a_404(registry: Registry, client: Te
     evaluation = record_eval(registry)
     for path in ("", "/report.html"):
         for run_id in (str(evaluation.id), "999", "x1"):
-            r = client.get(f"/api/v1/loadtests/{run_id}{path}")
+            r = client.get(f"/api/v1/loadtests/{id}{path}")
             assert r.status_code == 404, (run_id, path, r.text)
             assert r.headers["content-type"].startswith("application/json")
 
@@ -320,11 +318,11 @@ def test_the_routes_are_in_the_openapi_schema(client: TestClient) -> None:
     paths = schema["paths"]
     for path in (
         "/api/v1/evals",
-        "/api/v1/evals/{run_id}",
-        "/api/v1/evals/{run_id}/cases",
+        "/api/v1/evals/{id}",
+        "/api/v1/evals/{id}/cases",
         "/api/v1/loadtests",
-        "/api/v1/loadtests/{run_id}",
-        "/api/v1/loadtests/{run_id}/report.html",
+        "/api/v1/loadtests/{id}",
+        "/api/v1/loadtests/{id}/report.html",
     ):
         assert "get" in paths[path], path
         assert paths[path]["get"]["tags"] == ["dashboard"]

@@ -100,7 +100,9 @@ class LoadTestRunView(BaseModel):
     )
 
 
-RunId = Path(description="The gate run's id, a whole number (`llmship eval list` shows them).")
+RunId = Path(
+    alias="id", description="The gate run's id, a whole number (`llmship eval list` shows them)."
+)
 
 
 # -- reading runs ------------------------------------------------------------------------
@@ -109,7 +111,7 @@ RunId = Path(description="The gate run's id, a whole number (`llmship eval list`
 def _run(registry: Registry, run_id: str, kind: str) -> GateRun:
     """The gate run ``run_id`` of ``kind``: 404 for an unknown id, or one of another kind."""
     words = "an eval run" if kind == EVAL else "a load-test run"
-    number = int(run_id) if run_id.isdigit() else 0
+    number = int(run_id) if run_id.isascii() and run_id.isdigit() else 0
     if not 1 <= number <= _MAX_ID:
         raise NotFoundError(f"no {words} {run_id!r}: a run's id is a whole number", param="id")
     try:
@@ -223,7 +225,7 @@ async def list_evals(
 
 
 @router.get(
-    "/evals/{run_id}",
+    "/evals/{id}",
     response_model=EvalRunView,
     summary="Show an eval run",
     dependencies=[Depends(require_reader)],
@@ -238,7 +240,7 @@ async def show_eval(request: Request, run_id: str = RunId) -> EvalRunView:
 
 
 @router.get(
-    "/evals/{run_id}/cases",
+    "/evals/{id}/cases",
     response_model=Page[dict[str, Any]],
     summary="List an eval run's cases",
     dependencies=[Depends(require_reader)],
@@ -290,7 +292,7 @@ def _loadtest_html(registry: Registry, run_id: str) -> str:
 
 
 @router.get(
-    "/loadtests/{run_id}",
+    "/loadtests/{id}",
     response_model=LoadTestRunView,
     summary="Show a load-test run",
     dependencies=[Depends(require_reader)],
@@ -301,7 +303,7 @@ async def show_loadtest(request: Request, run_id: str = RunId) -> LoadTestRunVie
 
 
 @router.get(
-    "/loadtests/{run_id}/report.html",
+    "/loadtests/{id}/report.html",
     response_class=HTMLResponse,
     summary="A load-test run's HTML report",
     dependencies=[Depends(require_reader)],

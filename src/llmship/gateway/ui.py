@@ -97,7 +97,7 @@ def _exists(store: Any, ids: dict[str, str]) -> bool:
 
 def _id(text: str) -> int:
     """A record's id in a page's path; ValueError unless a whole number SQL can hold."""
-    number = int(text) if text.isdigit() else 0
+    number = int(text) if text.isascii() and text.isdigit() else 0
     if not 1 <= number < 2**63:
         raise ValueError(f"{text!r} is not an id")
     return number

@@ -213,18 +213,69 @@ def listing(session: Session, env: str, ref: str, since: datetime | None) -> lis
     )
     if since is not None:
         stmt = stmt.where(FeedbackRow.at >= since)
-    return [
-        FeedbackRecord(
-            query_id=row.query_id,
-            env=row.env,
-            ref=row.ref,
-            kind=row.kind,
-            value=row.value,
-            comment=row.comment,
-            at=row.at,
-        )
-        for row in session.scalars(stmt)
-    ]
+    return [_record(row) for row in session.scalars(stmt)]
+
+
+def _record(row: FeedbackRow) -> FeedbackRecord:
+    return FeedbackRecord(
+        query_id=row.query_id,
+        env=row.env,
+        ref=row.ref,
+        kind=row.kind,
+        value=row.value,
+        comment=row.comment,
+        at=row.at,
+    )
+
+
+def page(
+    session: Session,
+    *,
+    env: str | None,
+    ref: str | None,
+    kind: str | None,
+    commented: bool,
+    limit: int,
+    offset: int,
+) -> tuple[list[FeedbackRecord], int]:
+    """One page of the feedback that matches (newest first), and how many match in all.
+
+    ``commented``: only feedback that carries a comment.
+    """
+    conditions = []
+    if env is not None:
+        conditions.append(FeedbackRow.env == env)
+    if ref is not None:
+        conditions.append(FeedbackRow.ref == ref)
+    if kind is not None:
+        conditions.append(FeedbackRow.kind == kind)
+    if commented:
+        conditions.append(FeedbackRow.comment.is_not(None))
+        conditions.append(FeedbackRow.comment != "")
+    total = session.scalar(select(func.count()).select_from(FeedbackRow).where(*conditions))
+    stmt = (
+        select(FeedbackRow)
+        .where(*conditions)
+        .order_by(FeedbackRow.at.desc(), FeedbackRow.query_id.desc(), FeedbackRow.kind)
+        .limit(limit)
+        .offset(offset)
+    )
+    return [_record(row) for row in session.scalars(stmt)], int(total or 0)
+
+
+def points(
+    session: Session, env: str | None, since: datetime | None
+) -> list[tuple[str, str, int, datetime]]:
+    """``(ref, kind, value, at)`` of every rating and thumbs (of ``env``, since ``since``),
+    oldest first: what a time series of the feedback is drawn from (comments not read)."""
+    stmt = select(FeedbackRow.ref, FeedbackRow.kind, FeedbackRow.value, FeedbackRow.at).order_by(
+        FeedbackRow.at
+    )
+    if env is not None:
+        stmt = stmt.where(FeedbackRow.env == env)
+    if since is not None:
+        stmt = stmt.where(FeedbackRow.at >= since)
+    return [(ref, kind, int(value), at) for ref, kind, value, at in session.execute(stmt)]
 
 
 def normal_ref(ref: str) -> str:

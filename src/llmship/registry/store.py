@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -19,7 +20,13 @@ from typing import Any
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import func, select
 
-from llmship.errors import ConflictError, RegistryUnavailableError, SpecError
+from llmship.errors import (
+    ConflictError,
+    InvalidRequestError,
+    RegistryUnavailableError,
+    SpecError,
+)
+from llmship.registry import _feedback
 from llmship.registry import _queries as q
 from llmship.registry._alert_actions import AlertActionMethods
 from llmship.registry._approvals import ApprovalMethods
@@ -39,13 +46,21 @@ from llmship.registry._hosts import HostMethods, notify_change
 from llmship.registry._leases import LeaseMethods
 from llmship.registry._pipeline_runs import PipelineRunMethods
 from llmship.registry._rollouts import RolloutMethods
-from llmship.registry.records import AliasMove, AliasRecord, Event, ReleaseRecord
+from llmship.registry.records import (
+    AliasMove,
+    AliasRecord,
+    Event,
+    FeedbackRecord,
+    ReleaseRecord,
+)
 from llmship.registry.tables import AliasRow, EventRow, ReleaseRow
 from llmship.release.semver import Version
 from llmship.release.spec import ReleaseSpec
 from llmship.release.weights import with_sha256
 
 ALIAS_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+FEEDBACK_KINDS = ("rating", "thumbs")
+"""The kinds of feedback: a rating (1-5) and a thumbs (1 up, 0 down)."""
 
 
 class Registry(
@@ -254,6 +269,46 @@ class Registry(
         """Every move of ``alias`` in ``env``, oldest first (empty for an unknown alias)."""
         with self._read() as session:
             return q.history(session, env, alias)
+
+    # -- feedback, for the dashboard ---------------------------------------------
+
+    def page_feedback(
+        self,
+        *,
+        env: str | None = None,
+        ref: str | None = None,
+        kind: str | None = None,
+        commented: bool = False,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> tuple[list[FeedbackRecord], int]:
+        """One page of the ratings and thumbs (of ``env``, of ``ref``, of ``kind``, only
+        those with a comment when ``commented``), newest first, and how many match."""
+        if limit < 1 or offset < 0:
+            raise InvalidRequestError("limit must be at least 1, offset at least 0", param="limit")
+        normal = _feedback.normal_ref(ref) if ref is not None else None
+        if kind is not None and kind not in FEEDBACK_KINDS:
+            raise InvalidRequestError(
+                f"kind must be one of {', '.join(FEEDBACK_KINDS)}, not {kind!r}", param="kind"
+            )
+        with self._read() as session:
+            return _feedback.page(
+                session,
+                env=env,
+                ref=normal,
+                kind=kind,
+                commented=commented,
+                limit=limit,
+                offset=offset,
+            )
+
+    def feedback_points(
+        self, env: str | None = None, *, since: datetime | None = None
+    ) -> list[tuple[str, str, int, datetime]]:
+        """``(ref, kind, value, at)`` of each rating and thumbs (of ``env``, since
+        ``since``), oldest first: what feedback over time is drawn from."""
+        with self._read() as session:
+            return _feedback.points(session, env, since)
 
     # -- events --------------------------------------------------------------
 
