@@ -5,9 +5,15 @@ import { api, empty, env, fmt, h, route, table } from "./app.js";
 import { lineChart } from "./charts.js";
 import { field, num, paged, query, refLink } from "./pages_parts.js";
 
-const FEEDBACK_COMMAND =
-  "curl -s http://127.0.0.1:8080/feedback -H 'Content-Type: application/json' \\\n" +
-  "  -d '{\"query_id\": \"QUERY_ID\", \"rating\": 4, \"comment\": \"helpful\"}'";
+/** How to rate an answer of this gateway (its query id is the X-Request-ID header). */
+function feedbackCommand() {
+  return (
+    `curl -s ${location.origin}/feedback -H 'Content-Type: application/json' \\\n` +
+    `  -d '{"query_id": "QUERY_ID", "rating": 4, "comment": "helpful"}'`
+  );
+}
+
+const RATE_HINT = "Rate an answer by its query id (the X-Request-ID header of the answer):";
 
 /** The periods to look back over, and the width of a chart's time bucket for each. */
 const PERIODS = [
@@ -51,18 +57,18 @@ route("/feedback", "feedback", async (root, _params, q) => {
     none: () =>
       release.value || kind.value || commented.checked
         ? empty(commented.checked ? "No feedback with a comment matches these filters." : "No feedback matches these filters.")
-        : empty(`No feedback in ${here || "this environment"} yet. Rate an answer by its query id (the X-Request-ID header):`, FEEDBACK_COMMAND),
+        : empty(`No feedback in ${here || "this environment"} yet. ${RATE_HINT}`, feedbackCommand()),
     render: (rows) =>
       table(
         [
-          ["When", (f) => h("time", { datetime: f.at, title: fmt.time(f.at) }, fmt.time(f.at))],
-          ["Release", (f) => refLink(f.ref)],
-          ["Feedback", (f) => value(f)],
-          ["Comment", (f) => (f.comment ? h("q", {}, f.comment) : h("span", { class: "muted" }, "—"))],
-          ["Query", (f) => h("code", { title: f.query_id }, String(f.query_id).slice(0, 8))],
+          ["When", (g) => h("time", { datetime: g.at, title: fmt.time(g.at) }, fmt.ago(g.at))],
+          ["Comment", (g) => (g.comment ? h("q", {}, g.comment) : h("span", { class: "muted" }, "—"))],
+          ["Feedback", (g) => g.values.map((f, i) => [i ? " " : "", value(f)])],
+          ["Release", (g) => refLink(g.ref)],
+          ["Query", (g) => h("code", { title: g.query_id }, String(g.query_id).slice(0, 8))],
         ],
-        rows,
-        { rowAttrs: (f) => ({ "data-query": f.query_id }) },
+        byQuery(rows),
+        { rowAttrs: (g) => ({ "data-query": g.query_id }) },
       ),
   });
   root.replaceChildren(
@@ -99,10 +105,25 @@ route("/feedback", "feedback", async (root, _params, q) => {
   commented.addEventListener("change", () => comments.reload());
 });
 
+/** A query's rating and thumbs (adjacent rows, newest first) as one row. */
+function byQuery(rows) {
+  const groups = [];
+  for (const row of rows) {
+    const last = groups[groups.length - 1];
+    if (last && last.query_id === row.query_id) {
+      last.values.push(row);
+      last.comment = last.comment || row.comment;
+    } else {
+      groups.push({ ...row, values: [row] });
+    }
+  }
+  return groups;
+}
+
 function value(f) {
   if (f.kind === "rating") return h("span", { class: "rating", "aria-label": `rating ${f.value} of 5` }, `${"★".repeat(f.value)}${"☆".repeat(Math.max(0, 5 - f.value))}`);
   const up = f.value > 0 || f.value === "up";
-  return h("span", { class: up ? "pass" : "fail" }, up ? "▲ thumbs up" : "▼ thumbs down");
+  return h("span", { class: up ? "pass" : "fail" }, up ? "▲ up" : "▼ down");
 }
 
 /** The charts and the per-release table for `period`; returns the releases shown. */
@@ -111,7 +132,7 @@ async function showSummary(box, here, period) {
   const data = await api(`/feedback/summary${query({ env: here, bucket: period.bucket, since })}`);
   const releases = data.releases || [];
   if (!releases.length) {
-    box.replaceChildren(empty(`No ratings or thumbs in ${here || "this environment"} over this period.`, FEEDBACK_COMMAND));
+    box.replaceChildren(empty(`No ratings or thumbs in ${here || "this environment"} over this period. ${RATE_HINT}`, feedbackCommand()));
     return [];
   }
   const bucket = bucketText(data.bucket_s || period.bucket);
