@@ -275,6 +275,45 @@ def test_blue_green_lists_its_stages(registry: Registry, client: TestClient) -> 
     assert detail["steps"][0]["text"].startswith("preview: chat@1.1.0 on the preview route")
 
 
+@pytest.mark.parametrize(
+    ("strategy", "first"),
+    [
+        (
+            {
+                "experiment": {
+                    "duration": "1m",
+                    "variants": [
+                        {"name": "control", "weight": 50, "release": "stable"},
+                        {"name": "treatment", "weight": 50, "release": "candidate"},
+                    ],
+                    "decision": {"metric": "latency_p50"},
+                }
+            },
+            "experiment running for 1m (control 50%, treatment 50%)",
+        ),
+        (
+            {
+                "shadow": {
+                    "percent": 10,
+                    "duration": "30s",
+                    "analysis": {"templates": [{"templateName": "errors"}]},
+                }
+            },
+            "mirroring 10% of requests for 30s",
+        ),
+    ],
+)
+def test_the_other_strategies_list_their_stages(
+    registry: Registry, client: TestClient, strategy: dict[str, Any], first: str
+) -> None:
+    spec = parse_rollout({"name": "s", "strategy": strategy, "analysisTemplates": [ERRORS]})
+    record = ops.start(registry, spec, "chat@1.1.0", env="dev", actor="ann")
+    r = client.get(f"/api/v1/rollouts/{record.id}")
+    assert r.status_code == 200, r.text
+    steps = r.json()["steps"]
+    assert [s["kind"] for s in steps] == ["stage", "stage"] and steps[0]["text"] == first
+
+
 # -- actions ------------------------------------------------------------------------------
 
 

@@ -102,10 +102,8 @@ def _stage_text(state: RolloutState, index: int, name: str) -> str:
             pre = " with pre-promotion analysis" if s.blue_green.pre_promotion_analysis else ""
             extra = f": {state.candidate} on the preview route{pre}, {wait}"
         else:
-            post = s.blue_green.post_promotion_analysis
-            extra = f": production on {state.candidate}" + (
-                ", post-promotion analysis" * bool(post)
-            )
+            post = ", post-promotion analysis" if s.blue_green.post_promotion_analysis else ""
+            extra = f": production on {state.candidate}{post}"
     elif s.experiment is not None:
         if index == 0:
             arms = ", ".join(f"{v.name} {v.weight:g}%" for v in s.experiment.variants)
