@@ -80,7 +80,7 @@ export function paged({ load, render, none, limit = 50, labels = ["Newer", "Olde
   const status = h("span", { class: "muted", "aria-live": "polite" });
   const back = h("button", { type: "button" }, labels[0]);
   const forth = h("button", { type: "button" }, labels[1]);
-  const nav = h("nav", { class: "pager", "aria-label": name }, back, status, forth);
+  const nav = h("div", { class: "pager", role: "group", "aria-label": name }, back, status, forth);
   const element = h("div", { class: "paged" }, body, nav);
   let offset = 0;
 
