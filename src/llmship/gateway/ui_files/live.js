@@ -62,11 +62,18 @@ function record(data) {
   }
 }
 
-function charts() {
+/** The charts, `width` user units wide: the width they were drawn at last, so that the
+SVG is not stretched sideways (its text would be). */
+function charts(width = 560) {
   const lines = [...series.values()];
   return CHARTS.map(({ key, title, unit }) =>
-    lineChart({ title, unit, series: lines.map((line) => ({ name: line.name, colour: line.colour, points: line.points[key] || [] })) }),
+    lineChart({ title, unit, width, series: lines.map((line) => ({ name: line.name, colour: line.colour, points: line.points[key] || [] })) }),
   );
+}
+
+function drawnWidth(grid) {
+  const svg = grid.querySelector("svg");
+  return svg && svg.clientWidth > 100 ? Math.round(svg.clientWidth) : 560;
 }
 
 function figures(data) {
@@ -134,7 +141,7 @@ export function liveSection() {
     }
     status.textContent = "";
     record(data);
-    grid.replaceChildren(...charts());
+    grid.replaceChildren(...charts(drawnWidth(grid)));
     latestBox.replaceChildren(figures(data));
   });
   return section;

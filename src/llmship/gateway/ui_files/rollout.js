@@ -51,7 +51,7 @@ function facts(detail) {
     ["Candidate", releaseLink(detail.candidate)],
     ["Stable", releaseLink(detail.stable)],
     ["Step", detail.step || "—"],
-    ["Candidate weight", detail.weight === null || detail.weight === undefined ? "—" : `${fmt.num(detail.weight)}%`],
+    detail.strategy === "canary" ? ["Candidate weight", `${fmt.num(detail.weight || 0)}%`] : null,
     ["Attempt", detail.attempt],
     detail.paused || detail.pause_reason ? ["Paused", detail.pause_reason || "yes"] : null,
     detail.blocked ? ["Waiting for", detail.blocked] : null,

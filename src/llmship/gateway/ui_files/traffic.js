@@ -30,11 +30,11 @@ export function shares(weights, traffic) {
   });
 }
 
-/** The colour of a segment: stable blue, the canary red, variants in order after. */
+/** The colour of a segment: stable blue, the canary red, an experiment's arms in order. */
 function colour(share, index) {
   if (share.role === "stable") return COLOURS[0];
   if (share.role === "canary") return COLOURS[1];
-  return COLOURS[(index + 2) % COLOURS.length];
+  return COLOURS[index % COLOURS.length]; // an experiment's arms, as the live charts colour them
 }
 
 /** An empty element for the split (`data-testid="weights"`); fill it with drawWeights. */
