@@ -51,7 +51,7 @@ route("/evals/:id", "evals", async (root, params, q) => {
   const alpha = report.gate && typeof report.gate.alpha === "number" ? report.gate.alpha : 0.05;
   const sides = { baseline: (report.baseline && report.baseline.ref) || run.baseline_ref, candidate: run.ref };
   const why = report.verdict || {};
-  root.replaceChildren(
+  const parts = [
     h("h1", {}, `Eval run ${run.id}`),
     h("p", {}, verdict(run.passed, run.forced), " ", refLink(run.ref), " against ", refLink(sides.baseline)),
     facts([
@@ -69,11 +69,12 @@ route("/evals/:id", "evals", async (root, params, q) => {
     metrics(report.metrics || [], alpha),
     h("h2", { id: "cases-title" }, "Cases"),
     cases(id, data, sides, q),
-  );
+  ];
+  root.replaceChildren(...parts.filter(Boolean));
 });
 
 function reasons(title, lines, cls) {
-  if (!lines || !lines.length) return null;
+  if (!lines || !lines.length) return ""; // not null: root.replaceChildren() would show "null"
   return h("section", {}, h("h2", {}, title), h("ul", { class: cls }, lines.map((line) => h("li", {}, line))));
 }
 

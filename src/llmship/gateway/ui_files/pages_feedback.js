@@ -135,8 +135,16 @@ async function showSummary(box, here, period) {
     box.replaceChildren(empty(`No ratings or thumbs in ${here || "this environment"} over this period. ${RATE_HINT}`, feedbackCommand()));
     return [];
   }
-  const bucket = bucketText(data.bucket_s || period.bucket);
+  const width = data.bucket_s || period.bucket;
+  const bucket = bucketText(width);
   const share = (p) => (p.thumbs_up + p.thumbs_down ? (100 * p.thumbs_up) / (p.thumbs_up + p.thumbs_down) : null);
+  // Each bucket's value holds over the whole bucket: a step from its start to its end
+  // (so a single bucket still draws a line); a bucket without data leaves a gap.
+  const steps = (series, y) =>
+    (series || []).flatMap((p, i, all) => {
+      const gap = i > 0 && p.t - all[i - 1].t > width ? [[p.t, null]] : [];
+      return [...gap, [p.t, y(p)], [p.t + width, y(p)]];
+    });
   box.replaceChildren(
     h(
       "div",
@@ -144,12 +152,12 @@ async function showSummary(box, here, period) {
       lineChart({
         title: `Mean rating per ${bucket}`,
         unit: "1–5",
-        series: releases.map((r) => ({ name: r.ref, points: (r.series || []).map((p) => [p.t, p.ratings ? p.mean_rating : null]) })),
+        series: releases.map((r) => ({ name: r.ref, points: steps(r.series, (p) => (p.ratings ? p.mean_rating : null)) })),
       }),
       lineChart({
         title: `Thumbs up per ${bucket}`,
         unit: "% of thumbs",
-        series: releases.map((r) => ({ name: r.ref, points: (r.series || []).map((p) => [p.t, share(p)]) })),
+        series: releases.map((r) => ({ name: r.ref, points: steps(r.series, share) })),
       }),
     ),
     table(
