@@ -20,6 +20,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -118,11 +119,23 @@ def check_page(tab: Page) -> None:
     _WATCHED[tab].check()
 
 
+STRAY = re.compile(r"\b(undefined|NaN)\b|\[object \w+\]|^null$", re.M)
+"""What a script leaks into a page when it shows a value it does not have."""
+
+
+def stray_text(tab: Page) -> list[str]:
+    """The lines of the page's ``main`` that show ``undefined``, ``NaN``, ``[object
+    Object]`` or only ``null``: a value the page's script did not have."""
+    text = str(tab.locator("main").inner_text())
+    return [line for line in text.splitlines() if STRAY.search(line)]
+
+
 def shoot(tab: Page, name: str, *, fits: bool = True) -> list[Path]:
     """Screenshots of the page as it is: ``NAME-1280x800.png`` (the 1280x800 window)
-    and ``NAME-390.png`` (390x844, the whole page); their paths. With ``fits``, the
-    page must not be wider than 390 px (readable on a phone without scrolling sideways;
-    wide tables scroll inside their own box)."""
+    and ``NAME-390.png`` (390x844, the whole page); their paths. Then the page must
+    show no stray ``undefined``/``null`` (:func:`stray_text`) and, with ``fits``, be
+    no wider than 390 px (readable on a phone without scrolling sideways; wide tables
+    scroll inside their own box)."""
     folder = screenshots()
     desktop, phone = folder / f"{name}-1280x800.png", folder / f"{name}-390.png"
     size = tab.viewport_size or DESKTOP
@@ -131,11 +144,11 @@ def shoot(tab: Page, name: str, *, fits: bool = True) -> list[Path]:
     try:
         tab.wait_for_timeout(300)  # charts redraw on resize
         tab.screenshot(path=str(phone), full_page=True)
-        if fits:
-            width = tab.evaluate("document.documentElement.scrollWidth")
-            assert width <= PHONE["width"] + 1, f"{name}: {width} px wide at 390 px"
+        width = tab.evaluate("document.documentElement.scrollWidth")
     finally:
         tab.set_viewport_size(size)
+    assert not stray_text(tab), f"{name} shows values it lacks: {stray_text(tab)}"
+    assert not fits or width <= PHONE["width"] + 1, f"{name}: {width} px wide at 390 px"
     return [desktop, phone]
 
 
@@ -159,5 +172,6 @@ __all__ = [
     "screenshots",
     "shoot",
     "sign_in",
+    "stray_text",
     "watch",
 ]
