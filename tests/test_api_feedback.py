@@ -52,18 +52,23 @@ the old release in dev's first hour, a rating and two thumbs up for the new one 
 second, and a rating in staging."""
 
 
+def fill(registry: Registry, clock: Clock) -> None:
+    """The releases, and the queries and feedback of :data:`FEEDBACK`."""
+    for version in ("1.0.0", "1.1.0"):
+        registry.register(make_spec(version=version), actor="ci")
+    for query_id, env, ref, at, given in FEEDBACK:
+        clock.now = minutes(at)
+        route = "/v1/chat/completions"
+        registry.record_queries([QueryRecord(query_id, env, ref, "stable", route, 200, clock.now)])
+        registry.add_feedback(query_id, **given)
+
+
 @pytest.fixture
 def registry(tmp_path: Path) -> Iterator[Registry]:
     clock = Clock()
     reg = Registry.open(f"sqlite:///{tmp_path}/r.db", home=tmp_path, clock=clock)
     try:
-        for version in ("1.0.0", "1.1.0"):
-            reg.register(make_spec(version=version), actor="ci")
-        for query_id, env, ref, at, given in FEEDBACK:
-            clock.now = minutes(at)
-            route = "/v1/chat/completions"
-            reg.record_queries([QueryRecord(query_id, env, ref, "stable", route, 200, minutes(at))])
-            reg.add_feedback(query_id, **given)
+        fill(reg, clock)
         yield reg
     finally:
         reg.close()
@@ -157,6 +162,26 @@ def test_a_bad_filter_is_a_400(client: TestClient, params: dict[str, Any]) -> No
     r = client.get("/api/v1/feedback", params=params)
     assert r.status_code == 400, r.text
     assert r.json()["error"]["message"]
+
+
+def test_the_registry_pages_feedback_on_each_database(db_url: str) -> None:
+    clock = Clock()
+    with Registry.open(db_url, clock=clock) as registry:
+        fill(registry, clock)
+        records, total = registry.page_feedback(env="dev", limit=2, offset=1)
+        assert total == 6
+        assert [(r.query_id, r.kind, r.at) for r in records] == [
+            ("q3", "rating", minutes(70)),
+            ("q3", "thumbs", minutes(70)),
+        ]
+        records, total = registry.page_feedback(commented=True, kind="rating")
+        assert [(r.query_id, r.comment) for r in records] == [("q3", "great"), ("q1", "ok")]
+        assert total == 2
+        assert registry.feedback_points("dev", since=minutes(70)) == [
+            (NEW, "rating", 5, minutes(70)),
+            (NEW, "thumbs", 1, minutes(70)),
+            (NEW, "thumbs", 1, minutes(80)),
+        ]
 
 
 # -- the summary ---------------------------------------------------------------------

@@ -156,6 +156,21 @@ def test_eval_runs_are_listed_newest_first_a_page_at_a_time(
     assert client.get("/api/v1/evals", params={"env": "prod"}).json()["total"] == 0
 
 
+def test_the_registry_pages_gate_runs_on_each_database(db_url: str) -> None:
+    with Registry.open(db_url, clock=TickClock()) as registry:
+        for version in ("1.0.0", "1.1.0"):
+            registry.register(make_spec(version=version), actor="ci")
+        first, second = record_eval(registry), record_eval(registry, env="staging")
+        loadtest = record_loadtest(registry)
+        runs, total = registry.page_gate_runs(limit=2)
+        assert [r.id for r in runs] == [loadtest.id, second.id] and total == 3
+        assert runs[0].report == {} and runs[0].summary == {"passed": loadtest.passed}
+        runs, total = registry.page_gate_runs(kind="eval", ref="chat@v1.1.0", offset=1)
+        assert [r.id for r in runs] == [first.id] and total == 2
+        runs, total = registry.page_gate_runs(env="staging", kind="eval")
+        assert [r.id for r in runs] == [second.id] and total == 1
+
+
 def test_load_tests_are_listed_apart_from_evals(registry: Registry, client: TestClient) -> None:
     record_eval(registry)
     run = record_loadtest(registry)

@@ -269,7 +269,7 @@ def points(
     """``(ref, kind, value, at)`` of every rating and thumbs (of ``env``, since ``since``),
     oldest first: what a time series of the feedback is drawn from (comments not read)."""
     stmt = select(FeedbackRow.ref, FeedbackRow.kind, FeedbackRow.value, FeedbackRow.at).order_by(
-        FeedbackRow.at
+        FeedbackRow.at, FeedbackRow.query_id, FeedbackRow.kind
     )
     if env is not None:
         stmt = stmt.where(FeedbackRow.env == env)
