@@ -15,7 +15,7 @@ import pytest
 
 from fakes import FakeBackends
 from llmship.backends.base import GenerationRequest
-from llmship.errors import InvalidRequestError, LlmshipError, NotFoundError
+from llmship.errors import InvalidRequestError, LlmshipError, NotFoundError, NothingCheckedError
 from llmship.eval import ops
 from llmship.eval.cache import OutputCache
 from llmship.eval.config import GateConfig
@@ -26,6 +26,7 @@ from llmship.eval.reports import eval_markdown
 from llmship.eval.runner import run_eval as run_engine
 from llmship.eval.verdict import EvalGateConfig
 from llmship.registry import Registry, ReleaseRecord
+from llmship.release.promotion_guard import missing_gates
 from llmship.release.spec import parse_spec
 
 GOLDEN = Path(__file__).resolve().parent / "data" / "eval_report_v1.json"
@@ -338,3 +339,43 @@ def test_the_report_reads_back_from_its_json(registry: Registry, dataset: Datase
 def test_a_json_object_that_is_not_a_report_is_refused() -> None:
     with pytest.raises(ValueError, match="not an eval report"):
         EvalReport.from_json({"schema": "llmship.eval/1", "env": "dev"})
+
+
+# -- a gate that checked nothing ------------------------------------------------------------
+
+
+def test_a_gate_that_measured_nothing_is_an_error_and_satisfies_no_requirement(
+    registry: Registry, tmp_path: Path
+) -> None:
+    # Given cases with no references and a gate on a metric that needs them
+    path = tmp_path / "bare.jsonl"
+    path.write_text('{"id": "a", "input": "Capital of France?"}\n')
+    gate = GateConfig(
+        gate=EvalGateConfig.model_validate({"metrics": {"rouge_l": {"max_regression": 0.1}}}),
+        source="llmship.yaml",
+        configured=True,
+    )
+    json_path = tmp_path / "r.json"
+    # When it runs, it is an error that says what to fix
+    with pytest.raises(NothingCheckedError, match=r"checked nothing: .*rouge_l.*references"):
+        evaluate(registry, ops.load_cases(path), gate=gate, paths=ops.ReportPaths(json=json_path))
+    # and the run is recorded as an error, its report written
+    [run] = registry.list_gate_runs(kind="eval")
+    assert run.passed is False and "checked nothing" in run.summary["error"]
+    written = EvalReport.from_json(json.loads(json_path.read_text()))
+    assert written.verdict.error is not None and "checked nothing" in written.verdict.error
+    assert "**Error**: the eval gate checked nothing" in eval_markdown(written)
+    [event] = registry.events(kind="gate.eval")
+    assert "error: the eval gate checked nothing" in event.message
+    # which does not satisfy a requirement of the eval gate
+    assert missing_gates(["eval"], registry.latest_gate_runs(run.ref)) == ["eval"]
+
+
+def test_the_default_gate_with_nothing_to_measure_is_an_error(
+    registry: Registry, tmp_path: Path
+) -> None:
+    path = tmp_path / "bare.jsonl"
+    path.write_text('{"id": "a", "input": "Capital of France?"}\n')
+    unconfigured = GateConfig(gate=EvalGateConfig(), source="default", configured=False)
+    with pytest.raises(NothingCheckedError, match="give the cases references or assertions"):
+        evaluate(registry, ops.load_cases(path), gate=unconfigured)

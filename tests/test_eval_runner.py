@@ -503,6 +503,8 @@ def test_gate_config_from_llmship_yaml(tmp_path: Path, monkeypatch: pytest.Monke
         ("gates:\n  eval:\n    metrics: {bleu: {minimum: 1}}\n", "bleu.minimum: unknown field"),
         ("gates:\n  eval:\n    alpha: 2\n", "gates.eval.alpha"),
         ("gates: {eval: [\n", "not valid YAML"),
+        ("gates:\n  eval:\n    alpha: 0.01\n", "gates.eval names no metric"),
+        ("gates:\n  eval: {metrics: {}}\n", "a gate that checks nothing cannot pass"),
     ],
 )
 def test_bad_gate_config_names_the_file_and_field(

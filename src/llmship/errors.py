@@ -85,6 +85,13 @@ class UnprocessableError(InvalidRequestError):
     default_code = "invalid_value"
 
 
+class NothingCheckedError(UnprocessableError):
+    """A gate that checked nothing (no metric measured, no request made): the run is
+    recorded as an error, and is neither a pass nor a fail."""
+
+    default_code = "gate_checked_nothing"
+
+
 class AuthenticationError(LlmshipError):
     """No credentials where they are required (HTTP 401)."""
 

@@ -303,10 +303,11 @@ def _print_report(report: EvalReport, *, before: Callable[[], None] | None = Non
         f"{escape(report.gate.source)}; run {run}",
         highlight=False,
     )
+    if report.verdict.error is not None:
+        console.print(f"[bold red]ERROR[/] {escape(report.candidate.ref)}: nothing was checked")
+        return  # the error itself is the command's message (exit 2)
     if report.verdict.passed:
         console.print(f"[bold green]PASS[/] {escape(report.candidate.ref)} may go out")
-        if not report.gated:
-            console.print("no metric is gated: configure gates: eval: in llmship.yaml")
         return
     console.print(f"[bold red]FAIL[/] {escape(report.candidate.ref)}:")
     for reason in report.verdict.failures:
@@ -376,6 +377,8 @@ def list_(
             was = f" (was {rate.baseline:.2f})" if rate.baseline is not None else ""
             rates = f"{rate.candidate:.2f}{was}"
         verdict = "[green]pass[/]" if r.passed else "[bold red]FAIL[/]"
+        if summary.error is not None:
+            verdict = "[bold red]ERROR[/]"
         table.add_row(
             str(r.id),
             escape(r.ref),

@@ -79,6 +79,12 @@ def load_gate(path: Path | None = None) -> GateConfig:
         gate = EvalGateConfig.model_validate(section)
     except ValidationError as exc:
         raise SpecError(f"{file}: {_describe(exc)}") from exc
+    if not gate.metrics:
+        raise SpecError(
+            f"{file}: gates.eval names no metric, and a gate that checks nothing cannot "
+            "pass: name the metrics to gate on under gates: eval: metrics: (docs/eval.md), "
+            "or remove gates: eval: for the default gate"
+        )
     return GateConfig(gate=gate, source=str(file), configured=True)
 
 

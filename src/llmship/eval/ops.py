@@ -16,7 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from llmship.errors import InvalidRequestError, LlmshipError, NotFoundError
+from llmship.errors import InvalidRequestError, LlmshipError, NotFoundError, NothingCheckedError
 from llmship.eval.report_model import EvalReport, EvalSummary
 
 if TYPE_CHECKING:
@@ -144,7 +144,9 @@ def run_eval(
     ``on_recorded`` gets the recorded report before any file is written (the CLI
     prints it then, so a report that cannot be written is still seen). Raises an
     llmship error when nothing could be decided (unknown release, a backend that
-    cannot start, ...) or a file cannot be written (the run is recorded by then).
+    cannot start, ...) or a file cannot be written (the run is recorded by then), and
+    NothingCheckedError when the gate checked nothing (recorded, with its reports
+    written, as an error: it satisfies no ``require:``).
     """
     from llmship.eval import runner
     from llmship.eval.cache import OutputCache
@@ -176,6 +178,7 @@ def run_eval(
         report=outcome.report.to_json(),
         actor=actor,
         baseline_ref=base.ref,
+        error=outcome.report.verdict.error,
     )
     report = outcome.report.with_run(run.id)
     if on_recorded is not None:
@@ -184,6 +187,8 @@ def run_eval(
         written = write_reports(report, paths or ReportPaths())
     except OSError as exc:
         raise LlmshipError(f"cannot write the report: {exc}", code="report_not_written") from exc
+    if report.verdict.error is not None:
+        raise NothingCheckedError(f"eval run {run.id}: {report.verdict.error}")
     return EvalRun(report=report, decision=outcome.decision, run_id=run.id, written=written)
 
 

@@ -361,6 +361,8 @@ class Verdict(_Record):
     passed: bool
     failures: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
+    error: str | None = field(default=None, metadata=_OMIT_NONE)
+    """Set when the gate checked nothing: the run is an error, not a pass or a fail."""
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Verdict:
@@ -368,6 +370,7 @@ class Verdict(_Record):
             bool(data["passed"]),
             tuple(data.get("failures", ())),
             tuple(data.get("notes", ())),
+            data.get("error"),
         )
 
 
@@ -424,6 +427,8 @@ class EvalSummary(_Record):
     """The gated metrics and ``pass_rate``."""
     generated: int
     cached: int
+    error: str | None = field(default=None, metadata=_OMIT_NONE)
+    """Why the run is an error (the gate checked nothing)."""
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> EvalSummary:
@@ -438,6 +443,7 @@ class EvalSummary(_Record):
             metrics={k: Headline.from_json(v) for k, v in (data.get("metrics") or {}).items()},
             generated=data.get("generated", 0),
             cached=data.get("cached", 0),
+            error=data.get("error"),
         )
 
 
@@ -499,6 +505,7 @@ class EvalReport(_Record):
             },
             generated=self.generation.generated,
             cached=self.generation.cached,
+            error=self.verdict.error,
         )
 
     @classmethod

@@ -292,6 +292,8 @@ def _short(text: str | None, limit: int = _MAX_MD_OUTPUT) -> str:
 
 def _title(report: EvalReport) -> str:
     verdict = "passed" if report.verdict.passed else "failed"
+    if report.verdict.error is not None:
+        verdict = "checked nothing"
     return f"llmship eval {verdict}: {report.candidate.ref} vs {report.baseline.ref}"
 
 
@@ -327,6 +329,8 @@ def eval_markdown(report: EvalReport) -> str:
         "",
     ]
     failures = report.verdict.failures
+    if report.verdict.error is not None:
+        lines += [f"**Error**: {report.verdict.error}", ""]
     if failures:
         lines += ["**Why it failed**", ""] + [f"- {r}" for r in failures] + [""]
     elif not report.gated:
@@ -435,9 +439,12 @@ def eval_html(report: EvalReport) -> str:
     """A self-contained page: verdict, metrics, reasons and every case with its diff."""
     passed = report.verdict.passed
     state = "pass" if passed else "fail"
+    badge = "ERROR" if report.verdict.error is not None else "PASS" if passed else "FAIL"
     run = f" · run {report.run}" if report.run is not None else ""
     failures, notes = report.verdict.failures, report.verdict.notes
     reasons = ""
+    if report.verdict.error is not None:
+        reasons += f'<h2>Error</h2><p class="fail">{_e(report.verdict.error)}</p>'
     if failures:
         reasons += (
             '<h2>Why it failed</h2><ul class="reasons">'
@@ -461,7 +468,7 @@ def eval_html(report: EvalReport) -> str:
         f"{_e(report.gate.source)} · {_e(report.created_at)}{run}"
     )
     body = (
-        f'<h1><span class="badge {state}">{"PASS" if passed else "FAIL"}</span> '
+        f'<h1><span class="badge {state}">{badge}</span> '
         f"{_e(report.candidate.ref)} vs {_e(report.baseline.ref)}</h1>"
         f'<p class="muted">{facts}</p>'
         "<h2>Metrics</h2><table><tr><th>metric</th><th>baseline</th><th>candidate</th>"

@@ -178,7 +178,7 @@ def run_eval(
         metrics=metric_rows(
             decision, {"baseline": base_scores, "candidate": cand_scores}, comparisons
         ),
-        verdict=verdict_of(decision),
+        verdict=verdict_of(decision, configured=gate.configured),
         cases=case_rows(cases, outputs, {"baseline": base_results, "candidate": cand_results}),
         timing=Timing(
             generation_s=generated_at - started,
@@ -186,7 +186,7 @@ def run_eval(
             total_s=finished - started,
         ),
     )
-    return EvalOutcome(passed=decision.passed, decision=decision, report=report)
+    return EvalOutcome(passed=report.verdict.passed, decision=decision, report=report)
 
 
 # -- the report's pieces ---------------------------------------------------------------
@@ -278,10 +278,17 @@ def metric_rows(
     return tuple(rows)
 
 
-def verdict_of(decision: GateDecision) -> Verdict:
-    """The decision's failures, and the reasons of the checks that passed (notes)."""
+def verdict_of(decision: GateDecision, *, configured: bool = True) -> Verdict:
+    """The decision's failures, and the reasons of the checks that passed (notes); a
+    decision that checked nothing is an error, and does not pass."""
     notes = tuple(r for v in decision.verdicts if v.passed for r in v.reasons)
-    return Verdict(passed=decision.passed, failures=tuple(decision.failures), notes=notes)
+    error = decision.nothing_checked_reason(configured=configured)
+    return Verdict(
+        passed=decision.passed and error is None,
+        failures=tuple(decision.failures),
+        notes=notes,
+        error=error,
+    )
 
 
 def case_side(case: Case, output: CaseOutput, result: CaseResult) -> CaseSide:

@@ -135,6 +135,34 @@ class GateDecision:
     alpha: float
 
     @property
+    def checked_nothing(self) -> bool:
+        """True when no metric was judged: none configured, or none of them measured. Such
+        a decision is no evidence either way: the run is an error, never a pass."""
+        return all("not_measured" in v.failed_rules for v in self.verdicts)
+
+    def nothing_checked_reason(self, *, configured: bool) -> str | None:
+        """Why the gate checked nothing, in words that say what to fix; None when it
+        checked something. ``configured``: the gate came from ``llmship.yaml``."""
+        if not self.checked_nothing:
+            return None
+        if not self.verdicts:
+            return (
+                "the eval gate checked nothing: none of the metrics it would judge "
+                f"({', '.join(metric_table.default_gate_limits())}) could be measured on "
+                "this dataset; give the cases references or assertions, or name the metrics "
+                "to gate on in llmship.yaml (gates: eval: metrics:)"
+                if not configured
+                else "the eval gate names no metric: add some under gates: eval: metrics: "
+                "in llmship.yaml"
+            )
+        names = ", ".join(v.metric for v in self.verdicts)
+        return (
+            f"the eval gate checked nothing: none of its metrics ({names}) was measured; "
+            "does the dataset have what they need (references for bleu/chrf/rouge, "
+            "assertions for pass_rate)?"
+        )
+
+    @property
     def failures(self) -> tuple[str, ...]:
         """Every reason of every failed metric, in config order."""
         return tuple(r for v in self.verdicts if not v.passed for r in v.reasons)

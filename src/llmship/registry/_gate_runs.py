@@ -52,17 +52,22 @@ class GateMethods(Store):
         actor: str,
         baseline_ref: str | None = None,
         forced: bool = False,
+        error: str | None = None,
     ) -> GateRun:
         """Store a gate run of ``kind`` (``eval``, ``loadtest``) against the release ``ref``.
 
         ``ref`` must name a registered release (``NAME@VERSION``); ``summary`` is
         kept small (it is what lists show), ``report`` is the whole JSON report.
-        ``forced`` records that a person overrode the gate. An event
+        ``forced`` records that a person overrode the gate; ``error`` that the run
+        checked nothing (it is stored as not passed, with the error in its summary, and
+        satisfies no requirement). An event
         ``gate.<kind>`` with ``{"passed", "run"}`` is recorded in the same
         transaction.
         """
         _check_kind(kind)
         check_env(env)
+        if error is not None:
+            passed, summary = False, {**summary, "error": error}
         normal = _normal_ref(ref, "ref")
         baseline = _normal_ref(baseline_ref, "baseline_ref") if baseline_ref else None
         summary_text = _dumps(summary, "summary")
@@ -86,6 +91,8 @@ class GateMethods(Store):
             session.add(row)
             session.flush()
             verdict = "passed" if passed else "failed"
+            if error is not None:
+                verdict = f"error: {error}"
             if forced:
                 verdict += " (forced)"
             against = f" against {baseline}" if baseline else ""
@@ -99,6 +106,7 @@ class GateMethods(Store):
                     "passed": bool(passed),
                     "run": row.id,
                     "forced": bool(forced),
+                    "error": error,
                     "env": env,
                     "baseline": baseline,
                 },
