@@ -119,7 +119,7 @@ function figuresTable(columns, rows, caption) {
  * renders (polling stops with the page).
  */
 export function liveSection() {
-  const grid = h("div", { class: "charts" }, charts());
+  const grid = h("div", { class: "charts", hidden: series.size === 0 }, charts());
   const latestBox = h("div", { class: "live-latest" }, latest ? figures(latest) : h("p", { class: "muted" }, "Loading…"));
   const status = h("p", { class: "muted live-status", role: "status" });
   const section = h(
@@ -142,6 +142,7 @@ export function liveSection() {
     status.textContent = "";
     record(data);
     grid.replaceChildren(...charts(drawnWidth(grid)));
+    grid.hidden = series.size === 0;
     latestBox.replaceChildren(figures(data));
   });
   return section;

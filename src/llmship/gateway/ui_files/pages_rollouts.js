@@ -23,7 +23,10 @@ function productionCard(data) {
   if (!p) {
     return [
       h("h2", {}, "Production"),
-      empty(`${data.env} has no production release yet: register one and point production at it.`, `llmship alias set production NAME@VERSION --env ${data.env} --reason "first release"`),
+      empty(
+        `${data.env} has no production release yet: register one and point production at it (llmship up does both for the bundled model).`,
+        `llmship models register models/NAME-VERSION.yaml\nllmship alias set production NAME@VERSION --env ${data.env} --reason "first release"`,
+      ),
     ];
   }
   return [
@@ -62,7 +65,7 @@ function rolloutCard(data) {
 }
 
 function events(list, envName) {
-  if (!list || !list.length) return empty(`Nothing has happened in ${envName} yet: releases, alias moves and rollouts are recorded here.`, startCommand(envName));
+  if (!list || !list.length) return empty(`Nothing has happened in ${envName} yet: alias moves, traffic changes and rollouts are recorded here. Start the project:`, "llmship up");
   return h(
     "ol",
     { class: "timeline", "data-testid": "events" },
