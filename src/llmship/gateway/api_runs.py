@@ -36,6 +36,7 @@ router = APIRouter(prefix="/api/v1", tags=["dashboard"], responses=READ_ERRORS)
 EVAL = "eval"
 LOADTEST = "loadtest"
 _PATHS = {EVAL: "evals", LOADTEST: "loadtests"}
+_A_RUN = {EVAL: "an eval run", LOADTEST: "a load-test run"}
 _MAX_ID = 2**63 - 1
 """The largest id SQL stores: a larger one names no run (and must not reach the database)."""
 _REPORT_ERRORS = (KeyError, TypeError, ValueError, AttributeError)
@@ -110,20 +111,25 @@ RunId = Path(
 
 def _run(registry: Registry, run_id: str, kind: str) -> GateRun:
     """The gate run ``run_id`` of ``kind``: 404 for an unknown id, or one of another kind."""
-    words = "an eval run" if kind == EVAL else "a load-test run"
+    noun = "eval run" if kind == EVAL else "load-test run"
     number = int(run_id) if run_id.isascii() and run_id.isdigit() else 0
     if not 1 <= number <= _MAX_ID:
-        raise NotFoundError(f"no {words} {run_id!r}: a run's id is a whole number", param="id")
+        raise NotFoundError(f"no {noun} {run_id!r}: a run's id is a whole number", param="id")
     try:
         run = registry.get_gate_run(number)
     except NotFoundError:
         raise NotFoundError(
-            f"no {words} {number}: list them at /api/v1/{_PATHS[kind]}", param="id"
+            f"no {noun} {number}: list them at /api/v1/{_PATHS[kind]}", param="id"
         ) from None
     if run.kind != kind:
         other = f" (see /api/v1/{_PATHS[run.kind]}/{number})" if run.kind in _PATHS else ""
-        raise NotFoundError(f"run {number} is a {run.kind} run, not {words}{other}", param="id")
+        what = _A_RUN.get(run.kind, f"a {run.kind} run")
+        raise NotFoundError(f"run {number} is {what}, not {_A_RUN[kind]}{other}", param="id")
     return run
+
+
+def _why(exc: Exception) -> str:
+    return f"missing {exc}" if isinstance(exc, KeyError) else str(exc)
 
 
 def _eval_report(run: GateRun) -> EvalReport:
@@ -131,7 +137,7 @@ def _eval_report(run: GateRun) -> EvalReport:
         return EvalReport.from_json(run.report)
     except _REPORT_ERRORS as exc:
         raise UnprocessableError(
-            f"eval run {run.id}'s stored report cannot be read: {exc}", param="id"
+            f"eval run {run.id}'s stored report cannot be read: {_why(exc)}", param="id"
         ) from None
 
 
@@ -140,7 +146,7 @@ def _loadtest_report(run: GateRun) -> LoadTestReport:
         return parse_report(run.report)
     except _REPORT_ERRORS as exc:
         raise UnprocessableError(
-            f"load-test run {run.id}'s stored report cannot be read: {exc!r}", param="id"
+            f"load-test run {run.id}'s stored report cannot be read: {_why(exc)}", param="id"
         ) from None
 
 
