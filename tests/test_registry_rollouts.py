@@ -281,3 +281,14 @@ def test_measurements_are_stored_per_run(registry: Registry) -> None:
     assert background[0].started_at == at
     assert [m.value for m in registry.list_measurements(record.id)] == [0.01, None, [1, 2]]
     assert registry.list_measurements(record.id, runs=[]) == []
+
+
+@pytest.mark.parametrize("rollout_id", [0, -1, 2**63, 10**30])
+def test_an_id_no_row_can_have_is_not_found(registry: Registry, rollout_id: int) -> None:
+    # (a larger one overflowed the database's integer: a 500 at the API)
+    with pytest.raises(NotFoundError, match=f"no rollout with id {rollout_id}"):
+        registry.get_rollout(rollout_id)
+    with pytest.raises(NotFoundError):
+        registry.rollout_events(rollout_id)
+    with pytest.raises(NotFoundError, match=f"no gate run {rollout_id}"):
+        registry.get_gate_run(rollout_id)

@@ -118,7 +118,7 @@ class GateMethods(Store):
     def get_gate_run(self, run_id: int) -> GateRun:
         """The gate run ``run_id``; NotFoundError when there is none."""
         with self._read() as session:
-            row = session.get(GateRunRow, run_id)
+            row = session.get(GateRunRow, run_id) if q.storable_id(run_id) else None
             if row is None:
                 raise NotFoundError(
                     f"no gate run {run_id}: list them with `llmship eval list`", param="run"

@@ -157,3 +157,9 @@ def to_event(row: EventRow) -> Event:
         message=row.message,
         data=json.loads(row.data) if row.data else {},
     )
+
+
+def storable_id(value: int) -> bool:
+    """Whether ``value`` can be a row's id (a positive 64-bit integer): a larger one is
+    no row's, and would overflow the database's integer."""
+    return 0 < value < 2**63

@@ -425,7 +425,10 @@ class RolloutMethods(Store):
         """The measurements of the rollout (of the runs named), oldest first."""
         stmt = (
             select(AnalysisMeasurementRow)
-            .where(AnalysisMeasurementRow.rollout_id == rollout_id)
+            .where(
+                AnalysisMeasurementRow.rollout_id
+                == (rollout_id if q.storable_id(rollout_id) else 0)
+            )
             .order_by(AnalysisMeasurementRow.id)
         )
         if runs is not None:
@@ -474,7 +477,11 @@ class RolloutMethods(Store):
 
 
 def _row(session: Session, rollout_id: int, *, for_update: bool = False) -> RolloutRow:
-    row = session.get(RolloutRow, rollout_id, with_for_update=for_update)
+    row = (
+        session.get(RolloutRow, rollout_id, with_for_update=for_update)
+        if q.storable_id(rollout_id)
+        else None
+    )
     if row is None:
         raise NotFoundError(
             f"no rollout with id {rollout_id}: `llmship rollout list` shows them", param="rollout"
