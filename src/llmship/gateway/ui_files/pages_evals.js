@@ -3,18 +3,22 @@
 // by failure and by the type of a failed assertion.
 
 import { api, empty, fmt, h, route, table } from "./app.js";
-import { facts, field, num, paged, query, refLink, runLink, signed, verdict } from "./pages_parts.js";
+import { facts, field, releaseFilter, num, paged, query, refLink, runLink, signed, verdict } from "./pages_parts.js";
 
 const EVAL_COMMAND = "llmship eval --dataset evals/smoke.jsonl --candidate NAME@VERSION";
 
 // -- the list ------------------------------------------------------------------------
 
-route("/evals", "evals", async (root) => {
+route("/evals", "evals", async (root, _params, q) => {
   document.title = "Eval runs · llmship";
+  const filter = await releaseFilter(q, () => list.reload());
   const list = paged({
     name: "Eval runs pages",
-    load: (limit, offset) => api(`/evals${query({ limit, offset })}`),
-    none: () => empty("No eval has run yet. Compare a release with production on a dataset:", EVAL_COMMAND),
+    load: (limit, offset) => api(`/evals${query({ ref: filter.value(), limit, offset })}`),
+    none: () =>
+      filter.value()
+        ? empty(`No run of ${filter.value()} yet.`, EVAL_COMMAND.replace("NAME@VERSION", filter.value()))
+        : empty("No eval has run yet. Compare a release with production on a dataset:", EVAL_COMMAND),
     render: (runs) =>
       table(
         [
@@ -31,7 +35,7 @@ route("/evals", "evals", async (root) => {
         runs,
       ),
   });
-  root.replaceChildren(h("h1", {}, "Eval runs"), list.element);
+  root.replaceChildren(h("h1", {}, "Eval runs"), filter.element, list.element);
   await list.show(0);
 });
 

@@ -3,16 +3,20 @@
 
 import { api, empty, fmt, h, route, table } from "./app.js";
 import { lineChart } from "./charts.js";
-import { facts, num, paged, query, refLink, runLink, verdict } from "./pages_parts.js";
+import { facts, releaseFilter, num, paged, query, refLink, runLink, verdict } from "./pages_parts.js";
 
 const LOADTEST_COMMAND = "llmship loadtest --release NAME@VERSION --users 2 --duration 30s --slo ttft_p95=0.5";
 
-route("/loadtests", "loadtests", async (root) => {
+route("/loadtests", "loadtests", async (root, _params, q) => {
   document.title = "Load tests · llmship";
+  const filter = await releaseFilter(q, () => list.reload());
   const list = paged({
     name: "Load tests pages",
-    load: (limit, offset) => api(`/loadtests${query({ limit, offset })}`),
-    none: () => empty("No load test has run yet. Load-test a release against its SLOs:", LOADTEST_COMMAND),
+    load: (limit, offset) => api(`/loadtests${query({ ref: filter.value(), limit, offset })}`),
+    none: () =>
+      filter.value()
+        ? empty(`No run of ${filter.value()} yet.`, LOADTEST_COMMAND.replace("NAME@VERSION", filter.value()))
+        : empty("No load test has run yet. Load-test a release against its SLOs:", LOADTEST_COMMAND),
     render: (runs) =>
       table(
         [
@@ -30,7 +34,7 @@ route("/loadtests", "loadtests", async (root) => {
         runs,
       ),
   });
-  root.replaceChildren(h("h1", {}, "Load tests"), list.element);
+  root.replaceChildren(h("h1", {}, "Load tests"), filter.element, list.element);
   await list.show(0);
 });
 

@@ -1,7 +1,7 @@
 // Parts the release, eval, load-test and feedback pages share: a list that pages
 // through the API, links to releases and gate runs, verdict badges, number formats.
 
-import { h, href, link } from "./app.js";
+import { api, h, href, link } from "./app.js";
 
 /** "chat@1.1.0" → ["chat", "1.1.0"] (the version is after the last "@"). */
 export function splitRef(ref) {
@@ -125,4 +125,30 @@ export function query(params) {
   }
   const text = q.toString();
   return text ? `?${text}` : "";
+}
+
+/**
+ * The "Release" filter of a list of gate runs: a select of the registered releases,
+ * its choice kept in the address (`?ref=`); `onChange()` runs when it changes.
+ */
+export async function releaseFilter(q, onChange) {
+  const releases = await api("/releases?limit=500").catch(() => ({ items: [] }));
+  const refs = releases.items.map((r) => r.ref);
+  const wanted = q.get("ref") || "";
+  if (wanted && !refs.includes(wanted)) refs.unshift(wanted);
+  const select = h(
+    "select",
+    { id: "runs-release", name: "ref" },
+    h("option", { value: "" }, "All releases"),
+    refs.map((ref) => h("option", { value: ref }, ref)),
+  );
+  select.value = wanted;
+  select.addEventListener("change", () => {
+    const url = new URL(location.href);
+    if (select.value) url.searchParams.set("ref", select.value);
+    else url.searchParams.delete("ref");
+    history.replaceState(null, "", url.pathname + url.search);
+    onChange();
+  });
+  return { element: h("div", { class: "filters" }, field("runs-release", "Release", select)), value: () => select.value };
 }
