@@ -56,6 +56,8 @@ CASES = [
 ]
 GOLDEN = "cat > evals/ui.jsonl <<'EOF'\n" + "".join(json.dumps(c) + "\n" for c in CASES) + "EOF"
 """A golden set whose case ``zebra`` asks for an answer no model gives: it fails."""
+COMMAND = re.compile(r"^(llmship|curl) ")
+"""How the command an empty list suggests begins."""
 
 
 @pytest.fixture(scope="module")
@@ -81,14 +83,21 @@ def test_the_shell_reads_without_a_token_and_asks_for_a_right_one(
     expect(page.locator("#access")).to_have_text("Read-only")
     expect(page.locator("h1")).to_have_count(1)
 
-    # When a wrong token is given, the dialog says it is wrong and keeps none
-    sign_in(page, "not-the-token")
+    # When a wrong token is given, with the keyboard only, the dialog says it is wrong
+    # and keeps none; Escape closes it
+    page.get_by_role("button", name="Sign in with the admin token").focus()
+    page.keyboard.press("Enter")
+    expect(page.get_by_label("Token", exact=True)).to_be_focused()
+    page.keyboard.type("not-the-token")
+    page.keyboard.press("Enter")
     expect(page.locator("#token-error")).to_contain_text("wrong")
     assert page.evaluate("sessionStorage.getItem('llmship.token')") is None
+    page.keyboard.press("Escape")
+    expect(page.get_by_role("dialog")).to_be_hidden()
+    expect(page.locator("#access")).to_have_text("Read-only")
 
     # When the right one is given, the page may act, for this browser session only
-    page.get_by_label("Token", exact=True).fill(TOKEN)
-    page.get_by_role("button", name="Use this token").click()
+    sign_in(page, TOKEN)
     expect(page.locator("#access")).to_have_text("Admin")
     page.reload()
     expect(page.locator("#access")).to_have_text("Admin")
@@ -102,6 +111,13 @@ def test_the_shell_reads_without_a_token_and_asks_for_a_right_one(
         assert missing is not None and missing.status == 404, path
         expect(page.locator("h1")).to_have_text("404: not found")
     shoot(page, "not-found")
+
+    # and each list, empty, says which command fills it
+    for path in ("", "/rollouts", "/releases", "/evals", "/loadtests", "/feedback"):
+        page.goto(f"{bare.url}/ui{path}")
+        expect(page.locator("main .empty code").first).to_have_text(COMMAND)
+        if path == "/rollouts":
+            shoot(page, "rollouts-empty")
 
 
 def rate_some(url: str) -> list[str]:

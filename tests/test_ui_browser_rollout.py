@@ -188,7 +188,9 @@ def test_a_canary_watched_then_aborted_from_the_page(tmp_path: Path, page: Page)
         expect(page.locator("main")).to_contain_text(REASON)
         promote = action(page, "Promote")
         expect(promote.get_by_role("button")).to_be_disabled()
-        expect(promote.locator(".why")).not_to_have_text("")
+        detail = httpx.get(f"{shell.url}/api/v1/rollouts/{rollout}", timeout=10).json()
+        why = next(a["reason"] for a in detail["actions"] if a["action"] == "promote")
+        expect(promote.locator(".why")).to_have_text(why)  # the API's reason, in words
         shoot(page, "rollout-aborted")
 
         # and traffic is back on stable: the gateway answers from 1.0.0 only
