@@ -207,8 +207,15 @@ def test_an_eval_page_filters_its_cases(seeded: Seeded, page: Page) -> None:
 def test_a_load_test_page_shows_its_report_with_plots(seeded: Seeded, page: Page) -> None:
     from playwright.sync_api import expect
 
-    # Given the load tests, and one run's page opened from the list
+    # Given the load tests: none of chat@1.0.0 (the page says how to run one), one of 1.1.0
     page.goto(f"{seeded.url}/ui/loadtests")
+    release = page.get_by_label("Release", exact=True)
+    release.select_option("chat@1.0.0")
+    expect(page.locator("main .empty")).to_contain_text("llmship loadtest --release chat@1.0.0")
+    release.select_option("chat@1.1.0")
+    assert page.url.endswith("?ref=chat%401.1.0")
+
+    # When one run's page is opened from the list
     page.locator("main").get_by_role("link", name=f"#{seeded.loadtest_run}", exact=True).click()
 
     # Then it shows the summary, the SLOs, charts of the timeline and the HTML report
