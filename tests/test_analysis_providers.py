@@ -99,6 +99,57 @@ def test_builtin_no_data_is_inconclusive(
         assert math.isnan(measured.value) and "no data" in measured.message
 
 
+# 4 requests: a fast stream, a stream with a slow first token, a whole (non-streamed)
+# answer of 3 s, and an error
+LATENCY = VersionStats(
+    requests=4,
+    errors=1,
+    latencies=[0.5, 2.5, 3.0],
+    ttfts=[0.1, 1.5],
+    tpots=[0.02, 0.05],
+    timings=[(0.5, 0.1, 0.02), (2.5, 1.5, 0.05), (3.0, None, None)],
+)
+
+
+@pytest.mark.parametrize(
+    ("builtin", "expected"),
+    [
+        ({"metric": "goodput"}, 3 / 4),  # default SLOs: 2 s, 100 ms, 30 s
+        ({"metric": "goodput", "slo": {"ttft": "1s"}}, 2 / 4),
+        ({"metric": "goodput", "slo": {"ttft": "1s", "tpot": "30ms", "e2e": "2s"}}, 1 / 4),
+        ({"metric": "tpot_p50"}, 0.035),
+        ({"metric": "ttft_p50"}, 0.8),  # streamed requests only: the 3 s answer is not in
+    ],
+)
+def test_builtin_goodput_and_tpot(builtin: dict[str, Any], expected: float) -> None:
+    source = InMemoryStats({("prod", CANDIDATE): LATENCY})
+    m = metric({"builtin": builtin}, successCondition="result >= 0")
+    measured = run_measurement(m, context(), Providers(stats=source))
+    assert measured.phase == S, measured.message
+    assert measured.value == pytest.approx(expected)
+
+
+def test_builtin_goodput_without_requests_is_inconclusive() -> None:
+    m = metric({"builtin": {"metric": "goodput"}}, successCondition="result >= 0.9")
+    measured = run_measurement(m, context(), Providers(stats=InMemoryStats()))
+    assert measured.phase == I and "no data" in measured.message
+
+
+@pytest.mark.parametrize(
+    ("builtin", "message"),
+    [
+        ({"metric": "error_rate", "slo": {"ttft": "1s"}}, "only the goodput metric takes"),
+        ({"metric": "goodput", "slo": {"ttft": "0s"}}, "longer than 0s"),
+        ({"metric": "goodput", "slo": {"e2e": "soon"}}, "duration"),
+        ({"metric": "goodput", "slo": {"itl": "1s"}}, "Extra inputs"),
+        ({"metric": "goodput", "compare": "stable"}, "cannot be compared"),
+    ],
+)
+def test_builtin_goodput_slo_is_checked(builtin: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        metric({"builtin": builtin})
+
+
 def test_builtin_comparison_mode(stats: InMemoryStats) -> None:
     m = metric({"builtin": {"metric": "error_rate", "compare": "stable", "minSamples": 50}})
     measured = run_measurement(m, context(), Providers(stats=stats))

@@ -272,6 +272,44 @@ def test_shadow_with_istio_mirrors_and_drops_what_argo_cannot_measure(
     promtool_check(queries(found), tmp_path)
 
 
+GOODPUT_SPEC = """\
+name: good-canary
+strategy:
+  canary:
+    steps: [{setWeight: 20}, {pause: {duration: 10s}}, {setWeight: 100}]
+    analysis: {templates: [{templateName: latency}]}
+analysisTemplates:
+  - name: latency
+    metrics:
+      - name: goodput
+        interval: 10s
+        successCondition: result >= 0.95
+        provider: {builtin: {metric: goodput, slo: {ttft: 1s, tpot: 50ms, e2e: 20s}}}
+      - name: tpot
+        interval: 10s
+        successCondition: result <= 0.05
+        provider: {builtin: {metric: tpot_p95}}
+"""
+
+
+def test_goodput_is_refused_under_argo_and_tpot_reads_its_histogram(
+    run: Run, cli_home: Path, tmp_path: Path
+) -> None:
+    (cli_home / "rollouts" / "good-canary.yaml").write_text(GOODPUT_SPEC)
+    refused = render(run, "good-canary", "out", code=2)
+    assert "metric 'goodput' is goodput" in refused and "tpot_p95" in refused
+    output = render(run, "good-canary", "out", "--allow-drop")
+    assert "left out metric 'goodput'" in output
+    found = valid(cli_home / "out")
+    (template,) = by_kind(found, "AnalysisTemplate")
+    assert [m["name"] for m in template["spec"]["metrics"]] == ["tpot"]
+    (query,) = queries(found)
+    assert "llm_time_per_output_token_seconds_bucket" in query
+    promtool_check([query], tmp_path)
+    with pytest.raises(ValueError, match="only the llmship gateway"):
+        builtin_query("goodput", 60)
+
+
 def test_compare_with_stable_is_refused_even_with_allow_drop_for_an_experiment(
     run: Run, cli_home: Path
 ) -> None:
@@ -285,7 +323,7 @@ def test_compare_with_stable_is_refused_even_with_allow_drop_for_an_experiment(
 
 
 def test_every_promql_rendered_parses(run: Run, cli_home: Path, tmp_path: Path) -> None:
-    exprs = [builtin_query(m, 90.5).guarded(3) for m in BUILTIN_METRICS]
+    exprs = [builtin_query(m, 90.5).guarded(3) for m in BUILTIN_METRICS if m != "goodput"]
     for spec in ("seed-canary", "chat-canary", "bluegreen"):
         render(run, spec, f"out-{spec}")
         exprs += queries(objects(cli_home / f"out-{spec}"))

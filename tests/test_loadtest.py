@@ -38,13 +38,15 @@ from llmship.loadtest.html_report import line_chart, nice_step, render_html
 from llmship.loadtest.measure import error_from_body, predict_reply
 from llmship.loadtest.report import (
     build_report,
+    headline_rows,
     render_junit,
     render_markdown,
     summary,
 )
 from llmship.loadtest.report_model import LoadTestReport
 from llmship.loadtest.runner import GeneratorResult
-from llmship.loadtest.slo import meets, request_bounds
+from llmship.loadtest.slo import check_endpoint, meets, request_bounds
+from llmship.loadtest.stats import LoadTestStats
 
 # -- durations -------------------------------------------------------------------------
 
@@ -79,9 +81,10 @@ def test_parse_duration_rejects(text: str) -> None:
 
 
 def test_slo_keys() -> None:
-    assert len(SLO_KEYS) == 4 * 5 + 4
+    assert len(SLO_KEYS) == 4 * 5 + 5
     assert {"ttft_p95", "tpot_mean", "itl_p99", "e2e_p50", "error_rate"} <= set(SLO_KEYS)
     assert {"throughput_min", "tokens_per_second_min", "goodput_min"} <= set(SLO_KEYS)
+    assert "goodput_ratio_min" in SLO_KEYS
 
 
 @pytest.mark.parametrize(
@@ -243,6 +246,11 @@ def test_goodput_uses_the_loosest_bound_per_metric() -> None:
         (_record(0), {"ttft": 0.09}, False),
         (_record(0, ttft=None), {"ttft": 1.0}, False),
         (_record(0, ttft=None), {"e2e": 1.0}, True),
+        # not streamed: no TTFT or TPOT to bound, judged by the rest
+        (_record(0, ttft=None, streamed=False), {"ttft": 0.01, "tpot": 0.01}, True),
+        (_record(0, ttft=None, streamed=False), {"ttft": 1.0, "e2e": 0.4}, False),
+        # an older report's /predict row holds its E2E as TTFT: still not a TTFT
+        (_record(0, ttft=0.5, streamed=False), {"ttft": 0.1}, True),
         (_record(0), {"itl": 0.14}, True),  # mean gap 0.133
         (_record(0), {"itl": 0.13}, False),
         (_record(0, tokens=5), {"tpot": 0.1}, True),  # (0.5 - 0.1) / 4
@@ -650,3 +658,96 @@ def test_locust_stays_out_of_the_cli_and_the_worker_patches_cleanly() -> None:
         "assert gevent.monkey.is_module_patched('socket')\n"
     )
     subprocess.run([sys.executable, "-W", "error", "-c", worker], check=True, timeout=60)
+
+
+# -- honest latency: TTFT of streamed answers only; goodput as a share ------------------
+
+
+def test_a_non_streamed_answer_adds_no_ttft_or_tpot_sample() -> None:
+    records = [
+        _record(1.0, ttft=0.1, e2e=0.5),  # streamed
+        _record(1.5, ttft=None, e2e=3.0, itl=(), streamed=False),  # /predict
+        _record(2.0, ttft=2.0, e2e=2.0, itl=(), streamed=False),  # /predict, older report
+    ]
+    stats = summarize(records, window_start=1.0, window_end=4.0, sent=3)
+    assert stats.ttft is not None and stats.ttft.count == 1 and stats.ttft.max == 0.1
+    assert stats.tpot is not None and stats.tpot.count == 1
+    assert stats.tpot.mean == pytest.approx((0.5 - 0.1) / 3)
+    assert stats.e2e is not None and stats.e2e.count == 3
+    rows = timeline(records, window_start=1.0, window_end=4.0)  # one bin per second
+    assert [r.ttft_p95 for r in rows] == [pytest.approx(0.1), None, None]
+
+
+def test_goodput_ratio_is_the_share_of_requests_that_met_every_slo() -> None:
+    bounds = request_bounds({"ttft_p95": 0.2, "e2e_p99": 1.0})
+    stats = summarize(
+        RECORDS, window_start=1.0, window_end=4.0, sent=5, good=lambda r: meets(r, bounds)
+    )
+    # 5 measured: 1.0 good; 1.5 (TTFT 0.3) and 3.5 (E2E 2.5) miss; 2 errors
+    assert (stats.good_requests, stats.requests) == (1, 5)
+    assert stats.goodput_ratio == pytest.approx(1 / 5)
+    assert stats.goodput == pytest.approx(1 / 5.0)  # per second of the 5 s elapsed
+    verdicts = evaluate({"goodput_ratio_min": 0.9}, stats)
+    assert [(v.passed, v.reason) for v in verdicts] == [
+        (False, "goodput_ratio_min 20.00% < 90.00%")
+    ]
+    empty = summarize([], window_start=0, window_end=1, sent=0)
+    assert empty.goodput_ratio is None
+    assert evaluate({"goodput_ratio_min": 0.5}, empty)[0].reason.endswith("nothing was measured")
+
+
+@pytest.mark.parametrize(
+    ("text", "value"), [("goodput_ratio_min=95%", 0.95), ("goodput_ratio_min=0.5", 0.5)]
+)
+def test_goodput_ratio_slo_is_a_share(text: str, value: float) -> None:
+    assert parse_slo(text) == ("goodput_ratio_min", value)
+
+
+def test_goodput_ratio_above_one_is_refused() -> None:
+    with pytest.raises(InvalidRequestError, match="a share of requests must be between 0 and 100%"):
+        parse_slo("goodput_ratio_min=2")
+
+
+def test_the_report_shows_goodput_as_a_share_with_its_bounds() -> None:
+    slos = {"ttft_p95": 0.2, "e2e_p99": 1.0}
+    bounds = request_bounds(slos)
+    stats = summarize(
+        RECORDS, window_start=1.0, window_end=4.0, sent=5, good=lambda r: meets(r, bounds)
+    )
+    report = _report(slos)
+    report = LoadTestReport(**{**report.__dict__, "results": stats})
+    line = "0.20 req/s, 20.0% of requests (1 of 5; ttft <= 200 ms, e2e <= 1000 ms)"
+    assert dict(headline_rows(report))["goodput"] == line
+    assert summary(report)["goodput_ratio"] == pytest.approx(0.2)
+    assert f"| goodput | {line} |" in render_markdown(report)
+    assert "20.0% of requests" in render_html(report)
+    no_bounds = _report({"error_rate": 0.5})
+    assert "no latency SLO: every success is good" in dict(headline_rows(no_bounds))["goodput"]
+
+
+def test_an_older_report_gets_its_goodput_ratio_from_its_counts() -> None:
+    data = _report({"ttft_p95": 0.5}).results.to_json()
+    del data["goodput_ratio"]
+    older = LoadTestStats.from_json(data)
+    assert older.goodput_ratio == pytest.approx(3 / 5)  # no latency bound: every success
+
+
+@pytest.mark.parametrize(
+    ("slos", "endpoint", "refused"),
+    [
+        ({"ttft_p95": 1.0, "e2e_p95": 2.0}, "predict", "SLO ttft_p95: the predict endpoint"),
+        ({"itl_p50": 0.1, "tpot_mean": 0.1}, "predict", "SLO tpot_mean, itl_p50:"),
+        ({"e2e_p95": 2.0, "goodput_ratio_min": 0.9}, "predict", None),
+        ({"ttft_p95": 1.0}, "chat", None),
+        ({"tpot_p99": 1.0}, "completions", None),
+    ],
+)
+def test_slos_a_whole_answer_cannot_meet_are_refused_before_any_load(
+    slos: dict[str, float], endpoint: str, refused: str | None
+) -> None:
+    if refused is None:
+        check_endpoint(slos, endpoint)
+        return
+    with pytest.raises(InvalidRequestError, match=refused) as caught:
+        check_endpoint(slos, endpoint)
+    assert "bound e2e_*" in caught.value.message

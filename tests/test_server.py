@@ -382,7 +382,11 @@ def test_metrics_carry_version_labels(client: TestClient) -> None:
     assert f'http_requests_total{{method="POST",route="/predict",status="200",{v}}} 1.0' in text
     assert f'http_requests_total{{method="POST",route="/predict",status="400",{v}}} 1.0' in text
     assert f'model_latency_seconds_count{{route="/v1/chat/completions",{v}}} 1.0' in text
-    assert f'llm_time_to_first_token_seconds_count{{route="/predict",{v}}} 1.0' in text
+    # a time to first token, and per output token, for the streamed request only
+    assert f'llm_time_to_first_token_seconds_count{{route="/predict",{v}}}' not in text
+    assert f'llm_time_to_first_token_seconds_count{{route="{CHAT}",{v}}} 1.0' in text
+    assert f'llm_time_per_output_token_seconds_count{{route="{CHAT}",{v}}} 1.0' in text
+    assert f'llm_time_per_output_token_seconds_count{{route="/predict",{v}}}' not in text
     assert f"tokens_per_second_count{{{v}}} 2.0" in text
     assert f"llm_generation_tokens_total{{{v}}} 10.0" in text
     assert f"llm_prompt_tokens_total{{{v}}}" in text

@@ -55,6 +55,7 @@ from llmship.analysis.providers import (
 )
 from llmship.analysis.stats import (
     BUILTIN_METRICS,
+    GoodputSlo,
     StatsSource,
     VersionStats,
     builtin_value,
@@ -72,6 +73,7 @@ __all__ = [
     "Condition",
     "ConditionError",
     "Duration",
+    "GoodputSlo",
     "Header",
     "JsonPath",
     "JsonPathError",

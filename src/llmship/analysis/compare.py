@@ -7,7 +7,7 @@ Two uses:
   Error rate: Fisher's exact test on the 2x2 table of errors and successes
   (alternative: the candidate's error odds are greater). Thumbs-up rate: the
   same test on thumbs up and down (alternative: the candidate's are lower).
-  Latency and TTFT quantiles: the Mann-Whitney U test on the per-request
+  Latency, TTFT and TPOT quantiles: the Mann-Whitney U test on the per-request
   samples (alternative: the candidate's are stochastically greater) — it judges
   the whole distribution, not the named quantile. Feedback: Mann-Whitney on the
   ratings (alternative: the candidate's are lower). ``p < alpha`` is Failed,
@@ -26,7 +26,13 @@ from collections.abc import Sequence
 from typing import Literal
 
 from llmship.analysis.phases import Measurement, Phase
-from llmship.analysis.stats import BUILTIN_METRICS, VersionStats, builtin_value, sample_size
+from llmship.analysis.stats import (
+    BUILTIN_METRICS,
+    VersionStats,
+    builtin_value,
+    quantile_samples,
+    sample_size,
+)
 
 __all__ = ["compare_to_stable", "decide_experiment", "significance"]
 
@@ -92,8 +98,9 @@ def significance(
         return _mann_whitney(
             [float(r) for r in candidate.ratings], [float(r) for r in stable.ratings], alternative
         )
-    source = "latencies" if name.startswith("latency_") else "ttfts"
-    return _mann_whitney(getattr(candidate, source), getattr(stable, source), alternative)
+    return _mann_whitney(
+        quantile_samples(name, candidate), quantile_samples(name, stable), alternative
+    )
 
 
 def _describe(name: str, candidate: VersionStats, stable: VersionStats) -> str:

@@ -24,7 +24,7 @@ from llmship.analysis.args import BUILTIN_ARGS, placeholders
 from llmship.analysis.durations import Duration
 from llmship.analysis.expr import compile_condition
 from llmship.analysis.jsonpath import compile_path
-from llmship.analysis.stats import BUILTIN_METRICS
+from llmship.analysis.stats import BUILTIN_METRICS, GoodputSlo
 
 __all__ = [
     "AnalysisRef",
@@ -32,6 +32,7 @@ __all__ = [
     "AnalysisTemplate",
     "Argument",
     "BuiltinMetric",
+    "GoodputSloSpec",
     "Header",
     "Metric",
     "MetricProvider",
@@ -78,6 +79,33 @@ class Header(SpecModel):
     value: str
 
 
+_SLO_DEFAULTS = GoodputSlo()
+
+
+class GoodputSloSpec(SpecModel):
+    """The per-request SLOs of the ``goodput`` metric (each a duration)."""
+
+    ttft: Duration = Field(
+        _SLO_DEFAULTS.ttft, description="Time to first token (streamed answers only)."
+    )
+    tpot: Duration = Field(
+        _SLO_DEFAULTS.tpot,
+        description="Time per output token after the first (streamed, two tokens or more).",
+    )
+    e2e: Duration = Field(_SLO_DEFAULTS.e2e, alias="e2e", description="End-to-end latency.")
+
+    @field_validator("ttft", "tpot", "e2e")
+    @classmethod
+    def _positive(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError("must be longer than 0s")
+        return value
+
+    def slo(self) -> GoodputSlo:
+        """The bounds as the pure computation takes them."""
+        return GoodputSlo(ttft=self.ttft, tpot=self.tpot, e2e=self.e2e)
+
+
 class BuiltinMetric(SpecModel):
     """The gateway's per-version statistics over a window (see :data:`BUILTIN_METRICS`)."""
 
@@ -94,6 +122,10 @@ class BuiltinMetric(SpecModel):
         description="Fewest samples for a verdict (default 1; 30 per side with compare).",
     )
     alpha: float = Field(0.05, gt=0, lt=1, description="Significance level of `compare`.")
+    slo: GoodputSloSpec | None = Field(
+        None,
+        description="goodput only: the per-request SLOs (default ttft 2s, tpot 100ms, e2e 30s).",
+    )
 
     @field_validator("metric")
     @classmethod
@@ -117,7 +149,16 @@ class BuiltinMetric(SpecModel):
                 f"compare: {self.metric} cannot be compared with stable; "
                 f"compare works for {', '.join(allowed)}"
             )
+        if self.slo is not None and self.metric != "goodput":
+            raise ValueError(
+                f"slo: only the goodput metric takes per-request SLOs, not {self.metric}"
+            )
         return self
+
+    @property
+    def goodput_slo(self) -> GoodputSlo:
+        """The SLOs ``goodput`` judges by: ``slo``, or the defaults."""
+        return self.slo.slo() if self.slo is not None else GoodputSlo()
 
     @property
     def effective_min_samples(self) -> int:

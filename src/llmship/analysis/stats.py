@@ -9,6 +9,12 @@ gateways, each one's stats are combined by :func:`merge_stats` (counts summed,
 samples pooled, so a quantile is over every request); a source that misses a
 gateway carrying traffic raises :class:`IncompleteStats`, which makes the
 measurement Inconclusive.
+
+Latency definitions (docs/analysis.md repeats them): TTFT is measured only for
+streamed answers (a whole JSON answer has no first token the client sees); TPOT
+is vLLM's ``(e2e - ttft) / (output_tokens - 1)`` for streamed answers of two
+tokens or more; goodput is the share of requests that met every SLO of a
+:class:`GoodputSlo` (errors never do).
 """
 
 from __future__ import annotations
@@ -21,13 +27,17 @@ from typing import Any, Literal, Protocol
 __all__ = [
     "BUILTIN_METRICS",
     "BuiltinMetricInfo",
+    "GoodputSlo",
     "IncompleteStats",
     "StatsSource",
     "VersionStats",
     "builtin_value",
+    "goodput",
     "merge_stats",
     "quantile",
+    "quantile_samples",
     "sample_size",
+    "time_per_output_token",
 ]
 
 
@@ -44,7 +54,8 @@ class VersionStats:
     latencies: list[float] = field(default_factory=list)
     """End-to-end seconds of each request."""
     ttfts: list[float] = field(default_factory=list)
-    """Seconds to the first token of each request."""
+    """Seconds to the first token of each successful streamed request (a non-streamed
+    answer has no time to first token: its whole time is not one)."""
     tokens_per_second: float = math.nan
     """Mean completion tokens per second; NaN without requests."""
     tokens_per_second_samples: int = 0
@@ -59,6 +70,12 @@ class VersionStats:
     notes: list[str] = field(default_factory=list)
     """What the source wants said with a measurement taken from these stats (e.g. a
     gateway without traffic that did not answer and was left out)."""
+    tpots: list[float] = field(default_factory=list)
+    """Seconds per output token after the first, ``(e2e - ttft) / (tokens - 1)``, of
+    each successful streamed request of two output tokens or more (vLLM's TPOT)."""
+    timings: list[tuple[float, float | None, float | None]] = field(default_factory=list)
+    """``(e2e, ttft, tpot)`` of each successful request, None where not measured (not
+    streamed, one token): what goodput judges request by request."""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (NaN stays a float NaN)."""
@@ -87,9 +104,20 @@ class VersionStats:
                 thumbs_down=int(data.get("thumbs_down", 0)),
                 shadow_similarities=[float(v) for v in data.get("shadow_similarities") or []],
                 notes=[str(v) for v in data.get("notes") or []],
+                tpots=[float(v) for v in data.get("tpots") or []],
+                timings=[_timing(v) for v in data.get("timings") or []],
             )
         except (TypeError, ValueError) as exc:
             raise ValueError(f"not version statistics: {exc}") from exc
+
+
+def _timing(value: Any) -> tuple[float, float | None, float | None]:
+    e2e, ttft, tpot = value
+    return float(e2e), _maybe(ttft), _maybe(tpot)
+
+
+def _maybe(value: Any) -> float | None:
+    return None if value is None else float(value)
 
 
 def merge_stats(parts: Sequence[VersionStats]) -> VersionStats:
@@ -122,7 +150,17 @@ def merge_stats(parts: Sequence[VersionStats]) -> VersionStats:
         thumbs_down=sum(p.thumbs_down for p in parts),
         shadow_similarities=[v for p in parts for v in p.shadow_similarities],
         notes=[note for p in parts for note in p.notes],
+        tpots=[v for p in parts for v in p.tpots],
+        timings=[v for p in parts for v in p.timings],
     )
+
+
+def time_per_output_token(e2e: float, ttft: float | None, output_tokens: int) -> float | None:
+    """vLLM's TPOT: ``(e2e - ttft) / (output_tokens - 1)``, the time per output token
+    after the first; None without a first token (not streamed) or with fewer than two."""
+    if ttft is None or output_tokens < 2:
+        return None
+    return max(0.0, e2e - ttft) / (output_tokens - 1)
 
 
 class IncompleteStats(Exception):
@@ -145,7 +183,9 @@ class StatsSource(Protocol):
         ...
 
 
-SampleKind = Literal["requests", "latencies", "ttfts", "ratings", "thumbs", "similarities", "none"]
+SampleKind = Literal[
+    "requests", "latencies", "ttfts", "tpots", "judged", "ratings", "thumbs", "similarities", "none"
+]
 
 
 @dataclass(frozen=True)
@@ -175,6 +215,16 @@ BUILTIN_METRICS: Mapping[str, BuiltinMetricInfo] = {
     "ttft_p50": _quantile_info("time to first token", 50, "ttfts"),
     "ttft_p95": _quantile_info("time to first token", 95, "ttfts"),
     "ttft_p99": _quantile_info("time to first token", 99, "ttfts"),
+    "tpot_p50": _quantile_info("time per output token", 50, "tpots"),
+    "tpot_p95": _quantile_info("time per output token", 95, "tpots"),
+    "tpot_p99": _quantile_info("time per output token", 99, "tpots"),
+    "goodput": BuiltinMetricInfo(
+        "share of requests that met every SLO: TTFT, TPOT and end-to-end (0..1)",
+        "ratio",
+        "judged",
+        True,
+        False,
+    ),
     "tokens_per_second": BuiltinMetricInfo(
         "mean completion tokens per second", "tokens/s", "requests", True, False
     ),
@@ -197,6 +247,40 @@ BUILTIN_METRICS: Mapping[str, BuiltinMetricInfo] = {
 }
 """Every builtin metric name, in the order the docs list them."""
 
+_QUANTILED = {"latency": "latencies", "ttft": "ttfts", "tpot": "tpots"}
+"""The per-request samples behind each family of quantile metrics."""
+
+
+@dataclass(frozen=True)
+class GoodputSlo:
+    """The per-request SLOs goodput judges by (seconds; a request must meet each one
+    that was measured for it: TTFT and TPOT only exist for streamed answers)."""
+
+    ttft: float = 2.0
+    """Time to first token (the shipped ``SlowFirstToken`` alert's bound)."""
+    tpot: float = 0.1
+    """Time per output token after the first: 10 tokens/s, faster than people read."""
+    e2e: float = 30.0
+    """End-to-end latency of the whole answer."""
+
+
+def goodput(stats: VersionStats, slo: GoodputSlo | None = None) -> float:
+    """Share of the judged requests (successes with timings, and errors) whose end-to-end
+    time, TTFT (when streamed) and TPOT (when measured) are all within ``slo``; an error
+    never meets it. NaN without requests to judge."""
+    slo = slo or GoodputSlo()
+    judged = len(stats.timings) + stats.errors
+    if judged <= 0:
+        return math.nan
+    good = sum(
+        1
+        for e2e, ttft, tpot in stats.timings
+        if e2e <= slo.e2e
+        and (ttft is None or ttft <= slo.ttft)
+        and (tpot is None or tpot <= slo.tpot)
+    )
+    return good / judged
+
 
 def quantile(values: Sequence[float], q: float) -> float:
     """The ``q``-quantile (0..1) with linear interpolation; NaN for no values."""
@@ -218,6 +302,10 @@ def sample_size(name: str, stats: VersionStats) -> int:
         return len(stats.latencies)
     if kind == "ttfts":
         return len(stats.ttfts)
+    if kind == "tpots":
+        return len(stats.tpots)
+    if kind == "judged":
+        return len(stats.timings) + stats.errors
     if kind == "ratings":
         return len(stats.ratings)
     if kind == "thumbs":
@@ -227,8 +315,9 @@ def sample_size(name: str, stats: VersionStats) -> int:
     return stats.requests
 
 
-def builtin_value(name: str, stats: VersionStats) -> float:
+def builtin_value(name: str, stats: VersionStats, slo: GoodputSlo | None = None) -> float:
     """Metric ``name`` computed from ``stats``; NaN when there is nothing to compute it from.
+    ``slo`` is what ``goodput`` judges by (default: :class:`GoodputSlo`'s).
 
     KeyError for a name not in :data:`BUILTIN_METRICS`.
     """
@@ -244,15 +333,25 @@ def builtin_value(name: str, stats: VersionStats) -> float:
         return stats.error_rate
     if name == "tokens_per_second":
         return stats.tokens_per_second if stats.requests > 0 else math.nan
-    if name.startswith(("latency_", "ttft_")):
-        values = stats.latencies if name.startswith("latency_") else stats.ttfts
-        return quantile(values, int(name.rsplit("_p", 1)[1]) / 100)
+    if name == "goodput":
+        return goodput(stats, slo)
+    family, _, percent = name.rpartition("_p")
+    if family in _QUANTILED:
+        return quantile(quantile_samples(name, stats), int(percent) / 100)
     if name == "feedback_mean":
         return _mean(stats.ratings)
     if name == "thumbs_up_rate":
         total = stats.thumbs_up + stats.thumbs_down
         return stats.thumbs_up / total if total else math.nan
     return _mean(stats.shadow_similarities)
+
+
+def quantile_samples(name: str, stats: VersionStats) -> list[float]:
+    """The per-request samples a quantile metric (``latency_p95``, ``tpot_p50`` ...) is
+    computed from; KeyError for another metric."""
+    family = name.rpartition("_p")[0]
+    samples: list[float] = getattr(stats, _QUANTILED[family])
+    return samples
 
 
 def _mean(values: Sequence[float]) -> float:

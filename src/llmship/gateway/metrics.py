@@ -34,17 +34,21 @@ class GatewayMetrics:
         self.window = WindowStats()
         """Recent outcomes per release, for analysis (not a Prometheus series)."""
         r = self.registry
-        self.requests, self.latency, self.ttft, self.tokens_per_second = request_series(
+        series = request_series(
             r,
             extra_labels=("variant",),
             requests_help="HTTP requests answered by the gateway.",
             latency_help="End-to-end time of a proxied request at the gateway.",
-            ttft_help="Time to the first byte of the model server's answer (streams); "
-            "the whole latency for non-streamed requests.",
+            ttft_help="Time to the first byte of the model server's streamed answer; "
+            "streamed requests only (a non-streamed answer has no first token).",
             tokens_per_second_help=(
                 "Completion tokens per second of each answer (from its usage), end to end."
             ),
+            tpot_help="Time per output token after the first of each successful streamed "
+            "answer of two tokens or more: (latency - TTFT) / (completion tokens - 1).",
         )
+        self.requests, self.latency, self.ttft = series.requests, series.latency, series.ttft
+        self.tokens_per_second, self.tpot = series.tokens_per_second, series.tpot
         self.overhead = Histogram(
             "llmship_gateway_overhead_seconds",
             "Time the gateway adds: its total time minus the time waiting on the model server.",
@@ -122,7 +126,7 @@ class GatewayMetrics:
         self._per_request: dict[tuple[str, str, str], _Children] = {}
 
     def children(self, route: str, version: str, variant: str) -> _Children:
-        """The latency, TTFT and overhead histograms of one (route, version, variant)."""
+        """The latency, TTFT, TPOT and overhead histograms of one (route, version, variant)."""
         key = (route, version, variant)
         found = self._per_request.get(key)
         if found is None:
@@ -130,6 +134,7 @@ class GatewayMetrics:
                 self.latency.labels(route=route, version=version, variant=variant),
                 self.ttft.labels(route=route, version=version, variant=variant),
                 self.overhead.labels(route=route, version=version, variant=variant),
+                self.tpot.labels(route=route, version=version, variant=variant),
             )
             self._per_request[key] = found
         return found
@@ -156,9 +161,10 @@ class GatewayMetrics:
 class _Children:
     """Labelled histograms of one (route, version, variant), looked up once."""
 
-    __slots__ = ("latency", "overhead", "ttft")
+    __slots__ = ("latency", "overhead", "tpot", "ttft")
 
-    def __init__(self, latency: Histogram, ttft: Histogram, overhead: Histogram):
+    def __init__(self, latency: Histogram, ttft: Histogram, overhead: Histogram, tpot: Histogram):
         self.latency = latency
         self.ttft = ttft
         self.overhead = overhead
+        self.tpot = tpot

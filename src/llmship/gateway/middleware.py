@@ -11,6 +11,7 @@ from opentelemetry.trace import Span
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from llmship import logs, tracing
+from llmship.analysis.stats import time_per_output_token
 from llmship.errors import LlmshipError
 from llmship.gateway.metrics import GatewayMetrics
 from llmship.gateway.proxied import PROXIED
@@ -154,9 +155,14 @@ class GatewayMiddleware:
         overhead = max(total - ctx.upstream_wait, 0.0)
         children = metrics.children(route, ctx.version, ctx.variant)
         children.latency.observe(total)
-        children.ttft.observe(ctx.ttft if ctx.ttft is not None else total)
+        if ctx.ttft is not None:  # streamed only: a whole answer's time is not its TTFT
+            children.ttft.observe(ctx.ttft)
         children.overhead.observe(overhead)
-        rate = None
+        rate = tpot = None
+        if status == 200 and not ctx.stream_error:
+            tpot = time_per_output_token(total, ctx.ttft, ctx.completion_tokens)
+            if tpot is not None:
+                children.tpot.observe(tpot)
         if ctx.completion_tokens and total > 0 and status == 200:
             rate = ctx.completion_tokens / total
             metrics.tokens_per_second.labels(version=ctx.version, variant=ctx.variant).observe(rate)
@@ -164,8 +170,9 @@ class GatewayMiddleware:
             ctx.version,
             error=status >= 500 or bool(ctx.stream_error),
             latency=total,
-            ttft=ctx.ttft if ctx.ttft is not None else total,
+            ttft=ctx.ttft,
             tokens_per_second=rate,
+            tpot=tpot,
         )
         key = ctx.user_key
         self.recorder.add(

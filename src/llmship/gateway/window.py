@@ -23,8 +23,11 @@ class Outcome:
     error: bool
     latency: float | None = None
     ttft: float | None = None
+    """Streamed answers only: a whole JSON answer's time is not a time to first token."""
     tokens_per_second: float | None = None
     similarity: float | None = None
+    tpot: float | None = None
+    """Seconds per output token after the first (streamed, two tokens or more)."""
 
 
 class WindowStats:
@@ -51,9 +54,11 @@ class WindowStats:
         latency: float | None = None,
         ttft: float | None = None,
         tokens_per_second: float | None = None,
+        tpot: float | None = None,
     ) -> None:
-        """Record a request answered by ``ref`` (or failed by it, when ``error``)."""
-        self._add(ref, Outcome(self.clock(), error, latency, ttft, tokens_per_second))
+        """Record a request answered by ``ref`` (or failed by it, when ``error``); ``ttft``
+        and ``tpot`` only for a streamed answer (None otherwise)."""
+        self._add(ref, Outcome(self.clock(), error, latency, ttft, tokens_per_second, tpot=tpot))
 
     def shadow(self, ref: str, *, error: bool, similarity: float | None = None) -> None:
         """Record a mirrored request to the shadow release ``ref``."""
@@ -85,16 +90,19 @@ class WindowStats:
         recent = [o for o in self._outcomes.get(ref, ()) if o.at >= since]
         errors = sum(o.error for o in recent)
         rates = [o.tokens_per_second for o in recent if o.tokens_per_second is not None]
+        answered = [o for o in recent if o.latency is not None and not o.error]
         return VersionStats(
             requests=len(recent),
             errors=errors,
             error_rate=errors / len(recent) if recent else math.nan,
-            latencies=[o.latency for o in recent if o.latency is not None and not o.error],
-            ttfts=[o.ttft for o in recent if o.ttft is not None and not o.error],
+            latencies=[o.latency for o in answered if o.latency is not None],
+            ttfts=[o.ttft for o in answered if o.ttft is not None],
             tokens_per_second=sum(rates) / len(rates) if rates else math.nan,
             tokens_per_second_samples=len(rates),
             ratings=list(ratings or []),
             thumbs_up=thumbs_up,
             thumbs_down=thumbs_down,
             shadow_similarities=[o.similarity for o in recent if o.similarity is not None],
+            tpots=[o.tpot for o in answered if o.tpot is not None],
+            timings=[(o.latency, o.ttft, o.tpot) for o in answered if o.latency is not None],
         )

@@ -38,7 +38,7 @@ from llmship.k8s.pod import (
     model_server_labels,
     pod_template,
 )
-from llmship.k8s.promql import builtin_query
+from llmship.k8s.promql import GOODPUT_HAS_NO_PROMQL, builtin_query
 from llmship.rollout.spec import BackgroundAnalysis, RolloutSpec
 
 __all__ = [
@@ -204,6 +204,13 @@ class _Renderer:
                     f"metric {metric.name!r} is shadow_similarity, which only the llmship "
                     "gateway measures (it compares each mirrored answer with the one served); "
                     "under Argo nobody compares mirrored answers",
+                )
+                return None
+            if builtin.metric == "goodput":
+                self.problem(
+                    f"{where}.provider.builtin.metric",
+                    f"metric {metric.name!r} is goodput: {GOODPUT_HAS_NO_PROMQL}; under Argo "
+                    "bound ttft_p95, tpot_p95 and latency_p95 instead",
                 )
                 return None
             query = builtin_query(builtin.metric, builtin.window or DEFAULT_WINDOW_S)

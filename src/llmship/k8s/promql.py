@@ -12,7 +12,7 @@ builtin provider does)::
     / sum(increase(http_requests_total{...}[1m]))
     and on() sum(increase(http_requests_total{...}[1m])) >= 1
 
-Requests, latencies, TTFT and tokens/s are read from the model servers' series
+Requests, latencies, TTFT, TPOT and tokens/s are read from the model servers' series
 (``variant=""``: a gateway's copies of the same requests carry a variant and are
 left out, so no request counts twice); feedback and shadow similarity only exist
 on the gateway. Differences from the builtin provider, which the docs repeat:
@@ -30,6 +30,7 @@ from llmship.analysis.stats import BUILTIN_METRICS
 
 __all__ = [
     "GENERATION_ROUTES",
+    "GOODPUT_HAS_NO_PROMQL",
     "VERSION_ARG",
     "BuiltinQuery",
     "builtin_query",
@@ -42,6 +43,20 @@ or ``/v1/models``)."""
 
 VERSION_ARG = "{{args.version}}"
 """The Argo template argument the queries select the release by (``NAME@VERSION``)."""
+
+
+_HISTOGRAMS = {
+    "latency": "model_latency_seconds",
+    "ttft": "llm_time_to_first_token_seconds",
+    "tpot": "llm_time_per_output_token_seconds",
+}
+"""The histogram each family of quantile metrics reads (TTFT and TPOT: streamed only)."""
+
+GOODPUT_HAS_NO_PROMQL = (
+    "goodput judges each request against every SLO at once (TTFT, TPOT and end-to-end "
+    "together), which separate Prometheus histograms cannot tell; only the llmship "
+    "gateway's own statistics measure it"
+)
 
 
 @dataclass(frozen=True)
@@ -91,7 +106,8 @@ def _mean(family: str, selector: str, window: str, caveat: str) -> BuiltinQuery:
 
 def builtin_query(metric: str, window_s: float, version: str = VERSION_ARG) -> BuiltinQuery:
     """The PromQL of builtin ``metric`` over the last ``window_s`` seconds for the release
-    whose ``version`` label is ``version``; KeyError for an unknown metric."""
+    whose ``version`` label is ``version``; KeyError for an unknown metric, ValueError
+    for ``goodput`` (no PromQL can judge a request against several SLOs at once)."""
     if metric not in BUILTIN_METRICS:
         raise KeyError(metric)
     w = promql_duration(window_s)
@@ -111,12 +127,10 @@ def builtin_query(metric: str, window_s: float, version: str = VERSION_ARG) -> B
             "5xx answers of the model servers; a stream that fails after its first byte is "
             "a 200 there (the gateway counts it as an error)",
         )
-    if metric.startswith(("latency_", "ttft_")):
-        family = (
-            "model_latency_seconds"
-            if metric.startswith("latency_")
-            else "llm_time_to_first_token_seconds"
-        )
+    if metric == "goodput":
+        raise ValueError(GOODPUT_HAS_NO_PROMQL)
+    if metric.startswith(("latency_", "ttft_", "tpot_")):
+        family = _HISTOGRAMS[metric.partition("_")[0]]
         q = int(metric.rsplit("_p", 1)[1]) / 100
         buckets = f"sum by (le) (rate({family}_bucket{served}[{w}]))"
         return BuiltinQuery(

@@ -4,7 +4,8 @@ Definitions (as vLLM's ``bench serve`` implements them; see docs/loadtest.md):
 
 - **TTFT**: from sending the request to the first *non-empty* content delta
   (``delta.content``, or ``delta.reasoning_content``/``reasoning`` for reasoning
-  models, or ``text`` for completions) — not to the response headers.
+  models, or ``text`` for completions) — not to the response headers. Streamed
+  answers only: ``/predict`` answers all at once, and its E2E is not a TTFT.
 - **ITL**: the gaps between consecutive content chunks.
 - **TPOT**: ``(e2e - ttft) / (output_tokens - 1)``, for answers of two tokens or more.
 - **E2E**: from sending to the last byte of the response.
@@ -20,6 +21,8 @@ import itertools
 import json
 from dataclasses import dataclass, field
 from typing import Any
+
+from llmship.analysis.stats import time_per_output_token
 
 
 @dataclass(frozen=True)
@@ -37,7 +40,13 @@ class RequestRecord:
     version: str | None = None
     """The ``X-Llmship-Version`` response header: which release answered."""
     streamed: bool = True
-    """False for ``/predict``: the whole answer comes at once (TTFT = E2E, no TPOT)."""
+    """False for ``/predict``: the whole answer comes at once (no TTFT, no TPOT; reports
+    written before TTFT was left out for them hold its E2E as ``ttft``)."""
+
+    @property
+    def first_token(self) -> float | None:
+        """The TTFT of a streamed answer; None when not streamed or no token came."""
+        return self.ttft if self.streamed else None
 
     @property
     def ok(self) -> bool:
@@ -50,9 +59,7 @@ class RequestRecord:
     @property
     def tpot(self) -> float | None:
         """Time per output token after the first (vLLM's definition)."""
-        if self.ttft is None or self.output_tokens < 2 or not self.streamed:
-            return None
-        return max(0.0, self.e2e - self.ttft) / (self.output_tokens - 1)
+        return time_per_output_token(self.e2e, self.first_token, self.output_tokens)
 
     @property
     def mean_itl(self) -> float | None:

@@ -173,8 +173,10 @@ def measure(
     ``NAME@VERSION``) before anything starts; giving both is a usage error.
     """
     from llmship.loadtest.runner import run_load_test
+    from llmship.loadtest.slo import check_endpoint
     from llmship.loadtest.target import ReleaseServer, first_request, probe
 
+    check_endpoint(slos, plan.endpoint)
     if release and ref:
         raise InvalidRequestError(
             "give release or ref, not both: serving a release names it already", param="ref"

@@ -14,11 +14,12 @@ from rich.text import Text
 
 from llmship.junit import JUnitCase, JUnitSuite, junit_xml
 from llmship.loadtest.report_model import REQUESTS_CHECK, LoadTestReport, build_report
-from llmship.loadtest.slo import fmt
+from llmship.loadtest.slo import fmt, request_bounds
 from llmship.loadtest.stats import METRIC_NAMES, METRICS, STATS, Distribution
 
 __all__ = [
     "build_report",
+    "goodput_line",
     "headline_rows",
     "junit_cases",
     "load_line",
@@ -48,6 +49,7 @@ def summary(report: LoadTestReport) -> dict[str, Any]:
         "throughput": results.throughput,
         "tokens_per_second": results.tokens_per_second,
         "goodput": results.goodput,
+        "goodput_ratio": results.goodput_ratio,
         "ttft_p95": p95(results.ttft),
         "e2e_p95": p95(results.e2e),
         "reasons": report.reasons,
@@ -78,7 +80,7 @@ def headline_rows(report: LoadTestReport) -> list[tuple[str, str]]:
         ("error rate", f"{r.error_rate * 100:.2f}%"),
         ("throughput", f"{r.throughput:.2f} req/s"),
         ("output tokens/s", f"{r.tokens_per_second:.1f}"),
-        ("goodput", f"{r.goodput:.2f} req/s ({r.good_requests} requests)"),
+        ("goodput", goodput_line(report)),
         ("sent", f"{r.sent} ({r.sent_rate:.2f} req/s)"),
     ]
     if r.dropped or r.incomplete:
@@ -94,6 +96,19 @@ def headline_rows(report: LoadTestReport) -> list[tuple[str, str]]:
         of_core = f" ({share * 100:.1f}% of a core)" if share is not None else ""
         rows.append(("generator CPU per request", f"{cpu * 1000:.2f} ms{of_core}"))
     return rows
+
+
+def goodput_line(report: LoadTestReport) -> str:
+    """Goodput as a rate and a share, with the per-request bounds it was judged by:
+    ``1.50 req/s, 75.0% of requests (3 of 4; ttft <= 500 ms, e2e <= 4.00 s)``."""
+    r = report.results
+    share = "–" if r.goodput_ratio is None else f"{r.goodput_ratio * 100:.1f}%"
+    bounds = request_bounds(report.slo)
+    judged = ", ".join(f"{m} <= {fmt(f'{m}_p50', v)}" for m, v in bounds.items())
+    return (
+        f"{r.goodput:.2f} req/s, {share} of requests ({r.good_requests} of {r.requests}; "
+        f"{judged or 'no latency SLO: every success is good'})"
+    )
 
 
 def outcome_line(report: LoadTestReport) -> str:

@@ -3,12 +3,14 @@
 Keys: ``<metric>_<stat>`` for ``ttft``/``tpot``/``itl``/``e2e`` × ``mean``/``p50``/
 ``p90``/``p95``/``p99`` (upper bounds in seconds; ``500ms`` is accepted too),
 ``error_rate`` (upper bound, a fraction or ``1%``), and the lower bounds
-``throughput_min`` (successful requests/s), ``tokens_per_second_min`` and
-``goodput_min`` (requests/s that met every per-request SLO).
+``throughput_min`` (successful requests/s), ``tokens_per_second_min``,
+``goodput_min`` (requests/s that met every per-request SLO) and
+``goodput_ratio_min`` (the share of requests that did, a fraction or ``95%``).
 
 A request counts towards goodput when it succeeded and each of its TTFT, TPOT,
 mean ITL and E2E is within the loosest bound given for that metric (DistServe's
-goodput, as vLLM's ``--goodput`` applies it per request).
+goodput, as vLLM's ``--goodput`` applies it per request). TTFT and TPOT bound
+streamed answers only: a ``/predict`` answer has neither, and is judged by the rest.
 """
 
 from __future__ import annotations
@@ -24,10 +26,12 @@ from llmship.loadtest.plan import parse_duration
 from llmship.loadtest.stats import METRICS, STATS, LoadTestStats
 
 LATENCY_KEYS = tuple(f"{metric}_{stat}" for metric in METRICS for stat in STATS)
-LOWER_BOUNDS = ("throughput_min", "tokens_per_second_min", "goodput_min")
+LOWER_BOUNDS = ("throughput_min", "tokens_per_second_min", "goodput_min", "goodput_ratio_min")
+RATIOS = ("error_rate", "goodput_ratio_min")
+"""Keys whose value is a share: a fraction, or a percentage such as ``1%``."""
 SLO_KEYS = (*LATENCY_KEYS, "error_rate", *LOWER_BOUNDS)
 """Every valid SLO key."""
-UNITS = {"error_rate": "", "throughput_min": " req/s", "tokens_per_second_min": " tok/s"}
+UNITS = {"throughput_min": " req/s", "tokens_per_second_min": " tok/s"}
 
 
 @dataclass(frozen=True)
@@ -68,15 +72,16 @@ def slo_value(key: str, value: object) -> float:
     try:
         if key in LATENCY_KEYS and not isinstance(value, (int, float)):
             number = parse_duration(text)
-        elif key == "error_rate" and text.endswith("%"):
+        elif key in RATIOS and text.endswith("%"):
             number = float(text[:-1]) / 100
         else:
             number = float(text)
     except ValueError:
         raise InvalidRequestError(f"SLO {key}: {value!r} is not a number") from None
-    if key == "error_rate" and not 0 <= number <= 1:  # also NaN
+    if key in RATIOS and not 0 <= number <= 1:  # also NaN
+        what = "an error rate" if key == "error_rate" else "a share of requests"
         raise InvalidRequestError(
-            "SLO error_rate: an error rate must be between 0 and 100% (0 and 1 as a "
+            f"SLO {key}: {what} must be between 0 and 100% (0 and 1 as a "
             f"fraction, e.g. 1% or 0.01); {text!r} was given"
         )
     if not math.isfinite(number) or number < 0:
@@ -87,6 +92,26 @@ def slo_value(key: str, value: object) -> float:
 def check_key(key: str) -> None:
     if key not in SLO_KEYS:
         raise InvalidRequestError(f"unknown SLO key {key!r}; valid keys: {', '.join(SLO_KEYS)}")
+
+
+STREAMED_ONLY = ("ttft", "tpot", "itl")
+"""Latency metrics that only a streamed answer has."""
+
+
+def check_endpoint(slos: Mapping[str, float], endpoint: str) -> None:
+    """Refuse, before any load, SLOs that the endpoint cannot measure: ``predict``
+    answers whole, so it has no TTFT, TPOT or ITL (its E2E is not a TTFT)."""
+    if endpoint != "predict":
+        return
+    unmeasurable = [key for key in slos if key.partition("_")[0] in STREAMED_ONLY]
+    if unmeasurable:
+        raise InvalidRequestError(
+            f"SLO {', '.join(sorted(unmeasurable, key=SLO_KEYS.index))}: the predict "
+            "endpoint answers whole, so it has no time to first token, per output token or "
+            "between tokens; bound e2e_* (e.g. e2e_p95=2s), or load a streamed endpoint "
+            "(--endpoint chat or completions)",
+            param="slo",
+        )
 
 
 def parse_slos(items: Iterable[str]) -> dict[str, float]:
@@ -109,14 +134,14 @@ def meets(record: RequestRecord, bounds: Mapping[str, float]) -> bool:
     if not record.ok:
         return False
     values = {
-        "ttft": record.ttft,
+        "ttft": record.first_token,
         "tpot": record.tpot,
         "itl": record.mean_itl,
         "e2e": record.e2e,
     }
     for metric, bound in bounds.items():
         value = values[metric]
-        if metric == "ttft" and value is None:
+        if metric == "ttft" and value is None and record.streamed:
             return False  # no token ever came
         if value is not None and value > bound:
             return False
@@ -144,6 +169,6 @@ def fmt(key: str, value: float) -> str:
     """A value as people read it: ``512 ms``, ``1.2%``, ``3.50 req/s``."""
     if key in LATENCY_KEYS:
         return f"{value * 1000:.4g} ms" if value < 10 else f"{value:.2f} s"
-    if key == "error_rate":
+    if key in RATIOS:
         return f"{value * 100:.2f}%"
     return f"{value:.2f}{UNITS.get(key, ' req/s')}"

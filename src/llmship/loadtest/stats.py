@@ -1,6 +1,8 @@
 """From request records to the numbers of a load test: latency distributions,
 throughput, tokens/s, goodput, and a timeline for the plots. Pure functions.
 
+TTFT and TPOT are over streamed answers only (``/predict`` has neither).
+
 Requests *sent* during the warm-up are not counted; the measured window is
 ``[window_start, window_end)`` by send time. Rates divide by
 ``elapsed``: the window, or longer when the last measured request ended later.
@@ -106,13 +108,16 @@ class LoadTestStats:
     tokens_per_second: float
     good_requests: int
     goodput: float
-    """Successful requests per second that met every per-request SLO."""
+    """Successful requests per second that met every per-request SLO (vLLM's goodput)."""
     ttft: Distribution | None
     tpot: Distribution | None
     itl: Distribution | None
     e2e: Distribution | None
     errors_by_kind: dict[str, int]
     versions: dict[str, int]
+    goodput_ratio: float | None = None
+    """The share of the measured requests (errors included) that met every per-request
+    SLO: ``good_requests / requests``; None without requests."""
 
     def distribution(self, metric: str) -> Distribution | None:
         value: Distribution | None = getattr(self, metric)
@@ -130,6 +135,7 @@ class LoadTestStats:
             "throughput_min": self.throughput,
             "tokens_per_second_min": self.tokens_per_second,
             "goodput_min": self.goodput,
+            "goodput_ratio_min": self.goodput_ratio,
         }
         if key not in plain:
             raise KeyError(key)
@@ -146,6 +152,9 @@ class LoadTestStats:
             fields[metric] = Distribution.from_json(fields.get(metric))
         fields["errors_by_kind"] = dict(fields["errors_by_kind"])
         fields["versions"] = dict(fields["versions"])
+        if "goodput_ratio" not in fields:  # a report from before the field
+            requests = fields["requests"]
+            fields["goodput_ratio"] = fields["good_requests"] / requests if requests else None
         return cls(**fields)
 
 
@@ -194,7 +203,8 @@ def summarize(
         tokens_per_second=tokens / elapsed,
         good_requests=good_count,
         goodput=good_count / elapsed,
-        ttft=Distribution.of([r.ttft for r in ok if r.ttft is not None]),
+        goodput_ratio=good_count / len(window) if window else None,
+        ttft=Distribution.of([t for r in ok if (t := r.first_token) is not None]),
         tpot=Distribution.of([t for r in ok if (t := r.tpot) is not None]),
         itl=Distribution.of([gap for r in ok for gap in r.itl]),
         e2e=Distribution.of([r.e2e for r in ok]),
@@ -248,7 +258,7 @@ def timeline(
     rows = []
     for index, members in enumerate(bins):
         ok = [r for r in members if r.ok]
-        ttfts = [r.ttft for r in ok if r.ttft is not None]
+        ttfts = [t for r in ok if (t := r.first_token) is not None]
         e2es = [r.e2e for r in ok]
         rows.append(
             TimelineBin(

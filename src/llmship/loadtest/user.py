@@ -244,8 +244,8 @@ class LLMClientUser(User):
         e2e = time.perf_counter() - sent_at
         if stream:
             first, gaps, tokens = parser.first_at, parser.gaps, parser.output_tokens
-        else:
-            first, gaps = (e2e if error is None else None), ()
+        else:  # the whole answer came at once: no first token to time
+            first, gaps = None, ()
         record = RequestRecord(
             start=start,
             e2e=e2e,

@@ -9,7 +9,13 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from llmship._request_metrics import LATENCY_BUCKETS, TPS_BUCKETS, TTFT_BUCKETS, request_series
+from llmship._request_metrics import (
+    LATENCY_BUCKETS,
+    TPS_BUCKETS,
+    TTFT_BUCKETS,
+    request_series,
+)
+from llmship.analysis.stats import time_per_output_token
 
 __all__ = [
     "LATENCY_BUCKETS",
@@ -32,15 +38,20 @@ class ServerMetrics:
         self.version = version
         self.registry = registry or CollectorRegistry()
         r = self.registry
-        self.requests, self.latency, self.ttft, self.tokens_per_second = request_series(
+        series = request_series(
             r,
             requests_help="HTTP requests answered.",
             latency_help="End-to-end time of a generation request, queue included.",
-            ttft_help="Time from the request's arrival to its first generated text.",
+            ttft_help="Time from a streamed request's arrival to its first generated text "
+            "(streamed requests only: a non-streamed answer has no first token).",
             tokens_per_second_help=(
                 "Output tokens per second of each request (completion tokens / end-to-end time)."
             ),
+            tpot_help="Time per output token after the first of each streamed generation of "
+            "two tokens or more: (latency - TTFT) / (completion tokens - 1).",
         )
+        self.requests, self.latency, self.ttft = series.requests, series.latency, series.ttft
+        self.tokens_per_second, self.tpot = series.tokens_per_second, series.tpot
         self.prompt_tokens = Counter(
             "llm_prompt_tokens", "Prompt tokens processed.", ["version"], registry=r
         )
@@ -81,11 +92,15 @@ class ServerMetrics:
         prompt_tokens: int,
         completion_tokens: int,
     ) -> None:
-        """Record one finished generation."""
+        """Record one finished generation; ``ttft`` only for a streamed one (None otherwise),
+        which also gives its time per output token."""
         v = self.version
         self.latency.labels(route=route, version=v).observe(latency)
         if ttft is not None:
             self.ttft.labels(route=route, version=v).observe(ttft)
+            tpot = time_per_output_token(latency, ttft, completion_tokens)
+            if tpot is not None:
+                self.tpot.labels(route=route, version=v).observe(tpot)
         if latency > 0 and completion_tokens > 0:
             self.tokens_per_second.labels(version=v).observe(completion_tokens / latency)
         self.prompt_tokens.labels(version=v).inc(prompt_tokens)

@@ -49,6 +49,9 @@ class RequestContext:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     ttft: float | None = None
+    streamed: bool = True
+    """False while :meth:`ModelService.complete` gathers a whole answer: its metrics then
+    have no time to first token (the client sees none)."""
     finish_reason: str | None = None
     text: list[str] = field(default_factory=list)
     """Generated text, kept only when the log_prompts setting is on."""
@@ -316,7 +319,7 @@ class ModelService:
         self.metrics.observe_generation(
             ctx.route,
             latency=time.perf_counter() - ctx.started,
-            ttft=ctx.ttft,
+            ttft=ctx.ttft if ctx.streamed else None,
             prompt_tokens=ctx.prompt_tokens,
             completion_tokens=ctx.completion_tokens,
         )
@@ -329,6 +332,7 @@ class ModelService:
 
     async def complete(self, request: GenerationRequest, ctx: RequestContext) -> Completion:
         """Generate the whole answer."""
+        ctx.streamed = False
         parts: list[str] = []
         stream = self.generate(request, ctx)
         try:

@@ -55,7 +55,7 @@ class BuiltinProvider:
             compared = self._compare(spec, context, window, candidate)
             return replace(compared, message=_with_notes(compared.message, candidate))
         name = spec.metric
-        value = builtin_value(name, candidate)
+        value = builtin_value(name, candidate, spec.goodput_slo)
         if BUILTIN_METRICS[name].samples != "none":
             n = sample_size(name, candidate)
             if n < spec.effective_min_samples:
