@@ -91,13 +91,15 @@ def action(tab: Page, name: str) -> Locator:
 
 
 def read_only(tab: Page) -> None:
-    """The page without a token: it says Read-only, and Abort is disabled and says why."""
+    """The page without a token: it says Read-only, and every action button is disabled
+    and says why."""
     from playwright.sync_api import expect
 
     expect(tab.locator("#access")).to_have_text("Read-only")
-    button = action(tab, "Abort")
-    expect(button.get_by_role("button")).to_be_disabled()
-    expect(button.locator(".why")).to_have_text("Sign in with the admin token to act")
+    for name in ("Promote", "Pause", "Resume", "Abort", "Retry", "Undo"):
+        box = action(tab, name)
+        expect(box.get_by_role("button", name=name, exact=True)).to_be_disabled()
+        expect(box.locator(".why")).to_have_text("Sign in with the admin token to act")
 
 
 def overview(tab: Page, rollout: int) -> None:
