@@ -59,18 +59,22 @@ export function lineChart({ title, unit = "", series, width = 560, height = 180,
     const label = (x) => (xTime ? new Date(x * 1000).toLocaleTimeString() : tick(x));
     svg.append(s("text", { x: pad.l, y: height - 6 }, label(x0)));
     svg.append(s("text", { x: width - pad.r, y: height - 6, "text-anchor": "end" }, label(x1)));
+    const gap = (p) => !p || p[1] === null || p[1] === undefined || Number.isNaN(p[1]);
     series.forEach((line, i) => {
+      const colour = line.colour || COLOURS[i % COLOURS.length];
       let d = "";
       let pen = false;
-      for (const [x, y] of line.points) {
-        if (y === null || y === undefined || Number.isNaN(y)) {
+      line.points.forEach(([x, y], k) => {
+        if (gap(line.points[k])) {
           pen = false;
-          continue;
+          return;
         }
+        // a point with no neighbour draws no line: a dot shows it (one bucket of feedback)
+        if (!pen && gap(line.points[k + 1])) svg.append(s("circle", { cx: px(x), cy: py(y), r: 3, fill: colour }));
         d += `${pen ? "L" : "M"}${px(x).toFixed(1)},${py(y).toFixed(1)}`;
         pen = true;
-      }
-      svg.append(s("path", { d, fill: "none", stroke: line.colour || COLOURS[i % COLOURS.length], "stroke-width": 2 }));
+      });
+      svg.append(s("path", { d, fill: "none", stroke: colour, "stroke-width": 2 }));
     });
   }
   const legend = document.createElement("div");
