@@ -185,7 +185,18 @@ def test_full_queue_and_disconnect_cancel(server: ModelServer) -> None:
 
 def test_metrics_after_real_traffic(server: ModelServer) -> None:
     httpx.post(f"{server.url}/predict", json={"prompt": "Hello", "max_new_tokens": 5}, timeout=60)
+    chat = {
+        "messages": [{"role": "user", "content": "Count from one to ten."}],
+        "max_tokens": 8,
+        "stream": True,
+    }
+    with httpx.stream("POST", f"{server.url}/v1/chat/completions", json=chat, timeout=60) as r:
+        assert r.status_code == 200 and r.read().rstrip().endswith(b"data: [DONE]")
     text = httpx.get(f"{server.url}/metrics").text
+    # a time to first token, and per output token after it, for streamed answers only
+    assert 'llm_time_to_first_token_seconds_count{route="/predict"' not in text
+    assert 'llm_time_to_first_token_seconds_count{route="/v1/chat/completions"' in text
+    assert 'llm_time_per_output_token_seconds_count{route="/v1/chat/completions"' in text
     series = {
         line.split("{")[0].split(" ")[0] for line in text.splitlines() if line and line[0] != "#"
     }
@@ -193,6 +204,7 @@ def test_metrics_after_real_traffic(server: ModelServer) -> None:
         "http_requests_total",
         "model_latency_seconds_bucket",
         "llm_time_to_first_token_seconds_bucket",
+        "llm_time_per_output_token_seconds_bucket",
         "tokens_per_second_bucket",
         "llm_prompt_tokens_total",
         "llm_generation_tokens_total",
