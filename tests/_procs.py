@@ -61,8 +61,9 @@ class ThreadedServer:
 
 
 class FakeUpstream:
-    """An OpenAI-compatible server on a free port: `/v1/models`, and streamed
-    completions that answer "ok", or 500 while ``failing`` is set."""
+    """An OpenAI-compatible server on a free port: `/v1/models`, and completions (streamed,
+    or whole when the request says ``"stream": false``) that answer "ok", or 500 while
+    ``failing`` is set."""
 
     def __init__(self) -> None:
         self.failing = False
@@ -90,7 +91,7 @@ class FakeUpstream:
                 self._send(200, json.dumps(models).encode(), "application/json")
 
             def do_POST(self) -> None:
-                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                request = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 upstream.hits += 1
                 upstream.last_hit = time.monotonic()
                 if upstream.failing:
@@ -99,6 +100,18 @@ class FakeUpstream:
                     self._send(500, json.dumps(error).encode(), "application/json")
                     return
                 chat = "chat" in self.path
+                if json.loads(request or b"{}").get("stream") is False:
+                    answer = (
+                        {"message": {"role": "assistant", "content": upstream.text}}
+                        if chat
+                        else {"text": upstream.text}
+                    )
+                    whole = {
+                        "choices": [{"index": 0, **answer, "finish_reason": "stop"}],
+                        "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5},
+                    }
+                    self._send(200, json.dumps(whole).encode(), "application/json")
+                    return
                 text = {"delta": {"content": upstream.text}} if chat else {"text": upstream.text}
                 empty = {"delta": {}} if chat else {"text": ""}
                 events = [

@@ -4,6 +4,7 @@ The real counterpart, a live upstream, is in tests/test_serve_process.py."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 
@@ -144,3 +145,111 @@ async def test_upstream_timeout_is_a_504() -> None:
 
     with pytest.raises(GenerationTimeoutError, match=r"runtime\.timeout_s"):
         await collect(backend(handler))
+
+
+async def test_no_usage_from_the_upstream_leaves_the_prompt_count_unknown() -> None:
+    """llama-cpp-python's server ignores stream_options: the prompt's count is None (never
+    0), and the completion tokens are the deltas counted."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(
+            200,
+            content=sse(
+                {"choices": [{"delta": {"content": "a"}}]},
+                {"choices": [{"delta": {"content": "b"}}]},
+                {"choices": [{"delta": {}, "finish_reason": "length"}]},
+            ),
+        )
+
+    chunks = await collect(backend(handler))
+    assert sum(c.tokens for c in chunks) == 2
+    assert chunks[-1].prompt_tokens is None and chunks[-1].finish_reason == "length"
+
+
+async def test_an_upstream_that_refuses_stream_options_is_asked_without_it() -> None:
+    bodies: list[dict[str, object]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        bodies.append(body)
+        if "stream_options" in body:
+            return httpx.Response(
+                422, json={"error": {"message": "extra field not permitted: stream_options"}}
+            )
+        return httpx.Response(
+            200, content=sse({"choices": [{"delta": {"content": "x"}, "finish_reason": "stop"}]})
+        )
+
+    b = backend(handler)
+    assert [c.text for c in await collect(b)] == ["x", ""]
+    assert [c.text for c in await collect(b)] == ["x", ""]
+    # Refused once, then never sent again.
+    assert ["stream_options" in body for body in bodies] == [True, False, False]
+
+
+async def test_a_stream_cut_before_its_end_is_an_upstream_error() -> None:
+    """An upstream that closes the stream without a finish_reason or [DONE] did not finish:
+    the answer is not passed off as complete."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        body = b'data: {"choices": [{"delta": {"content": "half"}}]}\n\n'
+        return httpx.Response(200, content=body)
+
+    with pytest.raises(UpstreamError, match="ended its stream before the last event"):
+        await collect(backend(handler))
+
+
+WHOLE = dataclasses.replace(CHAT, stream=False)
+
+
+async def test_a_whole_answer_is_asked_for_whole_with_its_usage() -> None:
+    sent: list[dict[str, object]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(json.loads(request.content))
+        return httpx.Response(
+            200,
+            json={
+                "choices": [{"message": {"content": "Hello"}, "finish_reason": "length"}],
+                "usage": {"prompt_tokens": 32, "completion_tokens": 5, "total_tokens": 37},
+            },
+        )
+
+    chunks = await collect(backend(handler), WHOLE)
+    assert [c.text for c in chunks] == ["Hello", ""]
+    assert sum(c.tokens for c in chunks) == 5
+    assert chunks[-1].finish_reason == "length" and chunks[-1].prompt_tokens == 32
+    assert sent[0]["stream"] is False and "stream_options" not in sent[0]
+
+
+async def test_an_upstream_whose_whole_answers_lack_usage_is_streamed_from() -> None:
+    """No count is made up: the answer is streamed (deltas counted), from then on."""
+    streamed: list[bool] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        streamed.append(json.loads(request.content)["stream"])
+        if not streamed[-1]:
+            return httpx.Response(200, json={"choices": [{"message": {"content": "a b"}}]})
+        return httpx.Response(
+            200,
+            content=sse(
+                {"choices": [{"delta": {"content": "a"}}]},
+                {"choices": [{"delta": {"content": " b"}, "finish_reason": "stop"}]},
+            ),
+        )
+
+    b = backend(handler)
+    for _ in range(2):
+        chunks = await collect(b, WHOLE)
+        assert "".join(c.text for c in chunks) == "a b"
+        assert sum(c.tokens for c in chunks) == 2 and chunks[-1].prompt_tokens is None
+    assert streamed == [False, True, True]
+
+
+async def test_a_whole_answer_refused_by_the_upstream_keeps_its_message() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        message = "This model's maximum context length is 512 tokens. However, ..."
+        return httpx.Response(400, json={"error": {"message": message}})
+
+    with pytest.raises(ContextLengthError, match="maximum context length is 512"):
+        await collect(backend(handler), WHOLE)

@@ -417,6 +417,10 @@ def test_the_openai_backend_calls_its_upstream_in_a_client_span_that_it_passes_o
         seen.append(request)
         if request.url.path.endswith("/models"):
             return httpx.Response(200, json={"data": [{"id": "Qwen/Qwen2.5-7B"}]})
+        if json.loads(request.content)["stream"] is False:  # /predict asks for a whole answer
+            usage = {"prompt_tokens": 6, "completion_tokens": 1, "total_tokens": 7}
+            choice = {"index": 0, "message": {"content": "Hi"}, "finish_reason": "stop"}
+            return httpx.Response(200, json={"choices": [choice], "usage": usage})
         events = [
             {"model": "Qwen/Qwen2.5-7B", "choices": [{"index": 0, "delta": {"content": "Hi"}}]},
             {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},

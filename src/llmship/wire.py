@@ -114,9 +114,14 @@ class PredictRequest(_Request):
 
 
 class Usage(BaseModel):
-    prompt_tokens: int = Field(description="Tokens in the prompt.")
-    completion_tokens: int = Field(description="Tokens generated.")
-    total_tokens: int = Field(description="Sum of both.")
+    """Token counts; null where the model did not say (an OpenAI-compatible upstream that
+    streams no usage leaves the prompt's count unknown), never 0 for unknown."""
+
+    prompt_tokens: int | None = Field(
+        description="Tokens in the prompt; null when the upstream model did not report it."
+    )
+    completion_tokens: int | None = Field(description="Tokens generated; null when not known.")
+    total_tokens: int | None = Field(description="Sum of both; null when either is unknown.")
 
 
 class PredictResponse(BaseModel):

@@ -35,6 +35,10 @@ class GenerationRequest:
     trace_headers: dict[str, str] = field(default_factory=dict)
     """W3C trace context (``traceparent``) that a backend calling a remote model sends
     along, so the remote's spans join the model server's trace."""
+    stream: bool = True
+    """False when the caller takes only the whole answer: a backend calling a remote model
+    may then ask for it in one response, which carries the usage and the errors that some
+    servers' streams leave out (llama-cpp-python's)."""
 
 
 @dataclass(frozen=True)

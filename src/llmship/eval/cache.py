@@ -38,7 +38,8 @@ class CachedOutput:
     """Seconds from sending the request to its last token."""
     ttft_s: float | None = None
     """Seconds to the first generated text."""
-    prompt_tokens: int = 0
+    prompt_tokens: int | None = None
+    """None when the backend did not report it."""
     completion_tokens: int = 0
     finish_reason: str | None = None
 
@@ -54,12 +55,16 @@ class CachedOutput:
                 text=str(data["text"]),
                 latency_s=float(data["latency_s"]),
                 ttft_s=float(data["ttft_s"]) if data.get("ttft_s") is not None else None,
-                prompt_tokens=int(data.get("prompt_tokens") or 0),
+                prompt_tokens=_optional_int(data.get("prompt_tokens")),
                 completion_tokens=int(data.get("completion_tokens") or 0),
                 finish_reason=data.get("finish_reason"),
             )
         except (KeyError, TypeError, ValueError):
             return None
+
+
+def _optional_int(value: Any) -> int | None:
+    return None if value is None else int(value)
 
 
 def output_key(

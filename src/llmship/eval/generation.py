@@ -83,7 +83,8 @@ class CaseOutput:
     text: str
     latency_s: float | None
     ttft_s: float | None = None
-    prompt_tokens: int = 0
+    prompt_tokens: int | None = None
+    """None when the backend did not report it (an upstream that streams no usage)."""
     completion_tokens: int = 0
     finish_reason: str | None = None
     cached: bool = False
@@ -245,7 +246,8 @@ async def _generate_one(
 async def _stream(backend: Backend, request: GenerationRequest, began: float) -> CaseOutput:
     parts: list[str] = []
     ttft: float | None = None
-    prompt_tokens = completion_tokens = 0
+    prompt_tokens: int | None = None
+    completion_tokens = 0
     finish: str | None = None
     stream = backend.stream(request)
     try:

@@ -89,7 +89,7 @@ class ServerMetrics:
         *,
         latency: float,
         ttft: float | None,
-        prompt_tokens: int,
+        prompt_tokens: int | None,
         completion_tokens: int,
     ) -> None:
         """Record one finished generation; ``ttft`` only for a streamed one (None otherwise),
@@ -103,7 +103,8 @@ class ServerMetrics:
                 self.tpot.labels(route=route, version=v).observe(tpot)
         if latency > 0 and completion_tokens > 0:
             self.tokens_per_second.labels(version=v).observe(completion_tokens / latency)
-        self.prompt_tokens.labels(version=v).inc(prompt_tokens)
+        if prompt_tokens is not None:  # unknown (an upstream without usage) adds nothing
+            self.prompt_tokens.labels(version=v).inc(prompt_tokens)
         self.generation_tokens.labels(version=v).inc(completion_tokens)
 
 

@@ -80,8 +80,9 @@ class RequestMiddleware:
         }
         if ctx.ttft is not None:
             fields["ttft_ms"] = round(ctx.ttft * 1000, 1)
-        if ctx.prompt_tokens or ctx.completion_tokens:
+        if ctx.prompt_tokens is not None:
             fields["prompt_tokens"] = ctx.prompt_tokens
+        if ctx.completion_tokens:
             fields["completion_tokens"] = ctx.completion_tokens
         if ctx.finish_reason:
             fields["finish"] = ctx.finish_reason

@@ -46,7 +46,8 @@ class RequestContext:
     query_id: str
     started: float
     route: str = ""
-    prompt_tokens: int = 0
+    prompt_tokens: int | None = None
+    """None until the backend says (an upstream that streams no usage never does)."""
     completion_tokens: int = 0
     ttft: float | None = None
     streamed: bool = True
@@ -73,18 +74,19 @@ class Completion:
 
     text: str
     finish_reason: str
-    prompt_tokens: int
+    prompt_tokens: int | None
     completion_tokens: int
 
-    def usage(self) -> dict[str, int]:
+    def usage(self) -> dict[str, int | None]:
         return _usage(self.prompt_tokens, self.completion_tokens)
 
 
-def _usage(prompt: int, completion: int) -> dict[str, int]:
+def _usage(prompt: int | None, completion: int) -> dict[str, int | None]:
+    """OpenAI's usage object; an unknown prompt count is null, and so is the total."""
     return {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
-        "total_tokens": prompt + completion,
+        "total_tokens": None if prompt is None else prompt + completion,
     }
 
 
@@ -295,9 +297,10 @@ class ModelService:
             return
         attributes: genai.Attributes = {
             "gen_ai.response.id": response_id(ctx.route, ctx.query_id),
-            "gen_ai.usage.input_tokens": ctx.prompt_tokens,
             "gen_ai.usage.output_tokens": ctx.completion_tokens,
         }
+        if ctx.prompt_tokens is not None:
+            attributes["gen_ai.usage.input_tokens"] = ctx.prompt_tokens
         if not self._remote:  # an upstream's own model name is not known here
             attributes["gen_ai.response.model"] = self.spec.name
         if ctx.finish_reason:
@@ -334,7 +337,7 @@ class ModelService:
         """Generate the whole answer."""
         ctx.streamed = False
         parts: list[str] = []
-        stream = self.generate(request, ctx)
+        stream = self.generate(dataclasses.replace(request, stream=False), ctx)
         try:
             async for chunk in stream:
                 parts.append(chunk.text)
