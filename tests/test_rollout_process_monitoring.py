@@ -122,6 +122,10 @@ def test_the_shipped_rules_load_and_find_the_gateways_metrics(
     for _ in range(3):
         r = httpx.post(f"{stack.gateway.url}/predict", json={"prompt": "Hi", "max_new_tokens": 2})
         assert r.status_code == 200
+    # a streamed request: only those have a time to first token (what SlowFirstToken reads)
+    chat = {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2, "stream": True}
+    r = httpx.post(f"{stack.gateway.url}/v1/chat/completions", json=chat, timeout=60)
+    assert r.status_code == 200 and r.text.rstrip().endswith("data: [DONE]")
     # the metric families the rules query, with their types, as Prometheus scraped them
     wanted = {
         "http_requests_total": "counter",
