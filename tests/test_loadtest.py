@@ -585,6 +585,7 @@ def test_report_json_and_summary() -> None:
     no_success = _report({}, records=[_record(1.5, error="HTTP 500")])
     assert no_success.passed is False
     assert summary(no_success)["reasons"] == ["no request succeeded (1 ended, 0 unfinished)"]
+    assert no_success.error is None  # a request was made and failed: a fail, not an error
 
 
 def test_markdown_report() -> None:

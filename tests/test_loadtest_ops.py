@@ -30,6 +30,7 @@ from llmship.loadtest.ops import (
 from llmship.loadtest.report_model import LoadTestReport, build_report, parse_report
 from llmship.loadtest.runner import GeneratorResult
 from llmship.registry import Registry
+from llmship.release.promotion_guard import missing_gates
 from llmship.release.spec import parse_spec
 from llmship.settings import Settings, load_settings
 
@@ -222,3 +223,14 @@ def test_run_serves_a_release(fake: FakeLLMServer, cfg: Settings) -> None:
     assert report.ref == "proxied@1.0.0" and report.ref_source == "--release"
     assert report.target.startswith("http://127.0.0.1:") and report.results.successes > 0
     assert outcome.run_id is not None
+
+
+def test_a_run_that_made_no_request_is_recorded_as_an_error(cfg: Settings) -> None:
+    _register(cfg, "chat@1.0.0")
+    recording = record(_fixed_report("chat@1.0.0", {}), cfg, required=True)
+    assert recording is not None and recording.run is not None
+    run_ = recording.run
+    assert run_.passed is False and "checked nothing" in run_.summary["error"]
+    with Registry.open(cfg.registry_url, home=cfg.home) as registry:
+        # it satisfies no requirement of the load-test gate
+        assert missing_gates(["loadtest"], registry.latest_gate_runs("chat@1.0.0")) == ["loadtest"]

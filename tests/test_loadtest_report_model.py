@@ -109,7 +109,8 @@ def test_round_trip(name: str) -> None:
     report = REPORTS[name]()
     data = report.to_json()
     # the JSON form has the report's keys in their order and survives JSON
-    assert list(data) == KEYS and data["kind"] == "loadtest"
+    optional = ["error"] if report.error is not None else []  # only a run that made none
+    assert list(data) == KEYS + optional and data["kind"] == "loadtest"
     text = json.dumps(data, indent=2, ensure_ascii=False)
     # read back, it is the same report, and writes the same text
     again = parse_report(json.loads(text))
@@ -173,6 +174,10 @@ def test_gates_and_reasons() -> None:
     )
     assert empty.reasons == ["ttft_p50: nothing was measured", empty.checks[0].reason]
     assert empty.results.ttft is None and empty.generator_cpu_per_request_s is None
+    # a run that made no request checked nothing: an error, kept in its JSON
+    assert empty.error is not None and "checked nothing: no request was made" in empty.error
+    assert parse_report(empty.to_json()).error == empty.error
+    assert "error" not in report.to_json()  # a run that measured something has none
 
 
 def test_an_older_report_reads_with_defaults() -> None:

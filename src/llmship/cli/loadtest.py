@@ -221,6 +221,8 @@ def _run(
     elif recording is not None and recording.run is not None:
         run = recording.run
         err_console.print(f"recorded as gate run {run.id} of {run.ref} in env {run.env!r}")
+    if report.error is not None:
+        raise fail(report.error)  # exit 2: a run that checked nothing is no verdict
     if not report.passed:
         raise typer.Exit(EXIT_GATE_FAILED)
 

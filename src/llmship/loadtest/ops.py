@@ -261,6 +261,7 @@ def record(report: LoadTestReport, settings: Settings, *, required: bool) -> Rec
                 summary=summary(report),
                 report=report.to_json(),
                 actor=settings.actor,
+                error=report.error,
             )
     except LlmshipError as exc:
         if required:

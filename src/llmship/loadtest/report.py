@@ -113,6 +113,8 @@ def goodput_line(report: LoadTestReport) -> str:
 
 def outcome_line(report: LoadTestReport) -> str:
     who = report.ref or report.target
+    if report.error is not None:
+        return f"Load test checked nothing: {who}: {report.error}"
     return f"Load test {'passed' if report.passed else 'FAILED'}: {who}"
 
 

@@ -124,6 +124,9 @@ class LoadTestReport:
     timeline: tuple[TimelineBin, ...]
     ref_source: str | None = None
     """How ``ref`` was found: ``--release``, ``--ref``, ``X-Llmship-Version`` or None."""
+    error: str | None = None
+    """Set when the run checked nothing (no request ended): an error, neither a pass nor
+    a fail."""
 
     @property
     def gates(self) -> list[Gate]:
@@ -160,6 +163,7 @@ class LoadTestReport:
             },
             "timeline": [row.to_json() for row in self.timeline],
             "ref_source": self.ref_source,
+            **({"error": self.error} if self.error is not None else {}),
         }
 
 
@@ -196,6 +200,7 @@ def parse_report(data: Mapping[str, Any]) -> LoadTestReport:
         ),
         timeline=tuple(TimelineBin.from_json(row) for row in data["timeline"]),
         ref_source=data.get("ref_source"),
+        error=data.get("error"),
     )
 
 
@@ -211,8 +216,15 @@ def build_report(
     started_at: datetime | None = None,
 ) -> LoadTestReport:
     """The report of a run: ``plan`` measured as ``stats`` by ``generator``, judged
-    against ``slos`` (``verdicts``); it passes when every SLO held and a request succeeded."""
+    against ``slos`` (``verdicts``); it passes when every SLO held and a request succeeded,
+    and is an error (``error``) when no request was made at all."""
     served = stats.successes > 0
+    error = None
+    if stats.requests == 0 and stats.incomplete == 0:
+        error = (
+            "the load test checked nothing: no request was made in its measured window; "
+            "is the target reachable, and the duration longer than the ramp-up?"
+        )
     if served:
         reason = f"{stats.successes} of {stats.requests} requests succeeded"
     else:
@@ -244,4 +256,5 @@ def build_report(
             user_errors=tuple(generator.user_errors),
         ),
         timeline=tuple(timeline),
+        error=error,
     )
