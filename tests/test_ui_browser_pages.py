@@ -105,6 +105,15 @@ def test_the_shell_reads_without_a_token_and_asks_for_a_right_one(
     page.get_by_role("button", name="Forget the token").click()
     expect(page.locator("#access")).to_have_text("Read-only")
 
+    # When the token kept in the session is no longer the gateway's (it was changed),
+    # the page says the token is wrong
+    page.evaluate("sessionStorage.setItem('llmship.token', 'an-old-token')")
+    page.reload()
+    expect(page.locator("#banner")).to_contain_text("The admin token is wrong")
+    page.get_by_role("button", name="Change token").click()
+    page.get_by_role("button", name="Forget the token").click()
+    expect(page.locator("#access")).to_have_text("Read-only")
+
     # and what is not there is a 404 page, not a blank one
     for path in ("/ui/rollouts/999999", "/ui/evals/999999", "/ui/nowhere"):
         missing = page.goto(f"{bare.url}{path}")
@@ -233,6 +242,8 @@ def test_an_eval_with_a_failing_case_and_the_release_pages(tmp_path: Path, page:
         expect(page.locator("main")).to_contain_text(STABLE)
         for comment in comments:
             expect(page.locator("main")).to_contain_text(comment)
+        ratings = page.locator("main figure.chart").first  # a line, or a dot for one bucket
+        expect(ratings.locator('circle, path[d*="L"]')).not_to_have_count(0)
         shoot(page, "feedback")
 
         # and the load tests' page, with none yet, says how to run one
