@@ -53,10 +53,15 @@ test: test-deps lint ## Install test dependencies and run the whole suite
 bench: install ## Run the benchmarks (prints ratios against in-process baselines)
 	$(BIN)/python benchmarks/serve_overhead.py
 
+SOAK_SECONDS ?= 600
+SOAK_ARGS ?=
+soak: install ## Soak for 10 minutes (SOAK_SECONDS): steady load while canaries start, promote and abort; fails on errors, lost ratings, growing memory or fds
+	$(BIN)/python benchmarks/soak.py --seconds $(SOAK_SECONDS) $(SOAK_ARGS)
+
 clean: ## Remove the virtualenv and local state
 	rm -rf $(VENV) .llmship .pytest_cache .mypy_cache .ruff_cache
 
 image: ## Build the container image (docker, else buildah from a debootstrap base; docs/image.md)
 	scripts/build-image.sh
 
-.PHONY: help install up system-deps test-deps lint test bench clean image
+.PHONY: help install up system-deps test-deps lint test bench soak clean image
