@@ -53,7 +53,9 @@ class FakeStore:
         self.policy = TrafficPolicy(env="dev")
         self.endpoints: dict[tuple[str, str, str], Endpoint] = {}
         self.queries: dict[str, QueryRecord] = {}
-        self.feedback: dict[tuple[str, str], FeedbackRecord] = {}
+        self.feedback: dict[tuple[str, str, str], FeedbackRecord] = {}
+        """By (query id, kind, user or ``""``), as the registry's primary key."""
+        self.secret = b"fake-feedback-secret"
         self.flags: dict[str, Flag] = {}
         self.rollouts: list[FakeRollout] = []
         self.aborts: list[tuple[int, str]] = []
@@ -165,6 +167,7 @@ class FakeStore:
         thumbs: str | None = None,
         comment: str | None = None,
         actor: str | None = None,
+        user: str | None = None,
     ) -> list[FeedbackRecord]:
         self._enter("add_feedback")
         if rating is None and thumbs is None:
@@ -173,26 +176,36 @@ class FakeStore:
             raise InvalidRequestError("rating must be 1..5", param="rating")
         if thumbs is not None and thumbs not in ("up", "down"):
             raise InvalidRequestError("thumbs must be up or down", param="thumbs")
+        if user is not None and not 1 <= len(user.strip()) <= 255:
+            raise InvalidRequestError("user must be 1-255 characters", param="user")
         query = self.get_query(query_id)
+        rater = user if user is not None else query.user_key or ""
         out = []
         for kind, value in (("rating", rating), ("thumbs", thumbs)):
             if value is None:
                 continue
             number = value if isinstance(value, int) else int(value == "up")
-            record = FeedbackRecord(query_id, query.env, query.ref, kind, number, comment, _now())
-            self.feedback[(query_id, kind)] = record
+            record = FeedbackRecord(
+                query_id, query.env, query.ref, kind, number, comment, _now(), rater or None
+            )
+            self.feedback[(query_id, kind, rater)] = record
             out.append(record)
         return out
+
+    def feedback_secret(self) -> bytes:
+        self._enter("feedback_secret")
+        return self.secret
 
     def list_feedback(
         self, env: str, ref: str, *, since: datetime | None = None
     ) -> list[FeedbackRecord]:
         self._enter("list_feedback")
-        return [
+        found = [
             f
             for f in self.feedback.values()
             if f.env == env and f.ref == ref and (since is None or f.at >= since)
         ]
+        return sorted(found, key=lambda f: f.at)  # oldest first, as the registry
 
     # -- rollouts (what the alert webhook needs) --------------------------------
 

@@ -51,12 +51,13 @@ def test_the_body_is_forwarded_byte_for_byte(rig: Rig) -> None:
     assert rig.servers[STABLE].requests[-1].content == raw
 
 
-def test_a_sane_client_request_id_is_kept(rig: Rig) -> None:
+def test_a_sane_client_request_id_is_echoed_but_is_not_the_query_id(rig: Rig) -> None:
     r = rig.chat(**{"X-Request-ID": "client-id-12345"})
     assert r.headers["x-request-id"] == "client-id-12345"
-    too_long = "x" * 100
+    assert r.headers["x-llmship-query-id"] != "client-id-12345"
+    too_long = "x" * 129
     r = rig.chat(**{"X-Request-ID": too_long})
-    assert r.headers["x-request-id"] != too_long
+    assert r.headers["x-request-id"] == r.headers["x-llmship-query-id"] != too_long
 
 
 def test_predict_and_completions_are_routed(rig: Rig) -> None:

@@ -213,7 +213,8 @@ def test_the_gateway_logs_one_json_object_a_line(tmp_path: Path) -> None:
     access = [line for line in lines if "access" in line["logger"]]
     assert [line["logger"] for line in access] == ["llmship.gateway.access"] * 2
     chat_line, predict_line = access
-    assert chat_line["request_id"] == "my-request-1" == first.headers["x-request-id"]
+    assert chat_line["request_id"] == first.headers["x-llmship-query-id"]  # the gateway's
+    assert chat_line["client_request_id"] == "my-request-1" == first.headers["x-request-id"]
     assert predict_line["request_id"] == second.headers["x-request-id"]
     assert chat_line["message"] == "POST /v1/chat/completions 200"
     assert {k: chat_line[k] for k in ("method", "path", "status", "version", "variant")} == {

@@ -42,6 +42,7 @@ TABLES = {
     "analysis_measurements",
     "gateways",
     "leases",
+    "secrets",
     "approvals",
     "pipeline_runs",
     "alert_actions",

@@ -507,7 +507,7 @@ def test_invalid_feedback_is_refused(registry: Registry) -> None:
 
 
 def test_feedback_on_an_unknown_query_is_not_found(registry: Registry) -> None:
-    with pytest.raises(NotFoundError, match="X-Request-ID"):
+    with pytest.raises(NotFoundError, match="X-Llmship-Query-Id"):
         registry.add_feedback("nope", rating=5)
 
 

@@ -145,7 +145,7 @@ def test_an_ab_experiment_is_decided_by_feedback_ratings(
     wait_until(lambda: stack.traffic().get("experiment") is not None, "the experiment")
     stack.wait_gateway_synced()
     # When users ask, each keeps their variant, and rate what they got: stable's
-    # answers 2-3, the candidate's as the case says
+    # answers 2-3, the candidate's as the case says (the analysis counts each user once)
     seen: dict[str, str] = {}
     rated = {STABLE: 0, GOOD: 0}
     with httpx.Client(timeout=60) as http:
@@ -162,8 +162,8 @@ def test_an_ab_experiment_is_decided_by_feedback_ratings(
                     f"{stack.gateway.url}/feedback", json={"query_id": query_id, "rating": rating}
                 )
                 assert r.status_code in (200, 201), r.text
-                rated[version] += 1
-    assert min(rated.values()) >= 10, f"too few answers rated in the experiment: {rated}"
+            rated[version] += 1  # users who rated
+    assert min(rated.values()) >= 10, f"too few users rated in the experiment: {rated}"
     assert set(seen.values()) == {STABLE, GOOD}
     # Then the decision after the duration follows the ratings
     record = stack.wait_phase(rollout_id, "Healthy", "Aborted", "Paused", timeout=60)

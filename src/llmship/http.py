@@ -57,11 +57,18 @@ def fastapi_options() -> dict[str, Any]:
     return {}
 
 
-def new_query_id(client_value: str | None = None) -> str:
-    """The client's X-Request-ID when it is a sane token, else a fresh uuid4 hex."""
+def client_request_id(client_value: str | None) -> str | None:
+    """The client's X-Request-ID when it is a sane token (8 to 128 letters, digits and
+    ``._:-``), else None."""
     if client_value and _CLIENT_ID.match(client_value):
         return client_value
-    return uuid.uuid4().hex
+    return None
+
+
+def new_query_id(client_value: str | None = None) -> str:
+    """The client's X-Request-ID when it is a sane token, else a fresh uuid4 hex (the
+    model server's ids; the gateway issues its query ids itself)."""
+    return client_request_id(client_value) or uuid.uuid4().hex
 
 
 def error_response(exc: LlmshipError) -> JSONResponse:

@@ -157,6 +157,12 @@ class Settings(BaseSettings):
         "loopback address, `open` anyone who reaches the gateway, `token` nobody. "
         "Changes always need the token.",
     )
+    feedback_token: Literal["optional", "required"] = Field(
+        "optional",
+        description="Whether `POST /feedback` must carry the answer's feedback token: "
+        "`optional` checks one that is sent (a wrong one is 403), `required` also refuses "
+        "a rating without one (403).",
+    )
     upstream_connect_timeout: float = Field(
         5.0, gt=0, description="Seconds the gateway waits to connect to a model server."
     )

@@ -18,6 +18,7 @@ from llmship.gateway.alert_actions import handle_webhook
 from llmship.gateway.alerts import parse_webhook
 from llmship.gateway.auth import actor_of, check_bearer
 from llmship.gateway.discovery import TargetGroup, scrape_targets
+from llmship.gateway.feedback import one_per_user
 from llmship.gateway.protocol import (
     Deleted,
     FlagBody,
@@ -237,7 +238,8 @@ async def stats(
     """What `ref` did over the last `window` seconds at this gateway: requests, errors
     (a failed attempt retried on stable counts against `ref`), latencies and TTFTs of
     successful requests, tokens/s, shadow similarities, and the feedback its answers
-    got. The rollout controller's `builtin` analysis reads this."""
+    got, each user's newest rating and thumbs counted once (feedback without a user
+    once per answer). The rollout controller's `builtin` analysis reads this."""
     gateway = _gateway(request)
     if env is not None and env != gateway.env:
         raise InvalidRequestError(
@@ -249,6 +251,7 @@ async def stats(
         if feedback
         else []
     )
+    given = one_per_user(given)
     ratings = [f.value for f in given if f.kind == "rating"]
     thumbs = [f.value for f in given if f.kind == "thumbs"]
     result = gateway.metrics.window.stats(

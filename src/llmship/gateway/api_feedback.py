@@ -37,7 +37,7 @@ MAX_BUCKET_S = 31 * 86_400
 class FeedbackView(BaseModel):
     """One rating or thumbs given to an answer."""
 
-    query_id: str = Field(description="The answer's id (its `X-Request-ID`).")
+    query_id: str = Field(description="The answer's query id (its `X-Llmship-Query-Id`).")
     env: str = Field(description="The environment that answered.")
     ref: str = Field(description="The release that answered.")
     kind: str = Field(description="`rating` or `thumbs`.")

@@ -105,6 +105,11 @@ async def list_models(request: Request) -> GatewayModelList:
     response_model=FeedbackResponse,
     responses={
         400: {"model": ErrorResponse, "description": "The body is not a JSON object."},
+        403: {
+            "model": ErrorResponse,
+            "description": "A wrong feedback token, or none where the `feedback_token` "
+            "setting requires one.",
+        },
         404: {"model": ErrorResponse, "description": "Unknown query id."},
         422: {"model": ErrorResponse, "description": "Invalid rating, thumbs or comment."},
     },
@@ -113,8 +118,10 @@ async def list_models(request: Request) -> GatewayModelList:
     openapi_extra=_body("FeedbackRequest"),
 )
 async def feedback(request: Request) -> FeedbackResponse:
-    """Store a rating (1..5) and/or a thumbs (up/down) against the query id, hence the
-    release that answered. A second one of the same kind replaces the first."""
+    """Store a rating (1..5) and/or a thumbs (up/down) against the query id (the
+    `X-Llmship-Query-Id` the gateway issued), hence the release that answered. With the
+    answer's `feedback_token` only the client that got the answer can rate it. One of
+    each kind per query and user: a second replaces the first."""
     payload = parse_object(await request.body())
     try:
         body = FeedbackRequest.model_validate(payload)
@@ -127,6 +134,8 @@ async def feedback(request: Request) -> FeedbackResponse:
         gateway.recorder,
         body,
         actor=actor,
+        tokens=gateway.feedback_tokens,
+        token_rule=gateway.settings.feedback_token,
         retry_after=gateway.feedback_retry,
         metrics=gateway.metrics,
     )

@@ -37,6 +37,7 @@ from llmship.gateway.serving import GatewayService
 from llmship.gateway.shadow import ShadowMirror
 from llmship.gateway.state import GatewayState
 from llmship.gateway.store import GatewayDirectory, GatewayStore
+from llmship.gateway.tokens import TokenBook, token_file
 from llmship.http import fastapi_options, install_error_handlers, liveness
 from llmship.registry.records import RECENT_REQUESTS_S
 from llmship.settings import Settings
@@ -80,6 +81,7 @@ class Gateway:
     ):
         self.store = store
         self.settings = settings
+        self.tokens = TokenBook(settings.admin_token, token_file(settings))
         self.env = env or settings.env
         self.created = int(time.time())
         self.metrics = GatewayMetrics()

@@ -17,28 +17,28 @@ from llmship.gateway.metrics import GatewayMetrics
 from llmship.gateway.proxied import PROXIED
 from llmship.gateway.recorder import QueryRecorder
 from llmship.gateway.serving import ClientGone, GatewayContext, GatewayService
-from llmship.http import error_response, new_query_id
+from llmship.http import client_request_id, error_response
 from llmship.registry.records import QueryRecord
 
 access_log = logging.getLogger("llmship.gateway.access")
 
-MAX_QUERY_ID = 64
-"""Longest client-given X-Request-ID kept as the query id (the registry's column)."""
 MAX_USER_KEY = 255
 MAX_VARIANT = 64
 _ATTR = b"x-llmship-attr-"
 
 
-def query_id(raw: bytes | None) -> str:
-    """The client's X-Request-ID when it is a sane token of at most 64 characters, else
-    a fresh uuid4 hex."""
-    if raw is None or len(raw) > MAX_QUERY_ID:
-        return uuid.uuid4().hex
-    return new_query_id(raw.decode("latin-1"))
+def correlation_id(raw: bytes | None) -> str | None:
+    """The client's X-Request-ID when it is a sane token: kept with the query and
+    echoed, but never the query id (the gateway issues that, so that no client can
+    choose which query a rating attaches to)."""
+    if raw is None or len(raw) > 128:
+        return None
+    return client_request_id(raw.decode("latin-1"))
 
 
 class GatewayMiddleware:
-    """Reads the routing headers once, adds ``X-Request-ID``, ``X-Llmship-Version``,
+    """Reads the routing headers once, adds ``X-Request-ID`` (the client's, else the query
+    id), ``X-Llmship-Query-Id``, ``X-Llmship-Feedback-Token``, ``X-Llmship-Version``,
     ``X-Llmship-Variant`` and ``X-Llmship-Overhead-Ms``, observes the request metrics,
     records proxied queries and writes one access-log line per proxied request."""
 
@@ -75,7 +75,8 @@ class GatewayMiddleware:
                 if ctx.attrs is None:
                     ctx.attrs = {}
                 ctx.attrs[key[len(_ATTR) :].decode("latin-1")] = value.decode("latin-1").strip()
-        ctx.query_id = query_id(raw_id)
+        ctx.query_id = uuid.uuid4().hex
+        ctx.request_id = correlation_id(raw_id)
         scope.setdefault("state", {})["llmship"] = ctx
         status = 500
 
@@ -120,7 +121,13 @@ class GatewayMiddleware:
         await response(scope, receive, send)
 
     def _headers(self, ctx: GatewayContext) -> list[tuple[bytes, bytes]]:
-        headers = [(b"x-request-id", ctx.query_id.encode())]
+        query_id = ctx.query_id.encode()
+        headers = [
+            (b"x-request-id", ctx.request_id.encode() if ctx.request_id else query_id),
+            (b"x-llmship-query-id", query_id),
+        ]
+        if ctx.feedback_token:
+            headers.append((b"x-llmship-feedback-token", ctx.feedback_token.encode()))
         if ctx.version:
             key = (ctx.version, ctx.variant)
             fixed = self._version_headers.get(key)
@@ -185,6 +192,7 @@ class GatewayMiddleware:
                 status=status,
                 at=ctx.at or datetime.now(timezone.utc),
                 user_key=key[:MAX_USER_KEY] if key else None,
+                request_id=ctx.request_id,
             )
         )
         _log_access(scope, ctx, route, status, total, overhead, span)
@@ -205,6 +213,7 @@ def _log_access(
         return
     fields: dict[str, object] = {
         "request_id": ctx.query_id,
+        "client_request_id": ctx.request_id,
         "version": ctx.version or ctx.sent_to,
         "variant": ctx.variant,
         "method": scope.get("method", ""),

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from llmship.flags import Flag
 from llmship.registry.records import NO_REASON
 from llmship.routing.policy import PolicyDocument, PolicyFields, TrafficPolicy
+from llmship.wire import PredictResponse
 
 
 class _Body(BaseModel):
@@ -30,7 +31,8 @@ class FeedbackRequest(_Body):
     query_id: str = Field(
         min_length=1,
         max_length=128,
-        description="The answer's query id: its `X-Request-ID` header (or `query_id` of /predict).",
+        description="The answer's query id, issued by the gateway: its `X-Llmship-Query-Id` "
+        "header (or `query_id` of /predict). A client's own `X-Request-ID` is not one.",
     )
     rating: int | None = Field(
         None, ge=1, le=5, strict=True, description="A rating from 1 (bad) to 5 (good)."
@@ -39,12 +41,40 @@ class FeedbackRequest(_Body):
     comment: str | None = Field(
         None, max_length=2000, description="Free text, at most 2000 characters."
     )
+    feedback_token: str | None = Field(
+        None,
+        min_length=1,
+        max_length=128,
+        description="The answer's feedback token (its `X-Llmship-Feedback-Token` header, or "
+        "`feedback_token` of /predict): proves the rating comes from the client that got "
+        "the answer. A wrong one is 403; whether one is required is the `feedback_token` "
+        "setting.",
+    )
+    user: str | None = Field(
+        None,
+        min_length=1,
+        max_length=255,
+        description="Who rates (default: the user the query was asked for, `X-User-Id` or "
+        "`user`). One rating and one thumbs per query and user: a second replaces the first.",
+    )
 
     @model_validator(mode="after")
     def _something(self) -> FeedbackRequest:
         if self.rating is None and self.thumbs is None:
             raise ValueError("send `rating` (1 to 5) or `thumbs` (up or down), or both")
         return self
+
+
+class GatewayPredictResponse(PredictResponse):
+    """`POST /predict` through the gateway: the model server's answer, with what rating
+    it takes."""
+
+    feedback_token: str | None = Field(
+        None,
+        description="Send it with a rating of this answer (`POST /feedback`); also the "
+        "`X-Llmship-Feedback-Token` header. Absent while the gateway cannot read its key "
+        "from the registry.",
+    )
 
 
 class FeedbackResponse(BaseModel):

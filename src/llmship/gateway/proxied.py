@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel
 
-from llmship.wire import PredictResponse
+from llmship.gateway.protocol import GatewayPredictResponse
 
 
 @dataclass(frozen=True)
@@ -60,8 +60,9 @@ ROUTES = (
         body="PredictRequest",
         summary="Generate an answer (the seed's API), routed",
         tag="llmship",
-        description='`{"prompt", "max_new_tokens"}` -> `{"response", "query_id", "version", ...}`.',
-        response=PredictResponse,
+        description='`{"prompt", "max_new_tokens"}` -> `{"response", "query_id", '
+        '"feedback_token", "version", ...}`.',
+        response=GatewayPredictResponse,
     ),
 )
 

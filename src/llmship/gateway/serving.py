@@ -29,6 +29,7 @@ from llmship.errors import (
     UpstreamError,
 )
 from llmship.gateway.balancer import Attempt
+from llmship.gateway.feedback import with_feedback_token
 from llmship.gateway.metrics import GatewayMetrics
 from llmship.gateway.proxy import UPSTREAM_ERRORS, Upstream, UpstreamFailure, UpstreamReply
 from llmship.gateway.shadow import ShadowJob, ShadowMirror, SseText, answer_text
@@ -48,7 +49,10 @@ class GatewayContext:
     """One request's facts, shared by the middleware and the handler (ASGI scope state)."""
 
     query_id: str
+    """Issued by the gateway, never by the client: what feedback attaches to."""
     started: float
+    request_id: str | None = None  # the client's own X-Request-ID (a correlation id)
+    feedback_token: str | None = None
     user_key: str | None = None
     """X-User-Id, else the OpenAI ``user`` field: the stickiness key."""
     wants_preview: bool = False
@@ -122,8 +126,10 @@ class GatewayService:
         *,
         rng: random.Random,
         clock: Callable[[], datetime],
+        feedback_token: Callable[[str], str | None] | None = None,
     ):
         self.env = env
+        self.feedback_token = feedback_token  # of a query id (None: answers carry none)
         self.state = state
         self.upstream = upstream
         self.shadow = shadow
@@ -215,6 +221,8 @@ class GatewayService:
                 job.primary_done(None)
             raise
         ctx.version, ctx.variant = answered.ref, answered.variant
+        if self.feedback_token is not None:
+            ctx.feedback_token = self.feedback_token(ctx.query_id)
         return ProxyResponse(reply, ctx, self.metrics, job, attempt)
 
     @staticmethod
@@ -482,6 +490,8 @@ class ProxyResponse(Response):
             found = _COMPLETION_TOKENS.search(body)
             if found:
                 ctx.completion_tokens = int(found.group(1))
+        if ctx.feedback_token and ctx.route == "/predict" and reply.status == 200:
+            body = with_feedback_token(body, ctx.feedback_token)
         if job is not None:
             text = None
             if reply.status == 200:

@@ -40,7 +40,10 @@ class GatewayStore(TrafficStore, Protocol):
         thumbs: str | None = None,
         comment: str | None = None,
         actor: str | None = None,
+        user: str | None = None,
     ) -> list[FeedbackRecord]: ...
+
+    def feedback_secret(self) -> bytes: ...
 
     def set_flag(self, env: str, flag: Flag, *, actor: str) -> Flag: ...
 

@@ -1,12 +1,14 @@
 """Queries and the feedback on them: batch inserts, upserts and summaries in SQL.
 
 Each function takes an open session; the transaction is the caller's. Feedback
-is written with ``INSERT ... ON CONFLICT (query_id, kind) DO UPDATE``, one
-statement, so concurrent writers neither lose nor duplicate a rating.
+is written with ``INSERT ... ON CONFLICT (query_id, kind, user_key) DO UPDATE``, one
+statement, so concurrent writers neither lose nor duplicate a rating: one rating and
+one thumbs per query and user, a second replacing the first.
 """
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -16,7 +18,7 @@ from sqlalchemy.orm import Session
 from llmship.errors import InvalidRequestError, NotFoundError, SpecError
 from llmship.registry import _queries as q
 from llmship.registry.records import FeedbackRecord, FeedbackSummary, QueryRecord
-from llmship.registry.tables import REF_LENGTH, FeedbackRow, QueryRow
+from llmship.registry.tables import REF_LENGTH, FeedbackRow, QueryRow, SecretRow
 from llmship.release.spec import parse_ref
 
 BATCH_ROWS = 500
@@ -24,6 +26,8 @@ BATCH_ROWS = 500
 MAX_COMMENT = 10_000
 THUMBS = {"up": 1, "down": 0}
 _SHORT = {"query_id": 64, "env": 32, "ref": REF_LENGTH, "variant": 96, "route": 128}
+MAX_USER = 255
+MAX_REQUEST_ID = 128
 
 
 def check_query(row: QueryRecord) -> None:
@@ -38,6 +42,11 @@ def check_query(row: QueryRecord) -> None:
         raise SpecError(f"query {row.query_id!r}: ref {row.ref!r} is not NAME@VERSION")
     if row.at.tzinfo is None:
         raise InvalidRequestError(f"query {row.query_id!r}: the time must be timezone-aware")
+    if row.request_id is not None and len(row.request_id) > MAX_REQUEST_ID:
+        raise InvalidRequestError(
+            f"query {row.query_id!r}: request_id must be at most {MAX_REQUEST_ID} characters",
+            param="request_id",
+        )
 
 
 def insert_queries(session: Session, rows: Sequence[QueryRecord]) -> None:
@@ -58,7 +67,8 @@ def insert_queries(session: Session, rows: Sequence[QueryRecord]) -> None:
                 "route": r.route,
                 "status": r.status,
                 "at": r.at,
-                "user_key": r.user_key[:255] if r.user_key is not None else None,
+                "user_key": r.user_key[:MAX_USER] if r.user_key is not None else None,
+                "request_id": r.request_id,
             }
             for r in rows[start : start + BATCH_ROWS]
         ]
@@ -76,6 +86,7 @@ def to_query(row: QueryRow) -> QueryRecord:
         status=row.status,
         at=row.at,
         user_key=row.user_key,
+        request_id=row.request_id,
     )
 
 
@@ -84,11 +95,21 @@ def query_row(session: Session, query_id: str) -> QueryRow:
     row = session.get(QueryRow, query_id)
     if row is None:
         raise NotFoundError(
-            f"no query {query_id!r} is recorded: feedback needs the query_id of a response "
-            "the gateway gave (its X-Request-ID header)",
+            f"no query {query_id!r} is recorded: feedback needs the query id of an answer "
+            "the gateway gave (its X-Llmship-Query-Id header, or query_id of /predict)",
             param="query_id",
         )
     return row
+
+
+def rater(query: QueryRow, user: str | None) -> str:
+    """Who rates ``query``: ``user`` when given, else the query's user key, else ``""``
+    (no user known: the answer stands for its user, one rating per query)."""
+    if user is not None:
+        if not user.strip() or len(user) > MAX_USER:
+            raise InvalidRequestError(f"user must be 1-{MAX_USER} characters", param="user")
+        return user
+    return query.user_key or ""
 
 
 def feedback_values(
@@ -125,16 +146,19 @@ def upsert_feedback(
     query: QueryRow,
     values: list[tuple[str, int]],
     *,
+    user: str,
     comment: str | None,
     actor: str | None,
     now: datetime,
 ) -> list[FeedbackRecord]:
-    """Write each ``(kind, value)`` on ``query``, replacing one of the same kind."""
+    """Write each ``(kind, value)`` of ``user`` on ``query``, replacing the one of the
+    same kind that ``user`` gave before."""
     records = []
     for kind, value in values:
         stmt = q.insert(session, FeedbackRow).values(
             query_id=query.query_id,
             kind=kind,
+            user_key=user,
             env=query.env,
             ref=query.ref,
             value=value,
@@ -145,7 +169,7 @@ def upsert_feedback(
         excluded = stmt.excluded
         session.execute(
             stmt.on_conflict_do_update(
-                index_elements=["query_id", "kind"],
+                index_elements=["query_id", "kind", "user_key"],
                 set_={
                     "env": excluded.env,
                     "ref": excluded.ref,
@@ -165,6 +189,7 @@ def upsert_feedback(
                 value=value,
                 comment=comment,
                 at=now,
+                user=user or None,
             )
         )
     return records
@@ -225,6 +250,7 @@ def _record(row: FeedbackRow) -> FeedbackRecord:
         value=row.value,
         comment=row.comment,
         at=row.at,
+        user=row.user_key or None,
     )
 
 
@@ -256,7 +282,12 @@ def page(
     stmt = (
         select(FeedbackRow)
         .where(*conditions)
-        .order_by(FeedbackRow.at.desc(), FeedbackRow.query_id.desc(), FeedbackRow.kind)
+        .order_by(
+            FeedbackRow.at.desc(),
+            FeedbackRow.query_id.desc(),
+            FeedbackRow.kind,
+            FeedbackRow.user_key,
+        )
         .limit(limit)
         .offset(offset)
     )
@@ -284,3 +315,20 @@ def normal_ref(ref: str) -> str:
     if parsed is None:
         raise SpecError(f"{ref!r} is not NAME@VERSION, e.g. chat@1.1.0", param="ref")
     return f"{parsed[0]}@{parsed[1]}"
+
+
+def shared_secret(session: Session, name: str, *, now: datetime) -> str:
+    """The secret ``name``, created at random (64 hex digits) when there is none yet.
+
+    ``INSERT ... ON CONFLICT DO NOTHING`` and then a read, in the caller's (write)
+    transaction: processes that ask at once all get the one that was stored first.
+    """
+    value = session.scalar(select(SecretRow.value).where(SecretRow.name == name))
+    if value is None:
+        stmt = q.insert(session, SecretRow).values(
+            name=name, value=secrets.token_hex(32), created_at=now
+        )
+        session.execute(stmt.on_conflict_do_nothing(index_elements=["name"]))
+        value = session.scalar(select(SecretRow.value).where(SecretRow.name == name))
+    assert value is not None
+    return value

@@ -216,19 +216,35 @@ class GatewayMethods(Store):
         thumbs: str | None = None,
         comment: str | None = None,
         actor: str | None = None,
+        user: str | None = None,
     ) -> list[FeedbackRecord]:
-        """Record a rating (1..5) and/or a thumbs (up/down) on a query.
+        """Record a rating (1..5) and/or a thumbs (up/down) on a query by one user.
 
         The feedback is attributed to the environment and release that answered
-        the query. A second rating (or thumbs) on the same query replaces the
-        first; a rating and a thumbs are kept side by side.
+        the query. The user is ``user`` when given, else the query's user key; with
+        neither, the answer stands for its user. A second rating (or thumbs) by the
+        same user on the same query replaces the first; a rating and a thumbs are
+        kept side by side. NotFoundError for a query id that is not recorded.
         """
         values = _feedback.feedback_values(rating, thumbs, comment)
         with self._write() as session:
             query = _feedback.query_row(session, query_id)
             return _feedback.upsert_feedback(
-                session, query, values, comment=comment, actor=actor, now=self._now()
+                session,
+                query,
+                values,
+                user=_feedback.rater(query, user),
+                comment=comment,
+                actor=actor,
+                now=self._now(),
             )
+
+    def feedback_secret(self) -> bytes:
+        """The key of the gateways' feedback tokens: one random secret kept in the
+        registry (created by the first gateway that asks), so every gateway of the
+        registry, on any host, issues and checks the same tokens."""
+        with self._write() as session:
+            return _feedback.shared_secret(session, "feedback", now=self._now()).encode()
 
     def feedback_summary(
         self, env: str | None = None, ref: str | None = None, *, since: datetime | None = None

@@ -144,6 +144,9 @@ class QueryRecord:
     status: int
     at: datetime
     user_key: str | None = None
+    """X-User-Id, else the OpenAI ``user`` field (the stickiness key)."""
+    request_id: str | None = None
+    """The client's own ``X-Request-ID`` (a correlation id): never the query id."""
 
 
 @dataclass(frozen=True)
@@ -159,6 +162,9 @@ class FeedbackRecord:
     """1..5 for a rating; 1 (up) or 0 (down) for thumbs."""
     comment: str | None
     at: datetime
+    user: str | None = None
+    """Who rated: the user named in the rating, else the query's user key; None when
+    neither is known (then the answer itself stands for its user)."""
 
 
 @dataclass(frozen=True)

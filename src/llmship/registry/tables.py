@@ -17,6 +17,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    PrimaryKeyConstraint,
     String,
     Text,
     UniqueConstraint,
@@ -164,18 +165,24 @@ class QueryRow(Base):
     status: Mapped[int] = mapped_column(Integer)
     at: Mapped[datetime] = mapped_column(UtcDateTime)
     user_key: Mapped[str | None] = mapped_column(String(255))
+    request_id: Mapped[str | None] = mapped_column(String(128))
+    """The client's X-Request-ID (a correlation id), when it sent a sane one."""
 
 
 class FeedbackRow(Base):
-    """One rating or thumbs on one query; a second one of the same kind replaces it."""
+    """One rating or thumbs by one user on one query; a second one of the same kind by
+    the same user replaces it. ``user_key`` is ``""`` when no user is known (then one
+    per query)."""
 
     __tablename__ = "feedback"
-    __table_args__ = (Index("ix_feedback_ref_at", "ref", "at"),)
-
-    query_id: Mapped[str] = mapped_column(
-        ForeignKey("queries.query_id", name="fk_feedback_query"), primary_key=True
+    __table_args__ = (
+        PrimaryKeyConstraint("query_id", "kind", "user_key", name="pk_feedback"),
+        Index("ix_feedback_ref_at", "ref", "at"),
     )
-    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+
+    query_id: Mapped[str] = mapped_column(ForeignKey("queries.query_id", name="fk_feedback_query"))
+    kind: Mapped[str] = mapped_column(String(16))
+    user_key: Mapped[str] = mapped_column(String(255))
     env: Mapped[str] = mapped_column(String(32))
     ref: Mapped[str] = mapped_column(String(REF_LENGTH))
     value: Mapped[int] = mapped_column(Integer)
@@ -324,6 +331,17 @@ class GatewayRow(Base):
     """Revision of the traffic policy it routed by at its last heartbeat."""
     recent_requests: Mapped[int] = mapped_column(Integer)
     """Requests it answered over the minute before its last heartbeat."""
+
+
+class SecretRow(Base):
+    """A secret every process of the registry shares (``feedback``: the key of the
+    feedback tokens), created at random by the first process that needs it."""
+
+    __tablename__ = "secrets"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
 class LeaseRow(Base):
