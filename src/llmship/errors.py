@@ -9,7 +9,9 @@ and exits non-zero.
     ├── InvalidRequestError          400 invalid_request_error
     │   ├── ContextLengthError       400 (code context_length_exceeded)
     │   ├── SpecError                400 (a release spec or config file is invalid)
-    │   └── UnprocessableError       422 (well-formed, but a value is invalid: feedback)
+    │   ├── UnprocessableError       422 (well-formed, but a value is invalid: feedback)
+    │   ├── RequestTooLargeError     413 (code request_too_large: the body is over the limit)
+    │   └── HeadersTooLargeError     431 (code headers_too_large: the headers are over the limit)
     ├── AuthenticationError          401 authentication_error (no bearer token)
     ├── PermissionDeniedError        403 permission_error (a wrong token)
     ├── NotFoundError                404 (unknown release, alias, model)
@@ -90,6 +92,20 @@ class NothingCheckedError(UnprocessableError):
     recorded as an error, and is neither a pass nor a fail."""
 
     default_code = "gate_checked_nothing"
+
+
+class RequestTooLargeError(InvalidRequestError):
+    """The request body is larger than the ``max_body_bytes`` setting (HTTP 413)."""
+
+    status_code = 413
+    default_code = "request_too_large"
+
+
+class HeadersTooLargeError(InvalidRequestError):
+    """The request's headers are larger than the ``max_header_bytes`` setting (HTTP 431)."""
+
+    status_code = 431
+    default_code = "headers_too_large"
 
 
 class AuthenticationError(LlmshipError):

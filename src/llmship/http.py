@@ -16,6 +16,7 @@ from typing import Any
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from llmship.errors import InvalidRequestError, LlmshipError
@@ -85,13 +86,24 @@ def _field(loc: tuple[object, ...]) -> str:
     for part in loc:
         if part == "body" and not parts:
             continue
-        if isinstance(part, str) and (part in _TYPE_TAGS or "[" in part or part[:1].isupper()):
+        if isinstance(part, str) and (
+            part in _TYPE_TAGS
+            or part.startswith("constrained-")
+            or "[" in part
+            or part[:1].isupper()
+        ):
             break
         parts.append(str(part))
     return ".".join(parts)
 
 
-def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
+def invalid_body(exc: ValidationError) -> InvalidRequestError:
+    """The 400 of a body that a wire model refused, worded as FastAPI's are."""
+    message, param = _validation_message(exc)
+    return InvalidRequestError(message, param=param)
+
+
+def _validation_message(exc: RequestValidationError | ValidationError) -> tuple[str, str | None]:
     """One readable sentence per bad field, and the first bad field as ``param``."""
     by_field: dict[str, list[str]] = {}
     for err in exc.errors():

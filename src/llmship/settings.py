@@ -141,6 +141,19 @@ class Settings(BaseSettings):
     max_request_tokens: int = Field(
         4096, ge=1, description="Largest `max_tokens` a request may ask for."
     )
+    max_body_bytes: int = Field(
+        1_048_576,
+        ge=1024,
+        description="Largest request body, in bytes, the gateway and model servers read; "
+        "a larger one is refused with 413 as soon as it is known (Content-Length) or "
+        "while it arrives.",
+    )
+    max_header_bytes: int = Field(
+        32_768,
+        ge=1024,
+        description="Largest request header block, in bytes (names and values), the "
+        "gateway and model servers accept; a larger one gets 431.",
+    )
     gateway_host: str = Field("127.0.0.1", description="Address `llmship gateway` listens on.")
     gateway_port: int = Field(
         8080, ge=0, le=65535, description="Port `llmship gateway` listens on."

@@ -9,9 +9,28 @@ server's own models (``/v1/models``) are in :mod:`llmship.server.protocol`.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
+
+MAX_MESSAGES = 1024
+"""Most messages in one chat request."""
+MAX_PARTS = 256
+"""Most text parts in one message's content."""
+MAX_TEXT_CHARS = 1_048_576
+"""Longest text of one message, part or prompt, in characters (the body limit, the
+``max_body_bytes`` setting, is usually reached first)."""
+MAX_STOPS = 4
+"""Most stop strings, as OpenAI allows."""
+MAX_STOP_CHARS = 256
+"""Longest stop string, in characters."""
+MAX_NAME_CHARS = 256
+"""Longest ``model``, ``name`` or ``user``."""
+SEED_MIN, SEED_MAX = -(2**63), 2**63 - 1
+"""``seed`` is a signed 64-bit integer, as in OpenAI's API."""
+
+Text = Annotated[str, Field(max_length=MAX_TEXT_CHARS)]
+Stop = Annotated[str, Field(max_length=MAX_STOP_CHARS)]
 
 
 class _Request(BaseModel):
@@ -25,15 +44,17 @@ class StreamOptions(_Request):
 
 class TextPart(_Request):
     type: Literal["text"] = Field(description="Only text parts are supported.")
-    text: str = Field(description="The text of this part.")
+    text: str = Field(max_length=MAX_TEXT_CHARS, description="The text of this part.")
 
 
 class ChatMessage(_Request):
     role: Literal["system", "developer", "user", "assistant", "tool"] = Field(
         description="Who wrote the message."
     )
-    content: str | list[TextPart] | None = Field(None, description="Text, or a list of text parts.")
-    name: str | None = Field(None, description="Optional author name.")
+    content: Text | Annotated[list[TextPart], Field(max_length=MAX_PARTS)] | None = Field(
+        None, description="Text, or a list of text parts."
+    )
+    name: str | None = Field(None, max_length=MAX_NAME_CHARS, description="Optional author name.")
 
     def text(self) -> str:
         """The message as plain text."""
@@ -46,16 +67,22 @@ class ChatMessage(_Request):
 
 class _Sampling(_Request):
     model: str | None = Field(
-        None, description="Release name, NAME@VERSION, or omitted for the served release."
+        None,
+        max_length=MAX_NAME_CHARS,
+        description="Release name, NAME@VERSION, or omitted for the served release.",
     )
     temperature: float | None = Field(None, ge=0.0, le=2.0, description="Sampling temperature.")
     top_p: float | None = Field(None, gt=0.0, le=1.0, description="Nucleus sampling mass.")
     top_k: int | None = Field(None, ge=0, description="Top-k sampling (0: off).")
-    n: int = Field(1, description="Number of choices; only 1 is supported.")
+    n: int = Field(1, ge=1, le=1, description="Number of choices; only 1 is supported.")
     stream: bool = Field(False, description="Stream server-sent events ending in `data: [DONE]`.")
     stream_options: StreamOptions | None = Field(None, description="Streaming options.")
-    stop: str | list[str] | None = Field(None, description="Up to 4 stop strings.")
-    seed: int | None = Field(None, description="Seed for reproducible sampling.")
+    stop: Stop | Annotated[list[Stop], Field(max_length=MAX_STOPS)] | None = Field(
+        None, description="A stop string, or up to 4."
+    )
+    seed: int | None = Field(
+        None, ge=SEED_MIN, le=SEED_MAX, description="Seed for reproducible sampling (64-bit)."
+    )
     presence_penalty: float | None = Field(
         None, ge=-2.0, le=2.0, description="Penalty for tokens already present."
     )
@@ -63,22 +90,10 @@ class _Sampling(_Request):
         None, ge=-2.0, le=2.0, description="Penalty growing with a token's count so far."
     )
     user: str | None = Field(
-        None, description="End-user id; the model server ignores it (the gateway keys A/B on it)."
+        None,
+        max_length=MAX_NAME_CHARS,
+        description="End-user id; the model server ignores it (the gateway keys A/B on it).",
     )
-
-    @field_validator("stop")
-    @classmethod
-    def _stops(cls, value: str | list[str] | None) -> str | list[str] | None:
-        if isinstance(value, list) and len(value) > 4:
-            raise ValueError("at most 4 stop strings are allowed")
-        return value
-
-    @field_validator("n")
-    @classmethod
-    def _one_choice(cls, value: int) -> int:
-        if value != 1:
-            raise ValueError("only n=1 is supported; send one request per choice")
-        return value
 
     def stop_list(self) -> tuple[str, ...]:
         if self.stop is None:
@@ -89,7 +104,9 @@ class _Sampling(_Request):
 class ChatCompletionRequest(_Sampling):
     """`POST /v1/chat/completions`."""
 
-    messages: list[ChatMessage] = Field(min_length=1, description="The conversation so far.")
+    messages: list[ChatMessage] = Field(
+        min_length=1, max_length=MAX_MESSAGES, description="The conversation so far."
+    )
     max_tokens: int | None = Field(None, ge=1, description="Most tokens to generate.")
     max_completion_tokens: int | None = Field(None, ge=1, description="Alias of max_tokens.")
     logprobs: bool | None = Field(None, description="Not supported; must be false or absent.")
@@ -98,7 +115,9 @@ class ChatCompletionRequest(_Sampling):
 class CompletionRequest(_Sampling):
     """`POST /v1/completions`."""
 
-    prompt: str | list[str] = Field(description="The text to continue (one prompt).")
+    prompt: Text | Annotated[list[Text], Field(min_length=1, max_length=1)] = Field(
+        description="The text to continue: a string, or a list of one string."
+    )
     max_tokens: int | None = Field(None, ge=1, description="Most tokens to generate.")
     echo: bool = Field(False, description="Not supported; must be false.")
     suffix: str | None = Field(None, description="Not supported; must be absent.")
@@ -107,10 +126,18 @@ class CompletionRequest(_Sampling):
 class PredictRequest(_Request):
     """`POST /predict`: the seed's API."""
 
-    prompt: str = Field(description="What to ask the model.", examples=["请解释什么是量子计算"])
+    prompt: str = Field(
+        min_length=1,
+        max_length=MAX_TEXT_CHARS,
+        pattern=r"\S",
+        description="What to ask the model (not blank).",
+        examples=["请解释什么是量子计算"],
+    )
     max_new_tokens: int = Field(100, ge=1, description="Most tokens to generate.")
     temperature: float | None = Field(None, ge=0.0, le=2.0, description="Sampling temperature.")
-    seed: int | None = Field(None, description="Seed for reproducible sampling.")
+    seed: int | None = Field(
+        None, ge=SEED_MIN, le=SEED_MAX, description="Seed for reproducible sampling (64-bit)."
+    )
 
 
 class Usage(BaseModel):
@@ -145,8 +172,47 @@ class ErrorResponse(BaseModel):
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorResponse, "description": "Invalid request: the message says what to fix."},
+    413: {"model": ErrorResponse, "description": "The body is larger than `max_body_bytes`."},
     404: {"model": ErrorResponse, "description": "Unknown model."},
     429: {"model": ErrorResponse, "description": "Queue full; retry after `Retry-After` seconds."},
     503: {"model": ErrorResponse, "description": "Model still loading."},
     504: {"model": ErrorResponse, "description": "Request timed out."},
 }
+
+
+TOKEN_FIELDS = {
+    "ChatCompletionRequest": ("max_tokens", "max_completion_tokens"),
+    "CompletionRequest": ("max_tokens",),
+    "PredictRequest": ("max_new_tokens",),
+}
+"""The request fields bounded by the ``max_request_tokens`` setting, by schema."""
+
+
+def document_bodies(
+    openapi: dict[str, Any], models: tuple[type[BaseModel], ...], max_request_tokens: int
+) -> None:
+    """Put ``models``' JSON schemas into ``openapi`` as pydantic writes them (FastAPI's
+    document would turn 64-bit bounds into floats that round past them), with the
+    ``max_request_tokens`` setting as the bound of the token fields."""
+    schemas = openapi.setdefault("components", {}).setdefault("schemas", {})
+    for model in models:
+        body = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        schemas.update(body.pop("$defs", {}))
+        schemas[model.__name__] = body
+    state_token_limit(openapi, max_request_tokens)
+
+
+def state_token_limit(openapi: dict[str, Any], limit: int) -> None:
+    """Write ``limit`` (the ``max_request_tokens`` setting) into ``openapi`` as the
+    ``maximum`` of every token-count field, so the document says what the server
+    accepts: the models cannot, since the limit is a setting."""
+    schemas = openapi.get("components", {}).get("schemas", {})
+    for name, fields in TOKEN_FIELDS.items():
+        properties = schemas.get(name, {}).get("properties", {})
+        for field in fields:
+            prop = properties.get(field)
+            if prop is None:
+                continue
+            for branch in prop.get("anyOf", [prop]):
+                if branch.get("type") == "integer":
+                    branch["maximum"] = limit

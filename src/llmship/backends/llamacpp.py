@@ -166,7 +166,12 @@ class LlamaCppBackend(Backend):
             emit(exc)
         except Exception as exc:
             log.exception("generation failed for %s", self.spec.ref)
-            emit(LlmshipError(f"{self.spec.ref}: generation failed: {exc}"))
+            emit(
+                LlmshipError(
+                    f"{self.spec.ref}: generation failed ({type(exc).__name__}); "
+                    "the model server's log has the details"
+                )
+            )
         emit(_DONE)
 
     def _prompt_tokens(self, request: GenerationRequest) -> tuple[list[int], list[str]]:
@@ -177,15 +182,31 @@ class LlamaCppBackend(Backend):
                     f"{self.spec.ref}: the model has no chat template; use /v1/completions",
                     param="messages",
                 )
-            result = self._formatter(
-                messages=[{"role": m.role, "content": m.content} for m in request.messages]
-            )
+            result = self._format(request)
             tokens = llm.tokenize(
                 result.prompt.encode("utf-8"), add_bos=not result.added_special, special=True
             )
             stops = result.stop if isinstance(result.stop, list) else [result.stop]
             return list(tokens), [s for s in stops if s]
         return list(llm.tokenize((request.prompt or "").encode("utf-8"), add_bos=True)), []
+
+    def _format(self, request: GenerationRequest) -> Any:
+        """The chat template applied to the request's messages. A template that refuses
+        them (``raise_exception``: roles out of order, a role it does not know) is the
+        request's fault: 400 with the template's own message."""
+        from jinja2 import TemplateError
+
+        assert request.messages is not None
+        try:
+            return self._formatter(
+                messages=[{"role": m.role, "content": m.content} for m in request.messages]
+            )
+        except (TemplateError, ValueError) as exc:  # raise_exception() raises ValueError
+            raise InvalidRequestError(
+                f"{self.spec.ref}: the model's chat template refuses these messages: {exc}; "
+                "change the roles or their order",
+                param="messages",
+            ) from exc
 
     def _generate(
         self, request: GenerationRequest, emit: Callable[[object], None], cancel: threading.Event
@@ -203,7 +224,9 @@ class LlamaCppBackend(Backend):
             )
         max_tokens = min(request.max_tokens, n_ctx - len(prompt))
         stops = [s for s in (*request.stop, *template_stops) if s]
-        llm.set_seed(request.seed if request.seed is not None else random.randrange(2**31))
+        # llama.cpp seeds are 32-bit; a 64-bit request seed is folded into that range.
+        seed = request.seed & 0xFFFFFFFF if request.seed is not None else None
+        llm.set_seed(seed if seed is not None else random.randrange(2**31))
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         vocab = llm._model.vocab
         pending = ""  # text held back: it may be the start of a stop string

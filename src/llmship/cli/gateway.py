@@ -74,6 +74,7 @@ def run_gateway(cfg: Settings, *, advertise_url: str | None = None) -> None:
 
     from llmship.advertise import advertised_url
     from llmship.gateway import create_app
+    from llmship.limits import uvicorn_options
 
     if advertise_url:
         announced, how = advertise_url, "--advertise-url"
@@ -90,6 +91,7 @@ def run_gateway(cfg: Settings, *, advertise_url: str | None = None) -> None:
             log_config=None,
             access_log=False,
             timeout_graceful_shutdown=5,
+            **uvicorn_options(cfg.max_header_bytes),
         )
         server = uvicorn.Server(config)
         url = f"http://{_display_host(cfg.gateway_host)}:{cfg.gateway_port}"

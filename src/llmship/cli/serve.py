@@ -143,6 +143,7 @@ def run_server(
     import uvicorn
 
     from llmship.backends.llamacpp import threads_of, with_threads
+    from llmship.limits import uvicorn_options
     from llmship.server import build_service, create_app
     from llmship.server.announce import EndpointAnnouncer, advertised_url
 
@@ -176,6 +177,7 @@ def run_server(
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=5,
+        **uvicorn_options(cfg.max_header_bytes),
     )
     server = uvicorn.Server(config)
     backend: str = spec.backend

@@ -11,6 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
 
 from llmship.errors import NotFoundError, UnprocessableError
+from llmship.gateway.bodies import parse_object
 from llmship.gateway.feedback import add_feedback
 from llmship.gateway.protocol import (
     FeedbackRequest,
@@ -20,7 +21,7 @@ from llmship.gateway.protocol import (
     GatewayModelList,
 )
 from llmship.gateway.proxied import ROUTES, ProxiedRoute
-from llmship.gateway.serving import GatewayContext, parse_object
+from llmship.gateway.serving import GatewayContext
 from llmship.wire import ERROR_RESPONSES, ErrorResponse
 
 if TYPE_CHECKING:

@@ -39,9 +39,15 @@ from llmship.gateway.state import GatewayState
 from llmship.gateway.store import GatewayDirectory, GatewayStore
 from llmship.gateway.tokens import TokenBook, token_file
 from llmship.http import fastapi_options, install_error_handlers, liveness
+from llmship.limits import LimitsMiddleware
 from llmship.registry.records import RECENT_REQUESTS_S
 from llmship.settings import Settings
-from llmship.wire import ChatCompletionRequest, CompletionRequest, PredictRequest
+from llmship.wire import (
+    ChatCompletionRequest,
+    CompletionRequest,
+    PredictRequest,
+    document_bodies,
+)
 
 log = logging.getLogger(__name__)
 
@@ -209,6 +215,11 @@ def create_app(
         recorder=gateway.recorder,
         env=gateway.env,
     )
+    app.add_middleware(  # outermost: nothing reads a request that is over a limit
+        LimitsMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        max_header_bytes=settings.max_header_bytes,
+    )
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -218,11 +229,7 @@ def create_app(
                 description=app.description,
                 routes=app.routes,
             )
-            schemas = schema.setdefault("components", {}).setdefault("schemas", {})
-            for model in FORWARDED_BODIES:
-                body = model.model_json_schema(ref_template="#/components/schemas/{model}")
-                schemas.update(body.pop("$defs", {}))
-                schemas[model.__name__] = body
+            document_bodies(schema, FORWARDED_BODIES, settings.max_request_tokens)
             app.openapi_schema = schema
         return app.openapi_schema
 

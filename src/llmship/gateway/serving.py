@@ -29,6 +29,7 @@ from llmship.errors import (
     UpstreamError,
 )
 from llmship.gateway.balancer import Attempt
+from llmship.gateway.bodies import check_body, parse_object
 from llmship.gateway.feedback import with_feedback_token
 from llmship.gateway.metrics import GatewayMetrics
 from llmship.gateway.proxy import UPSTREAM_ERRORS, Upstream, UpstreamFailure, UpstreamReply
@@ -98,21 +99,6 @@ async def read_body(receive: Receive) -> bytes:
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-def parse_object(body: bytes) -> dict[str, Any]:
-    """The request body as a JSON object, or a 400 that says what to fix."""
-    try:
-        payload = json.loads(body)
-    except ValueError:
-        raise InvalidRequestError(
-            "the request body is not valid JSON; send a JSON object"
-        ) from None
-    if not isinstance(payload, dict):
-        raise InvalidRequestError(
-            f"the request body is a JSON {type(payload).__name__}; send a JSON object"
-        )
-    return payload
-
-
 class GatewayService:
     """Routing and forwarding for one environment."""
 
@@ -174,6 +160,7 @@ class GatewayService:
         snapshot = self.state.snapshot
         body = await read_body(receive)
         payload = parse_object(body)
+        check_body(route, payload)
         if snapshot is None:
             raise NotReadyError(
                 "the gateway has not read the traffic policy from the registry yet; retry shortly",

@@ -13,10 +13,17 @@ from fastapi import FastAPI
 from llmship import __version__
 from llmship.errors import LlmshipError
 from llmship.http import fastapi_options, install_error_handlers, liveness
+from llmship.limits import LimitsMiddleware
 from llmship.server.api_router import router
 from llmship.server.metrics import ServerMetrics
 from llmship.server.middleware import RequestMiddleware
 from llmship.server.serving import ModelService
+from llmship.wire import (
+    ChatCompletionRequest,
+    CompletionRequest,
+    PredictRequest,
+    document_bodies,
+)
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +33,9 @@ the `/predict` API, health, readiness and Prometheus metrics. Every response
 carries `X-Request-ID` (the query id) and `X-Llmship-Version` (NAME@VERSION).
 Errors use OpenAI's shape: `{"error": {"message", "type", "param", "code"}}`.
 """
+
+BODIES = (ChatCompletionRequest, CompletionRequest, PredictRequest)
+"""The request bodies, documented as pydantic writes their schemas."""
 
 
 def create_app(
@@ -74,6 +84,19 @@ def create_app(
     app.include_router(liveness)
     install_error_handlers(app)
     app.add_middleware(RequestMiddleware, metrics=service.metrics)
+    app.add_middleware(  # outermost: nothing reads a request that is over a limit
+        LimitsMiddleware,
+        max_body_bytes=service.settings.max_body_bytes,
+        max_header_bytes=service.settings.max_header_bytes,
+    )
+    documented = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:  # built once; the token limit is a setting
+            document_bodies(documented(), BODIES, service.settings.max_request_tokens)
+        return app.openapi_schema or documented()
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app
 
 

@@ -59,6 +59,13 @@ class RequestContext:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+MAX_CHARS_PER_TOKEN = 128
+"""A bound on the characters one token covers: no tokenizer we know has a longer token
+(the longest are runs of spaces in code vocabularies). A prompt of more than
+``context_length × 128`` characters cannot fit, whatever the tokenizer says, so it is
+refused before anything tokenises it."""
+
+
 PROMPT_PARAM = {
     "/v1/chat/completions": "messages",
     "/v1/completions": "prompt",
@@ -160,13 +167,28 @@ class ModelService:
     def _messages(self, chat: list[tuple[str, str]]) -> tuple[Message, ...]:
         return build_messages(self.spec, chat)
 
+    def check_length(self, chars: int, param: str) -> None:
+        """ContextLengthError when a prompt of ``chars`` characters cannot fit in the
+        model's context whatever it tokenises to (see :data:`MAX_CHARS_PER_TOKEN`): a cheap
+        check before the prompt waits in the queue or is tokenised."""
+        context = self.backend.info().context_length
+        if context is None or chars <= context * MAX_CHARS_PER_TOKEN:
+            return
+        raise ContextLengthError(
+            f"the prompt is {chars} characters, more than any tokenisation of it fits in "
+            f"{self.version}'s context window of {context} tokens; shorten the prompt",
+            param=param,
+        )
+
     def chat_request(self, req: ChatCompletionRequest) -> GenerationRequest:
         self.check_model(req.model)
         if req.logprobs:
             raise InvalidRequestError(
                 "logprobs are not supported; omit the field", param="logprobs"
             )
-        messages = self._messages([(m.role, m.text()) for m in req.messages])
+        chat: list[tuple[str, str]] = [(m.role, m.text()) for m in req.messages]
+        self.check_length(sum(len(text) for _, text in chat), "messages")
+        messages = self._messages(chat)
         max_tokens = req.max_completion_tokens or req.max_tokens
         return GenerationRequest(messages=messages, **self._sampling(req, max_tokens))
 
@@ -186,6 +208,7 @@ class ModelService:
             prompt = prompt[0]
         if not prompt.strip():
             raise InvalidRequestError("prompt is empty; send some text", param="prompt")
+        self.check_length(len(prompt), "prompt")
         return GenerationRequest(
             prompt=self.spec.prompt.apply(prompt), **self._sampling(req, req.max_tokens)
         )
@@ -193,6 +216,7 @@ class ModelService:
     def predict_request(self, req: PredictRequest) -> GenerationRequest:
         if not req.prompt.strip():
             raise InvalidRequestError("prompt is empty; send some text", param="prompt")
+        self.check_length(len(req.prompt), "prompt")
         sampling = _Sampling(temperature=req.temperature, seed=req.seed)
         return GenerationRequest(
             messages=self._messages([("user", req.prompt)]),
