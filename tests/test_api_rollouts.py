@@ -328,18 +328,20 @@ def test_an_abort_is_recorded_as_an_intent_by_the_actor(
     )
     assert r.status_code == 202, r.text
     body = r.json()
-    assert body["intent"]["kind"] == "abort" and body["intent"]["actor"] == "alice"
+    # recorded as the token's identity, the header only adding a display name
+    who = "admin-api (alice)"
+    assert body["intent"]["kind"] == "abort" and body["intent"]["actor"] == who
     assert body["intent"]["reason"] == "errors up"
     assert "abort of rollout canary-x" in body["message"]
     # The controller applies it: it waits as an intent, and the rollout says abort is asked
     (intent,) = registry.pending_rollout_intents(record.id)
-    assert (intent.kind, intent.actor, intent.reason) == ("abort", "alice", "errors up")
+    assert (intent.kind, intent.actor, intent.reason) == ("abort", who, "errors up")
     assert actions(body["rollout"])["abort"] == (False, "This rollout is already Aborted")
     # And the timeline has the request, with who asked
     events = client.get(f"/api/v1/rollouts/{record.id}/events").json()
     assert [e["kind"] for e in events["items"]] == ["rollout.created", "rollout.requested"]
-    assert events["items"][1]["actor"] == "alice"
-    assert "abort requested by alice: errors up" in events["items"][1]["message"]
+    assert events["items"][1]["actor"] == who
+    assert f"abort requested by {who}: errors up" in events["items"][1]["message"]
     assert set(events["items"][0]) == {"id", "at", "actor", "kind", "message", "data"}
 
 

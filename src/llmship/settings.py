@@ -163,6 +163,11 @@ class Settings(BaseSettings):
         description="Bearer token of the gateway's admin API under `/api/v1/`; "
         "unset, the admin API answers 503.",
     )
+    tokens_file: Path | None = Field(
+        None,
+        description="File of named API tokens with roles (`llmship tokens add`); "
+        "default `<home>/tokens.yaml`.",
+    )
     read_access: Literal["local", "open", "token"] = Field(
         "local",
         description="Who may read the dashboard's API (`GET /api/v1/...` for releases, "

@@ -23,6 +23,7 @@ from llmship.cli import (
     rollback,
     rollout,
     serve,
+    tokens,
     traffic,
     up,
 )
@@ -63,6 +64,7 @@ app.add_typer(rollout.app, name="rollout")
 app.add_typer(k8s.app, name="k8s")
 app.add_typer(pipeline.app, name="pipeline")
 app.add_typer(approvals.app, name="approvals")
+app.add_typer(tokens.app, name="tokens")
 serve.register(app)
 loadtest.register(app)
 gateway.register(app)

@@ -16,7 +16,7 @@ from llmship.errors import InvalidRequestError, NotFoundError
 from llmship.gateway import admin
 from llmship.gateway.alert_actions import handle_webhook
 from llmship.gateway.alerts import parse_webhook
-from llmship.gateway.auth import actor_of, check_bearer
+from llmship.gateway.api_common import actor, require_force, require_operator, require_token
 from llmship.gateway.discovery import TargetGroup, scrape_targets
 from llmship.gateway.feedback import one_per_user
 from llmship.gateway.protocol import (
@@ -42,11 +42,6 @@ def _gateway(request: Request) -> Gateway:
     return gateway
 
 
-def require_admin(request: Request) -> None:
-    """401 without a bearer token, 403 with a wrong one, 503 when none is configured."""
-    check_bearer(request.headers.get("authorization"), _gateway(request).settings.admin_token)
-
-
 ADMIN_ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorResponse, "description": "Invalid change: the message says what to fix."},
     401: {"model": ErrorResponse, "description": "No `Authorization: Bearer <token>`."},
@@ -59,7 +54,7 @@ ADMIN_ERRORS: dict[int | str, dict[str, Any]] = {
 router = APIRouter(
     prefix="/api/v1",
     tags=["admin"],
-    dependencies=[Depends(require_admin)],
+    dependencies=[Depends(require_token)],
     responses=ADMIN_ERRORS,
 )
 
@@ -95,7 +90,12 @@ async def targets(request: Request) -> list[TargetGroup]:
     return scrape_targets(gateway.env, snapshot.endpoints if snapshot else {})
 
 
-@router.put("/traffic", response_model=TrafficView, summary="Replace the traffic policy")
+@router.put(
+    "/traffic",
+    response_model=TrafficView,
+    summary="Replace the traffic policy",
+    dependencies=[Depends(require_operator)],
+)
 async def put_traffic(body: TrafficUpdate, request: Request) -> TrafficView:
     """Replace the whole policy (fields left out are cleared); `stable` stays the
     `production` alias. With `expected_revision`, 409 if the policy changed meanwhile."""
@@ -105,7 +105,7 @@ async def put_traffic(body: TrafficUpdate, request: Request) -> TrafficView:
         gateway.store,
         gateway.env,
         body.policy(gateway.env),
-        actor=actor_of(request.headers.get("x-llmship-actor")),
+        actor=actor(request),
         reason=body.reason,
         expected_revision=body.expected_revision,
     )
@@ -113,25 +113,38 @@ async def put_traffic(body: TrafficUpdate, request: Request) -> TrafficView:
     return await get_traffic(request)
 
 
-@router.post("/traffic/promote-preview", response_model=TrafficView, summary="Blue-green switch")
+@router.post(
+    "/traffic/promote-preview",
+    response_model=TrafficView,
+    summary="Blue-green switch",
+    dependencies=[Depends(require_operator)],
+)
 async def promote_preview(body: PromoteRequest, request: Request) -> TrafficView:
     """Point `production` at the preview and clear the preview, in one transaction.
     409 (`gates_missing`) when `llmship.yaml` requires gates the preview has not passed,
-    unless `force` (recorded as a `gate.forced` event)."""
+    unless `force` (recorded as a `gate.forced` event; only a token of role admin may
+    force)."""
     gateway = _gateway(request)
+    if body.force:
+        require_force(request)
     await asyncio.to_thread(
         traffic_ops.promote_preview,
         gateway.store,
         gateway.env,
         force=body.force,
-        actor=actor_of(request.headers.get("x-llmship-actor")),
+        actor=actor(request),
         reason=body.reason,
     )
     await _changed(gateway)
     return await get_traffic(request)
 
 
-@router.delete("/traffic", response_model=TrafficView, summary="Reset the traffic policy")
+@router.delete(
+    "/traffic",
+    response_model=TrafficView,
+    summary="Reset the traffic policy",
+    dependencies=[Depends(require_operator)],
+)
 async def reset_traffic(
     request: Request,
     reason: str | None = Query(
@@ -144,7 +157,7 @@ async def reset_traffic(
         traffic_ops.reset,
         gateway.store,
         gateway.env,
-        actor=actor_of(request.headers.get("x-llmship-actor")),
+        actor=actor(request),
         reason=reason,
     )
     await _changed(gateway)
@@ -159,7 +172,12 @@ async def list_flags(request: Request) -> FlagList:
     return FlagList(data=[FlagView.of(f) for f in flags])
 
 
-@router.put("/flags/{name}", response_model=FlagView, summary="Create or replace a flag")
+@router.put(
+    "/flags/{name}",
+    response_model=FlagView,
+    summary="Create or replace a flag",
+    dependencies=[Depends(require_operator)],
+)
 async def put_flag(name: str, body: FlagBody, request: Request) -> FlagView:
     """The whole flag: `enabled`, `percent`, `conditions`, `release`."""
     gateway = _gateway(request)
@@ -169,13 +187,18 @@ async def put_flag(name: str, body: FlagBody, request: Request) -> FlagView:
         gateway.env,
         name,
         body,
-        actor=actor_of(request.headers.get("x-llmship-actor")),
+        actor=actor(request),
     )
     await _changed(gateway)
     return FlagView.of(flag)
 
 
-@router.delete("/flags/{name}", response_model=Deleted, summary="Delete a flag")
+@router.delete(
+    "/flags/{name}",
+    response_model=Deleted,
+    summary="Delete a flag",
+    dependencies=[Depends(require_operator)],
+)
 async def delete_flag(name: str, request: Request) -> Deleted:
     """Remove flag `name` (404 if there is none)."""
     gateway = _gateway(request)
@@ -183,7 +206,7 @@ async def delete_flag(name: str, request: Request) -> Deleted:
         gateway.store.delete_flag,
         gateway.env,
         name,
-        actor=actor_of(request.headers.get("x-llmship-actor")),
+        actor=actor(request),
     )
     await _changed(gateway)
     return Deleted(name=name)
@@ -196,13 +219,18 @@ async def _toggle(name: str, request: Request) -> ToggleResponse:
         gateway.store,
         gateway.env,
         name,
-        actor=actor_of(request.headers.get("x-llmship-actor")),
+        actor=actor(request),
     )
     await _changed(gateway)
     return ToggleResponse(status=flag.enabled, name=flag.name)
 
 
-@router.post("/toggle/{name}", response_model=ToggleResponse, summary="Flip a flag")
+@router.post(
+    "/toggle/{name}",
+    response_model=ToggleResponse,
+    summary="Flip a flag",
+    dependencies=[Depends(require_operator)],
+)
 async def toggle(name: str, request: Request) -> ToggleResponse:
     """Flip the flag's `enabled` (the seed's toggle); a missing flag is created enabled.
     `new-model` finds `new_model` and the other way round."""
@@ -263,7 +291,11 @@ async def stats(
     }
 
 
-@router.post("/alerts", summary="Alertmanager webhook: abort a rollout, or roll production back")
+@router.post(
+    "/alerts",
+    summary="Alertmanager webhook: abort a rollout, or roll production back",
+    dependencies=[Depends(require_operator)],
+)
 async def alerts(request: Request) -> dict[str, Any]:
     """Alertmanager's webhook payload (version 4). A firing alert labelled
     `action=rollback` whose labels name a running rollout (`rollout=NAME`) or its

@@ -1,9 +1,10 @@
 """What the dashboard's API routers share: who may read, who may act, pages of results.
 
 Reads (``GET``) are open to the clients the ``read_access`` setting names (loopback
-clients by default) and to anyone with the admin token; a token that is sent is always
-checked, so a wrong one is a 403 even where reads are open. Changes always need the
-token, checked before anything else (an unknown id is a 401 without it, not a 404).
+clients by default) and to anyone with a token of the gateway (:mod:`.tokens`); a token
+that is sent is always checked, so a wrong one is a 403 even where reads are open.
+Changes need a token of role operator or admin, checked before anything else (an
+unknown id is a 401 without it, not a 404).
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from fastapi import Query, Request
 from pydantic import BaseModel, Field
 
 from llmship.errors import NotConfiguredError
-from llmship.gateway.auth import actor_of, check_bearer
+from llmship.gateway.auth import actor_of, authenticate
+from llmship.gateway.tokens import Identity, Role
 from llmship.registry import Registry
 from llmship.wire import ErrorResponse
 
@@ -62,24 +64,50 @@ def _loopback(request: Request) -> bool:
         return False
 
 
+def _identify(request: Request, needs: Role) -> Identity:
+    identity = authenticate(
+        request.headers.get("authorization"), gateway_of(request).tokens, needs=needs
+    )
+    request.state.identity = identity
+    return identity
+
+
 def require_reader(request: Request) -> None:
-    """Let a read through: a sent token must be the admin token (403 otherwise); without
-    one, the ``read_access`` setting decides (401 where it does not allow it)."""
+    """Let a read through: a sent token must be one of the gateway's (403 otherwise);
+    without one, the ``read_access`` setting decides (401 where it does not allow it)."""
     gateway = gateway_of(request)
     authorization = request.headers.get("authorization")
     access = gateway.settings.read_access
     if authorization or access == "token" or (access == "local" and not _loopback(request)):
-        check_bearer(authorization, gateway.settings.admin_token)
+        _identify(request, Role.READ)
+
+
+def require_token(request: Request) -> None:
+    """Let a call through with any of the gateway's tokens (role read or above)."""
+    _identify(request, Role.READ)
 
 
 def require_operator(request: Request) -> None:
-    """Let a change through: only with the admin token (401 without, 403 wrong, 503 off)."""
-    check_bearer(request.headers.get("authorization"), gateway_of(request).settings.admin_token)
+    """Let a change through: only with a token of role operator or admin (401 without a
+    token, 403 with a wrong one or a read-only one, 503 when none is configured)."""
+    _identify(request, Role.OPERATOR)
+
+
+def require_force(request: Request) -> None:
+    """Raise unless the caller's token may force past the gates (role admin)."""
+    _identify(request, Role.ADMIN)
+
+
+def identity(request: Request) -> Identity | None:
+    """Who the request's token names (None: no token was checked)."""
+    found: Identity | None = getattr(request.state, "identity", None)
+    return found
 
 
 def actor(request: Request) -> str:
-    """Who a change is recorded as (``X-Llmship-Actor``, else ``admin-api``)."""
-    return actor_of(request.headers.get("x-llmship-actor"))
+    """Who a change is recorded as: the token's name, with ``X-Llmship-Actor`` as a
+    display name after it."""
+    return actor_of(identity(request), request.headers.get("x-llmship-actor"))
 
 
 class PageParams:

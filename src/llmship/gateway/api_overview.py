@@ -14,9 +14,10 @@ from llmship.gateway.api_common import (
     READ_ERRORS,
     actor,
     gateway_of,
+    identity,
     registry_of,
-    require_operator,
     require_reader,
+    require_token,
 )
 from llmship.gateway.api_rollout_detail import rollout_detail
 from llmship.gateway.api_rollout_live import LiveView, live_view
@@ -40,24 +41,31 @@ OVERVIEW_EVENTS = 20
 
 
 class WhoAmI(BaseModel):
-    """Who the admin token makes the caller."""
+    """Who a token makes the caller."""
 
+    name: str = Field(description="The token's name (`admin-api` for LLMSHIP_ADMIN_TOKEN).")
     actor: str = Field(
-        description="Who changes are recorded as (`X-Llmship-Actor`, else `admin-api`)."
+        description="Who changes are recorded as: the token's name, with "
+        "`X-Llmship-Actor` as a display name after it."
     )
-    role: str = Field(description="`admin`: the admin token may read and act.")
+    role: str = Field(
+        description="`read` (reads only), `operator` (also acts on rollouts, traffic and "
+        "flags) or `admin` (also forces past the gates)."
+    )
 
 
 @router.get(
     "/whoami",
     response_model=WhoAmI,
-    summary="Check the admin token",
-    dependencies=[Depends(require_operator)],
+    summary="Check a token",
+    dependencies=[Depends(require_token)],
 )
 async def whoami(request: Request) -> WhoAmI:
-    """200 with the admin token; 401 without one, 403 with a wrong one. The dashboard asks
-    this when a token is entered."""
-    return WhoAmI(actor=actor(request), role="admin")
+    """200 with any of the gateway's tokens, saying whose it is and its role; 401
+    without one, 403 with a wrong one. The dashboard asks this when a token is entered."""
+    who = identity(request)
+    assert who is not None  # require_token checked it
+    return WhoAmI(name=who.name, actor=actor(request), role=who.role.label)
 
 
 class EnvironmentView(BaseModel):

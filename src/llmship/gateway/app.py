@@ -26,7 +26,7 @@ from llmship.gateway import (
     ui,
 )
 from llmship.gateway.announce import GatewayAnnouncer
-from llmship.gateway.feedback import NOT_FOUND_RETRY
+from llmship.gateway.feedback import NOT_FOUND_RETRY, FeedbackTokens
 from llmship.gateway.metrics import GatewayMetrics
 from llmship.gateway.middleware import GatewayMiddleware
 from llmship.gateway.notify import ChangeListener
@@ -57,7 +57,9 @@ environment. Requests are routed as the environment's traffic policy says
 (stable, weighted canary, blue-green preview, sticky A/B experiment, feature
 flags), forwarded unchanged to the release's model server, and mirrored to a
 shadow release when one is set. A failing candidate is retried on stable.
-Every response carries `X-Request-ID` (the query id, for `POST /feedback`),
+Every response carries `X-Llmship-Query-Id` (the query id the gateway issued, for
+`POST /feedback`), `X-Request-ID` (the client's own, echoed, else the query id);
+answers also `X-Llmship-Feedback-Token` (send it with the rating),
 `X-Llmship-Version` (NAME@VERSION that answered) and `X-Llmship-Variant`.
 The admin API under `/api/v1/` needs `Authorization: Bearer <LLMSHIP_ADMIN_TOKEN>`.
 Errors use OpenAI's shape: `{"error": {"message", "type", "param", "code"}}`.
@@ -106,6 +108,8 @@ class Gateway:
         self.recorder = QueryRecorder(store)
         self.feedback_retry = NOT_FOUND_RETRY
         """Seconds before an unknown query id is looked up once more (0: not again)."""
+        self.feedback_tokens = FeedbackTokens(store)
+        """Issues the token each answer carries, and checks the one a rating carries."""
         self.shadow = ShadowMirror(
             self.upstream,
             self.recorder,
@@ -123,6 +127,7 @@ class Gateway:
             self.metrics,
             rng=rng or random.Random(),
             clock=clock,
+            feedback_token=self.feedback_tokens.token,
         )
         directory = store if isinstance(store, GatewayDirectory) else None
         self.announcer: GatewayAnnouncer | None = None
@@ -147,14 +152,17 @@ class Gateway:
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
-        """Read the registry, then refresh and write query records in the background,
-        listen for change notices, and keep this gateway announced."""
+        """Read the registry (the traffic policy, the feedback key), then refresh and
+        write query records in the background, listen for change notices, and keep this
+        gateway announced."""
         self.upstream.start()
         await asyncio.to_thread(self.state.refresh)
         tasks = [
             asyncio.create_task(self.state.run(self.settings.policy_refresh_interval)),
             asyncio.create_task(self.recorder.run()),
         ]
+        if not await self.feedback_tokens.load_quietly():  # the registry is down: later
+            tasks.append(asyncio.create_task(self.feedback_tokens.run()))
         if self.announcer is not None:
             tasks.append(asyncio.create_task(self.announcer.run()))
         if self.listener is not None:

@@ -4,7 +4,7 @@
 // and Undo ask for a reason inline first. A refusal shows the API's message in `.why`
 // with role="alert". The buttons record intents; the controller applies them.
 
-import { api, canAct, h } from "./app.js";
+import { api, canAct, cannotActReason, h } from "./app.js";
 
 const ACTIONS = [
   { name: "promote", label: "Promote", hint: "Go on past the current step (a pause, an analysis)." },
@@ -74,7 +74,7 @@ function actionItem(id, spec, changed, refresh) {
     if (note && (note.alert || note.until > Date.now())) {
       ({ text, alert } = note);
     } else if (!acting) {
-      text = NO_TOKEN;
+      text = cannotActReason();
     } else if (!allowed) {
       text = (info && info.reason) || `${spec.label} is not offered for this rollout.`;
     } else {

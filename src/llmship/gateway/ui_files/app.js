@@ -2,6 +2,7 @@
 // Pages live in their own modules and register with route(); main.js starts the app.
 
 const TOKEN_KEY = "llmship.token";
+const WHO_KEY = "llmship.who";
 const routes = [];
 let cleanups = [];
 let current = { env: null, environments: [], gatewayEnv: null };
@@ -20,23 +21,45 @@ export function token() {
   return sessionStorage.getItem(TOKEN_KEY) || "";
 }
 
-export function setToken(value) {
-  if (value) sessionStorage.setItem(TOKEN_KEY, value);
-  else sessionStorage.removeItem(TOKEN_KEY);
+/** Keep a token and who it is (`GET /api/v1/whoami`: name and role) for this session. */
+export function setToken(value, who = null) {
+  if (value) {
+    sessionStorage.setItem(TOKEN_KEY, value);
+    sessionStorage.setItem(WHO_KEY, JSON.stringify(who || {}));
+  } else {
+    sessionStorage.removeItem(TOKEN_KEY);
+    sessionStorage.removeItem(WHO_KEY);
+  }
   showAccess();
 }
 
+/** The signed-in token's `{actor, role}`, or {} without one. */
+export function who() {
+  try {
+    return JSON.parse(sessionStorage.getItem(WHO_KEY) || "{}");
+  } catch {
+    return {};
+  }
+}
+
+/** Whether the token may act (role operator or admin; read tokens only read). */
 export function canAct() {
-  return token() !== "";
+  return token() !== "" && ["operator", "admin"].includes(who().role);
+}
+
+/** Why the buttons are off: no token, or a token that only reads. */
+export function cannotActReason() {
+  return token() ? `Your token (${who().actor || "?"}) may only read: acting needs an operator or admin token` : "Sign in with the admin token to act";
 }
 
 function showAccess() {
   const badge = document.getElementById("access");
   const button = document.getElementById("token-button");
   if (!badge) return;
-  if (canAct()) {
-    badge.textContent = "Admin";
-    badge.className = "badge ok";
+  if (token()) {
+    const { actor = "?", role = "?" } = who();
+    badge.textContent = `${actor} (${role})`;
+    badge.className = canAct() ? "badge ok" : "badge";
     button.textContent = "Change token";
   } else {
     badge.textContent = "Read-only";
@@ -335,12 +358,12 @@ function tokenDialog() {
       const body = await response.json().catch(() => ({}));
       error.textContent =
         response.status === 403
-          ? "This token is wrong: it is not the gateway's admin token."
+          ? "This token is wrong: the gateway knows no such token."
           : (body.error && body.error.message) || `The gateway answered ${response.status}.`;
       error.hidden = false;
       return;
     }
-    setToken(value);
+    setToken(value, await response.json());
     document.getElementById("banner").hidden = true;
     dialog.close();
     render();
