@@ -98,9 +98,9 @@ def test_the_shell_reads_without_a_token_and_asks_for_a_right_one(
 
     # When the right one is given, the page may act, for this browser session only
     sign_in(page, TOKEN)
-    expect(page.locator("#access")).to_have_text("Admin")
+    expect(page.locator("#access")).to_have_text("admin-api (admin)")
     page.reload()
-    expect(page.locator("#access")).to_have_text("Admin")
+    expect(page.locator("#access")).to_have_text("admin-api (admin)")
     page.get_by_role("button", name="Change token").click()
     page.get_by_role("button", name="Forget the token").click()
     expect(page.locator("#access")).to_have_text("Read-only")

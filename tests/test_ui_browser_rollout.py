@@ -126,7 +126,7 @@ def sign_in_after_a_wrong_token(tab: Page, secret: str) -> None:
     expect(tab.locator("#token-error")).to_contain_text("wrong")
     tab.get_by_label("Token", exact=True).fill(secret)
     tab.get_by_role("button", name="Use this token").click()
-    expect(tab.locator("#access")).to_have_text("Admin")
+    expect(tab.locator("#access")).to_have_text("admin-api (admin)")
     expect(action(tab, "Abort").get_by_role("button")).to_be_enabled()
 
 
