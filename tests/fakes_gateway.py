@@ -88,6 +88,7 @@ class FakeStore:
         actor: str,
         reason: str,
         expected_revision: int | None = None,
+        force: bool = False,
     ) -> TrafficPolicy:
         self._enter("set_traffic")
         if expected_revision is not None and expected_revision != self.policy.revision:
@@ -99,7 +100,9 @@ class FakeStore:
         self.policy = stored
         return self.get_traffic(env)
 
-    def promote_preview(self, env: str, *, actor: str, reason: str) -> TrafficPolicy:
+    def promote_preview(
+        self, env: str, *, actor: str, reason: str, force: bool = False
+    ) -> TrafficPolicy:
         self._enter("promote_preview")
         if self.policy.preview is None:
             raise InvalidRequestError("no preview is set", param="preview")

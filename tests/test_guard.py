@@ -335,3 +335,27 @@ def test_admin_promote_preview(
         assert forced.json()["stable"] == "chat@1.1.0"
     assert registry.alias_history("prod", "production")[-1].reason == "[forced] switch"
     assert "ops" in registry.events(kind="gate.forced")[0].actor  # the token, then ops
+
+
+def test_traffic_set_canary_100_and_a_flag_through_the_command_line(
+    run: Run, registry: Registry
+) -> None:
+    run("traffic", "set", "--canary", "chat@1.1.0", "--weight", "50", "-r", "half")
+    out = run("traffic", "set", "--weight", "100", "-r", "all", code=2).output
+    assert "chat@1.1.0 cannot get 100% of the traffic in prod" in out and "--force" in out
+    assert registry.get_traffic("prod").canary_weight == 50
+    run("traffic", "set", "--weight", "100", "--force", code=2)  # forcing needs a reason
+    run("traffic", "set", "--weight", "100", "-r", "hotfix", "--force")
+    assert registry.get_traffic("prod").canary_weight == 100
+    run("traffic", "set", "--reset", "-r", "back")  # a flag alone now
+    out = run(
+        "flags", "set", "everyone", "--on", "--percent", "100", "--release", "chat@1.1.0",
+        "-r", "x", code=2,
+    ).output  # fmt: skip
+    assert "cannot get 100% of the traffic" in out
+    run(
+        "flags", "set", "everyone", "--on", "--percent", "100", "--release", "chat@1.1.0",
+        "-r", "dark launch", "--force",
+    )  # fmt: skip
+    reasons = [e.data["reason"] for e in registry.events(kind="gate.forced")]
+    assert reasons == ["dark launch", "hotfix"]

@@ -9,7 +9,7 @@ promotion. The order of the mapping is the order of promotion: ``llmship promote
 
     environments:
       dev:     {gateway_port: 8080}
-      staging: {gateway_port: 8081, require: [eval]}
+      staging: {gateway_port: 8081, require: [eval], guard_above: 50}
       prod:
         gateway_port: 8082
         require: [eval, loadtest]
@@ -60,6 +60,7 @@ class _EnvironmentModel(BaseModel):
 
     gateway_port: int | None = Field(None, ge=0, le=65535)
     require: list[Gate] | None = None
+    guard_above: float | None = Field(None, ge=0, lt=100)
     approval: bool = False
     self_approval: bool = False
     allow_yes: bool = False
@@ -77,6 +78,9 @@ class Environment:
     """Port of its gateway (``llmship up --env NAME``); None: the ``gateway_port`` setting."""
     require: tuple[str, ...] = ()
     """Gates (``eval``, ``loadtest``) a release must have passed to become production here."""
+    guard_above: float | None = None
+    """Also guard any traffic share above this percent (a canary, an experiment arm, a
+    routing flag); None: only production (the alias, or all of the traffic)."""
     approval: bool = False
     """A promotion into it waits for ``llmship approve``."""
     self_approval: bool = False
@@ -203,6 +207,7 @@ def _parse(file: Path, name: str, entry: Any, legacy: Mapping[str, tuple[str, ..
         name,
         gateway_port=model.gateway_port,
         require=require or (),
+        guard_above=model.guard_above,
         approval=model.approval,
         self_approval=model.self_approval,
         allow_yes=model.allow_yes,

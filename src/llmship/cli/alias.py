@@ -20,7 +20,6 @@ from llmship.cli._common import (
 )
 from llmship.cli._help import App
 from llmship.errors import NotFoundError
-from llmship.registry.records import given_reason
 
 app = App(
     help="Move aliases such as production between releases, list them, read their history.",
@@ -78,21 +77,14 @@ def set_(
     in an environment that says so (`environments: ENV: reason: required`, prod
     by default).
     """
-    from llmship.release.promotion_guard import check_promotion
-
     cfg = settings(env=env)
     why = env_reason(cfg.env, reason, "moving an alias")
     with open_registry(cfg) as registry:
         before = registry.get_alias(cfg.env, alias)
-        if alias == PRODUCTION:
-            ref = registry.resolve(ref, env=cfg.env).ref  # the release checked is the one set
-            if before is None or before.ref != ref:
-                # --force needs a reason of its own: the guard sees only the one given
-                forced = check_promotion(
-                    registry, cfg.env, ref, force=force, reason=reason or "", actor=cfg.actor
-                )
-                why = given_reason(forced)
-        move = registry.set_alias(cfg.env, alias, ref, actor=cfg.actor, reason=why)
+        # the registry guards production (--force needs a reason of its own)
+        move = registry.set_alias(
+            cfg.env, alias, ref, actor=cfg.actor, reason=why, force=force and alias == PRODUCTION
+        )
     if before is not None and before.ref == move.to_ref:
         typer.echo(f"{alias} in {cfg.env} already points at {move.to_ref}; nothing changed")
         return

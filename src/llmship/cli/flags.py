@@ -11,7 +11,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from llmship.cli._common import console, handle_errors, open_registry, settings
+from llmship.cli._common import console, handle_errors, open_registry, reason_option, settings
 from llmship.cli._help import App
 from llmship.errors import InvalidRequestError, NotFoundError
 from llmship.flags.model import Flag, parse_conditions
@@ -78,6 +78,16 @@ def set_(
         ),
     ] = None,
     env: EnvOption = None,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Route even without the passing gates llmship.yaml requires for a flag that "
+            "sends a release all of the traffic (or more than guard_above percent); "
+            "recorded as a gate.forced event, needs --reason.",
+        ),
+    ] = False,
+    reason: Annotated[str | None, reason_option("kept with a forced change")] = None,
 ) -> None:
     """Create or change flag NAME; an existing flag keeps every field not given."""
     cfg = settings(env=env)
@@ -100,7 +110,7 @@ def set_(
         if release is not None:
             target = None if release.strip().lower() == NONE else release
             flag = replace(flag, release=target)
-        flag = registry.set_flag(cfg.env, flag, actor=cfg.actor)
+        flag = registry.set_flag(cfg.env, flag, actor=cfg.actor, force=force, reason=reason or "")
     typer.echo(f"flag {flag.name} in {cfg.env}: {describe(flag)}")
 
 

@@ -157,8 +157,9 @@ def set_(
         bool,
         typer.Option(
             "--force",
-            help="With --promote-preview: promote even without the passing gates "
-            "llmship.yaml requires (recorded as a gate.forced event).",
+            help="Promote the preview (--promote-preview), or give a release all of the "
+            "traffic (or more than guard_above percent), even without the passing gates "
+            "llmship.yaml requires (recorded as a gate.forced event; needs --reason).",
         ),
     ] = False,
     env: EnvOption = None,

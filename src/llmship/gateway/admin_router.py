@@ -98,8 +98,13 @@ async def targets(request: Request) -> list[TargetGroup]:
 )
 async def put_traffic(body: TrafficUpdate, request: Request) -> TrafficView:
     """Replace the whole policy (fields left out are cleared); `stable` stays the
-    `production` alias. With `expected_revision`, 409 if the policy changed meanwhile."""
+    `production` alias. With `expected_revision`, 409 if the policy changed meanwhile.
+    409 (`gates_missing`) when it gives a release all of the traffic (or more than the
+    environment's `guard_above` percent) without the gates `llmship.yaml` requires,
+    unless `force` (with a `reason`; role admin)."""
     gateway = _gateway(request)
+    if body.force:
+        require_force(request)
     await asyncio.to_thread(
         traffic_ops.set_policy,
         gateway.store,
@@ -108,6 +113,7 @@ async def put_traffic(body: TrafficUpdate, request: Request) -> TrafficView:
         actor=actor(request),
         reason=body.reason,
         expected_revision=body.expected_revision,
+        force=body.force,
     )
     await _changed(gateway)
     return await get_traffic(request)

@@ -164,6 +164,12 @@ class TrafficUpdate(PolicyFields):
     expected_revision: int | None = Field(
         None, description="Refuse (409) unless the stored revision is this one."
     )
+    force: bool = Field(
+        False,
+        description="Give a release all of the traffic (or more than `guard_above` percent) "
+        "even without the passing gates `llmship.yaml` requires (a `gate.forced` event; "
+        "needs a `reason`; role admin).",
+    )
 
 
 class PromoteRequest(_Body):

@@ -22,10 +22,12 @@ from sqlalchemy.engine import URL, Engine
 from sqlalchemy.orm import Session
 
 from llmship.errors import FencedError, RegistryUnavailableError, SpecError
+from llmship.registry import _guard
 from llmship.registry import _queries as q
 from llmship.registry._engine import WRITE, safe_url
 from llmship.registry.records import AliasMove, Event, ReleaseRecord
 from llmship.registry.tables import AliasHistoryRow, AliasRow, EventRow, LeaseRow, ReleaseRow
+from llmship.release.promotion_guard import PromotionGuard
 
 logger = logging.getLogger("llmship.registry.store")
 
@@ -48,12 +50,24 @@ def utc_now() -> datetime:
 class Store:
     """The engine, its transactions and the clock (the base of ``Registry``)."""
 
-    def __init__(self, engine: Engine, url: URL, *, home: Path | None, clock: Clock) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        url: URL,
+        *,
+        home: Path | None,
+        clock: Clock,
+        guard: PromotionGuard | None = None,
+    ) -> None:
         self._engine = engine
         self._url = url
         self._clock = clock
         self.home = home
         """The llmship state directory this registry belongs to, when known."""
+        self.guard = guard or PromotionGuard()
+        """The promotion guard's rules, enforced by every write that moves ``production``
+        or gives a release a guarded share of the traffic (``_guard.py``); by default read
+        from ``llmship.yaml`` on each such write."""
         self._fence: tuple[str, int] | None = None
         """``(lease name, token)`` every write of this view checks first (``fenced()``)."""
 
@@ -71,13 +85,19 @@ class Store:
         *,
         actor: str,
         reason: str,
+        force: bool = False,
     ) -> AliasMove:
-        """Move ``alias`` to ``target`` inside the caller's transaction."""
+        """Move ``alias`` to ``target`` inside the caller's transaction; a move of
+        ``production`` passes the promotion guard first (``force`` overrides it)."""
         current = session.get(AliasRow, (env, alias), with_for_update=True)
         if current is not None and current.release_id == target.id:
             last = q.history(session, env, alias, last_only=True)
             if last:
                 return last[0]
+        if alias == _guard.STABLE_ALIAS:
+            reason = self._admit(
+                session, env, force=force, reason=reason, actor=actor, production=target.ref
+            )
         from_id = current.release_id if current is not None else None
         from_row = session.get(ReleaseRow, from_id) if from_id is not None else None
         from_ref = f"{from_row.name}@{from_row.version}" if from_row is not None else None
@@ -122,6 +142,22 @@ class Store:
             actor=actor,
             reason=reason,
             at=now,
+        )
+
+    def _admit(
+        self, session: Session, env: str, *, force: bool, reason: str, actor: str, **change: Any
+    ) -> str:
+        """The promotion guard on a change of ``env`` in ``session`` (``_guard.admit``:
+        ``production=``, ``rollout=``, ``before=``/``after=``); the reason to record."""
+        return _guard.admit(
+            session,
+            env,
+            self.guard.rule(env),
+            self._add_event,
+            force=force,
+            reason=reason,
+            actor=actor,
+            **change,
         )
 
     def _add_event(

@@ -189,15 +189,8 @@ class GateMethods(Store):
     def latest_gate_runs(self, ref: str) -> dict[str, GateRun]:
         """The newest gate run of each kind for the release ``ref`` (``{kind: run}``)."""
         normal = _normal_ref(ref, "ref")
-        newest = (
-            select(func.max(GateRunRow.id))
-            .where(GateRunRow.ref == normal)
-            .group_by(GateRunRow.kind)
-            .scalar_subquery()
-        )
-        stmt = select(GateRunRow).where(GateRunRow.id.in_(newest)).order_by(GateRunRow.kind)
         with self._read() as session:
-            return {row.kind: _to_gate_run(row) for row in session.scalars(stmt)}
+            return q.latest_gate_runs(session, normal)
 
     # -- output cache ----------------------------------------------------------
 
@@ -329,17 +322,4 @@ def _finite(value: Any) -> Any:
     return value
 
 
-def _to_gate_run(row: GateRunRow, *, with_report: bool = True) -> GateRun:
-    return GateRun(
-        id=row.id,
-        kind=row.kind,
-        ref=row.ref,
-        baseline_ref=row.baseline_ref,
-        env=row.env,
-        passed=bool(row.passed),
-        forced=bool(row.forced),
-        summary=json.loads(row.summary),
-        report=json.loads(row.report) if with_report else {},
-        created_at=row.created_at,
-        created_by=row.created_by,
-    )
+_to_gate_run = q.to_gate_run

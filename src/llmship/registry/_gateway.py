@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from llmship.errors import ConflictError, InvalidRequestError
 from llmship.flags.model import Flag
-from llmship.registry import _endpoints, _feedback, _flags, _traffic
+from llmship.registry import _endpoints, _feedback, _flags, _guard, _traffic
 from llmship.registry import _queries as q
 from llmship.registry._base import RETRIES, Store, check_env, logger, required_reason
 from llmship.registry._hosts import FORGET_AFTER_S, notify_change
@@ -45,6 +45,7 @@ class GatewayMethods(Store):
         actor: str,
         reason: str,
         expected_revision: int | None = None,
+        force: bool = False,
     ) -> TrafficPolicy:
         """Store ``policy`` as the policy of ``env`` (revision + 1) and return it.
 
@@ -52,6 +53,9 @@ class GatewayMethods(Store):
         release it points at); its ``stable`` is ignored, since it is always the
         ``production`` alias. With ``expected_revision``, a policy changed
         meanwhile by someone else is a ConflictError (optimistic concurrency).
+        A release whose share of the traffic rises to a guarded one (all of it, or
+        above ``guard_above``) needs the gates ``llmship.yaml`` requires (GateError),
+        unless ``force`` with a reason (``registry/_guard.py``).
         """
         check_env(env)
         reason = required_reason(reason, "changing traffic")
@@ -66,15 +70,21 @@ class GatewayMethods(Store):
                 )
             return _traffic.canonical(session, policy, env)
 
-        return self._change_traffic(env, _change, "traffic.changed", actor=actor, reason=reason)
+        return self._change_traffic(
+            env, _change, "traffic.changed", actor=actor, reason=reason, force=force
+        )
 
-    def promote_preview(self, env: str, *, actor: str, reason: str) -> TrafficPolicy:
+    def promote_preview(
+        self, env: str, *, actor: str, reason: str, force: bool = False
+    ) -> TrafficPolicy:
         """Make the preview release stable, in one transaction.
 
         The ``production`` alias moves to the preview (recorded in its history
         with ``actor`` and ``reason``), the preview is cleared, the revision goes
         up by one and a ``traffic.promoted`` event is recorded. A canary of the
         same release ends with it. InvalidRequestError when no preview is set.
+        The move passes the promotion guard (GateError unless the preview has the
+        gates ``llmship.yaml`` requires, or ``force`` with a reason).
         """
         check_env(env)
         reason = required_reason(reason, "promoting the preview")
@@ -87,15 +97,18 @@ class GatewayMethods(Store):
                     param="preview",
                 )
             target = q.resolve(session, current.preview, env)
-            self._move_alias_in(
-                session, env, _traffic.STABLE_ALIAS, target, actor=actor, reason=reason
+            move = self._move_alias_in(
+                session, env, _traffic.STABLE_ALIAS, target, actor=actor, reason=reason, force=force
             )
+            if current.stable != target.ref:  # moved now: its reason says if it was forced
+                recorded[0] = move.reason
             promoted = replace(current, stable=target.ref, preview=None)
             if promoted.canary == target.ref:
                 promoted = replace(promoted, canary=None, canary_weight=0.0)
             return promoted
 
-        return self._change_traffic(env, _change, "traffic.promoted", actor=actor, reason=reason)
+        recorded = [reason]  # the reason the move records ([forced] when forced)
+        return self._change_traffic(env, _change, "traffic.promoted", actor=actor, reason=recorded)
 
     def reset_traffic(self, env: str, *, actor: str, reason: str) -> TrafficPolicy:
         """Send everything to stable: clear the canary, preview, experiment and shadow."""
@@ -114,14 +127,28 @@ class GatewayMethods(Store):
         kind: str,
         *,
         actor: str,
-        reason: str,
+        reason: str | list[str],
+        force: bool = False,
     ) -> TrafficPolicy:
-        """Read the policy (locked), apply ``change``, store it as the next revision."""
+        """Read the policy (locked), apply ``change``, pass the promotion guard on the
+        shares it raises, store it as the next revision. ``reason`` may be a one-item
+        list ``change`` fills in (the reason its alias move recorded)."""
         for attempt in range(RETRIES):
             try:
                 with self._write() as session:
                     current, row = _traffic.load(session, env, for_update=True)
                     changed = change(session, current)
+                    why = reason[0] if isinstance(reason, list) else reason
+                    flags = _flags.all_flags(session, env)
+                    why = self._admit(
+                        session,
+                        env,
+                        force=force,
+                        reason=why,
+                        actor=actor,
+                        before=_guard.shares(current, flags),
+                        after=_guard.shares(changed, flags),
+                    )
                     stable = q.alias_target(session, env, _traffic.STABLE_ALIAS)
                     new = replace(
                         changed,
@@ -137,9 +164,9 @@ class GatewayMethods(Store):
                         session,
                         kind=kind,
                         subject=env,
-                        message=f"{env} traffic (revision {new.revision}): {summary} ({reason})",
+                        message=f"{env} traffic (revision {new.revision}): {summary} ({why})",
                         actor=actor,
-                        data={**new.to_dict(), "reason": reason},
+                        data={**new.to_dict(), "reason": why},
                     )
                     notify_change(session, env)
                 logger.info("%s %s revision %d: %s by %s", kind, env, new.revision, summary, actor)
@@ -264,23 +291,35 @@ class GatewayMethods(Store):
 
     # -- flags ---------------------------------------------------------------
 
-    def set_flag(self, env: str, flag: Flag, *, actor: str) -> Flag:
-        """Create or replace a feature flag of ``env``; its release must be registered."""
+    def set_flag(
+        self, env: str, flag: Flag, *, actor: str, force: bool = False, reason: str = ""
+    ) -> Flag:
+        """Create or replace a feature flag of ``env``; its release must be registered.
+
+        A flag that raises its release's share of the traffic to a guarded one (all of
+        it, or above ``guard_above``) needs the gates ``llmship.yaml`` requires
+        (GateError), unless ``force`` with a ``reason`` (``registry/_guard.py``).
+        """
         check_env(env)
         flag.validate()
         with self._write() as session:
             if flag.release is not None:
                 release = q.canonical_ref(session, flag.release, env, role=f"flag {flag.name}")
                 flag = replace(flag, release=release)
+            was = next((f for f in _flags.all_flags(session, env) if f.name == flag.name), None)
+            why = self._admit_flags(
+                session, env, flag, was=was, force=force, reason=reason, actor=actor
+            )
             _flags.upsert(session, env, flag, actor=actor, now=self._now())
             notify_change(session, env)
             self._add_event(
                 session,
                 kind="flag.changed",
                 subject=f"{env}/{flag.name}",
-                message=f"{env}/{flag.name}: {_flags.describe(flag)}",
+                message=f"{env}/{flag.name}: {_flags.describe(flag)}"
+                + (f" ({why})" if why else ""),
                 actor=actor,
-                data=flag.to_dict(),
+                data={**flag.to_dict(), **({"reason": why} if why else {})},
             )
         logger.info("flag %s/%s: %s by %s", env, flag.name, _flags.describe(flag), actor)
         return flag
@@ -292,6 +331,8 @@ class GatewayMethods(Store):
         check_env(env)
         with self._write() as session:
             flag = _flags.flip(session, env, name, actor=actor, now=self._now())
+            if flag.enabled:  # off before: on now, it may route a guarded share
+                self._admit_flags(session, env, flag, was=None, force=False, reason="", actor=actor)
             notify_change(session, env)
             self._add_event(
                 session,
@@ -303,6 +344,33 @@ class GatewayMethods(Store):
             )
         logger.info("flag %s/%s toggled: %s by %s", env, flag.name, _flags.describe(flag), actor)
         return flag
+
+    def _admit_flags(
+        self,
+        session: Session,
+        env: str,
+        flag: Flag,
+        *,
+        was: Flag | None,
+        force: bool,
+        reason: str,
+        actor: str,
+    ) -> str:
+        """The promotion guard on ``flag`` (``was`` before the change) in ``env``; the
+        reason to record (``[forced] ...`` when forced)."""
+        if flag.release is None or not flag.enabled:
+            return reason
+        policy = _traffic.load(session, env)[0]
+        others = [f for f in _flags.all_flags(session, env) if f.name != flag.name]
+        return self._admit(
+            session,
+            env,
+            force=force,
+            reason=reason,
+            actor=actor,
+            before=_guard.shares(policy, [*others, *([was] if was else [])]),
+            after=_guard.shares(policy, [*others, flag]),
+        )
 
     def get_flag(self, env: str, name: str) -> Flag:
         """The flag ``name`` of ``env``; NotFoundError lists the flags there."""

@@ -8,13 +8,20 @@ from __future__ import annotations
 import json
 
 from pydantic import ValidationError
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased
 
 from llmship.errors import NotFoundError, SpecError
-from llmship.registry.records import AliasMove, Event, ReleaseRecord
-from llmship.registry.tables import AliasHistoryRow, AliasRow, Base, EventRow, ReleaseRow
+from llmship.registry.records import AliasMove, Event, GateRun, ReleaseRecord
+from llmship.registry.tables import (
+    AliasHistoryRow,
+    AliasRow,
+    Base,
+    EventRow,
+    GateRunRow,
+    ReleaseRow,
+)
 from llmship.release.semver import Version
 from llmship.release.spec import ReleaseSpec, parse_ref
 
@@ -163,3 +170,32 @@ def storable_id(value: int) -> bool:
     """Whether ``value`` can be a row's id (a positive 64-bit integer): a larger one is
     no row's, and would overflow the database's integer."""
     return 0 < value < 2**63
+
+
+def latest_gate_runs(session: Session, ref: str) -> dict[str, GateRun]:
+    """The newest gate run of each kind for the release ``ref`` (``NAME@VERSION``)."""
+    newest = (
+        select(func.max(GateRunRow.id))
+        .where(GateRunRow.ref == ref)
+        .group_by(GateRunRow.kind)
+        .scalar_subquery()
+    )
+    stmt = select(GateRunRow).where(GateRunRow.id.in_(newest)).order_by(GateRunRow.kind)
+    return {row.kind: to_gate_run(row) for row in session.scalars(stmt)}
+
+
+def to_gate_run(row: GateRunRow, *, with_report: bool = True) -> GateRun:
+    """A gate run row as a frozen record (its report left out unless ``with_report``)."""
+    return GateRun(
+        id=row.id,
+        kind=row.kind,
+        ref=row.ref,
+        baseline_ref=row.baseline_ref,
+        env=row.env,
+        passed=bool(row.passed),
+        forced=bool(row.forced),
+        summary=json.loads(row.summary),
+        report=json.loads(row.report) if with_report else {},
+        created_at=row.created_at,
+        created_by=row.created_by,
+    )

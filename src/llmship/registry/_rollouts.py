@@ -51,8 +51,6 @@ def rollout_subject(env: str, rollout_id: int) -> str:
 class RolloutMethods(Store):
     """Rollouts, their intents and measurements (part of ``Registry``)."""
 
-    # -- rollouts ------------------------------------------------------------
-
     def create_rollout(
         self,
         env: str,
@@ -65,11 +63,13 @@ class RolloutMethods(Store):
         update: RolloutUpdate,
         actor: str,
         reason: str = "",
+        force: bool = False,
     ) -> RolloutRecord:
         """Record a new rollout of ``candidate`` in ``env``.
 
         The candidate (and the stable release) must be registered. ConflictError
-        when another rollout of ``env`` is not finished: one runs at a time.
+        when another rollout of ``env`` is not finished: one runs at a time. The promotion
+        guard checks the candidate here, once (``registry/_guard.py``; ``force``).
         """
         check_env(env)
         try:
@@ -78,6 +78,8 @@ class RolloutMethods(Store):
                 if stable is not None:
                     stable = q.canonical_ref(session, stable, env, role="stable")
                 _refuse_if_active(session, env)
+                reason = self._admit(session, env, force=force, reason=reason, actor=actor,
+                                     rollout=candidate)  # fmt: skip
                 now = self._now()
                 row = RolloutRow(
                     env=env,

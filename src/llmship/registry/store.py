@@ -54,6 +54,7 @@ from llmship.registry.records import (
     ReleaseRecord,
 )
 from llmship.registry.tables import AliasRow, EventRow, ReleaseRow
+from llmship.release.promotion_guard import PromotionGuard
 from llmship.release.semver import Version
 from llmship.release.spec import ReleaseSpec
 from llmship.release.weights import with_sha256
@@ -86,12 +87,19 @@ class Registry(
 
     @classmethod
     def open(
-        cls, url: str, *, home: str | Path | None = None, clock: Clock | None = None
+        cls,
+        url: str,
+        *,
+        home: str | Path | None = None,
+        clock: Clock | None = None,
+        guard: PromotionGuard | None = None,
     ) -> Registry:
         """Open the registry at ``url``, creating or migrating its schema as needed.
 
         A SQLite file's directory is created. ``clock`` (default: UTC now) stamps
-        every record, so tests can fix time.
+        every record, so tests can fix time. ``guard`` is the promotion guard's rules
+        its writes enforce (default: ``llmship.yaml``'s, read on each guarded write;
+        the attribute ``guard`` changes them later).
         """
         parsed = parse_url(url)
         engine = create_registry_engine(parsed)
@@ -110,6 +118,7 @@ class Registry(
             parsed,
             home=Path(home) if home is not None else None,
             clock=clock or utc_now,
+            guard=guard,
         )
 
     def close(self) -> None:
@@ -213,28 +222,38 @@ class Registry(
 
     # -- aliases -------------------------------------------------------------
 
-    def set_alias(self, env: str, alias: str, ref: str, *, actor: str, reason: str) -> AliasMove:
+    def set_alias(
+        self, env: str, alias: str, ref: str, *, actor: str, reason: str, force: bool = False
+    ) -> AliasMove:
         """Point ``alias`` of ``env`` at the release ``ref`` names; the move is recorded.
 
         ``ref`` is ``NAME@VERSION`` or another alias of ``env``. Moving an alias
         to where it already points records nothing and returns its last move.
+        ``production`` takes a release only with the passing gates ``llmship.yaml``
+        requires for ``env`` (GateError, 409), unless it served there before (a
+        rollback) or is the candidate of the rollout running there; ``force`` (with a
+        reason) overrides, recorded (``registry/_guard.py``).
         """
         check_env(env)
         _check_alias(alias)
         reason = required_reason(reason, "moving an alias")
         for attempt in range(RETRIES):
             try:
-                return self._move_alias(env, alias, ref, actor=actor, reason=reason)
+                return self._move_alias(env, alias, ref, actor=actor, reason=reason, force=force)
             except sa_exc.IntegrityError:
                 # Two writers created the same alias at once; the loser tries again.
                 if attempt == RETRIES - 1:
                     raise
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _move_alias(self, env: str, alias: str, ref: str, *, actor: str, reason: str) -> AliasMove:
+    def _move_alias(
+        self, env: str, alias: str, ref: str, *, actor: str, reason: str, force: bool
+    ) -> AliasMove:
         with self._write() as session:
             target = q.resolve(session, ref, env)
-            move = self._move_alias_in(session, env, alias, target, actor=actor, reason=reason)
+            move = self._move_alias_in(
+                session, env, alias, target, actor=actor, reason=reason, force=force
+            )
             notify_change(session, env)  # ``production`` is where stable traffic goes
             return move
 

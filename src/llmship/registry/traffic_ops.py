@@ -3,9 +3,10 @@ admin API do, as functions over a store (the registry, or the gateway's view of 
 
 :func:`change` applies ``traffic set``'s options on top of the current policy
 (:class:`Changes`, :func:`apply`), naming the revision it read;
-:func:`promote_preview` moves ``production`` to the preview behind the promotion
-guard; :func:`set_policy` and :func:`reset` replace and clear the policy. The
-callers keep parsing, printing and HTTP.
+:func:`promote_preview` moves ``production`` to the preview; :func:`set_policy` and
+:func:`reset` replace and clear the policy. The promotion guard is the store's own
+(``registry/_guard.py``): these pass ``force`` on. The callers keep parsing, printing
+and HTTP.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from typing import Protocol
 
 from llmship.errors import InvalidRequestError
 from llmship.registry.records import given_reason
-from llmship.release.promotion_guard import GateRecords, check_promotion
 from llmship.routing.policy import Experiment, TrafficPolicy, Variant
 from llmship.routing.store import TrafficPolicies
 
@@ -34,10 +34,9 @@ NONE = "none"
 VARIANTS_HELP = "--variants: write NAME=RELEASE:WEIGHT,... (e.g. A=chat@1.0.0:50,B=chat@1.1.0:50)"
 
 
-class TrafficStore(GateRecords, TrafficPolicies, Protocol):
+class TrafficStore(TrafficPolicies, Protocol):
     """The registry methods these workflows call (``Registry`` and the gateway's
-    ``GatewayStore`` have them): the policies, their reset, and the promotion guard's
-    records."""
+    ``GatewayStore`` have them): the policies and their reset."""
 
     def reset_traffic(self, env: str, *, actor: str, reason: str) -> TrafficPolicy: ...
 
@@ -193,9 +192,11 @@ def change(
     promote: bool = False,
     force: bool = False,
 ) -> TrafficPolicy:
-    """``llmship traffic set``: promote the preview first (``promote``, behind the
-    guard; ``force`` overrides it), then clear everything (``reset``) and apply
-    ``changes`` on top, in one write that names the revision read; the policy after.
+    """``llmship traffic set``: promote the preview first (``promote``), then clear
+    everything (``reset``) and apply ``changes`` on top, in one write that names the
+    revision read; the policy after. The promotion guard refuses a preview, or a
+    share of the traffic, without the gates ``llmship.yaml`` requires; ``force``
+    overrides it (recorded) and needs a reason of its own.
     """
     why = given_reason(reason)
     if promote:
@@ -212,6 +213,7 @@ def change(
             actor=actor,
             reason=why,
             expected_revision=policy.revision,
+            force=force,
         )
     return policy
 
@@ -233,15 +235,19 @@ def set_policy(
     actor: str,
     reason: str | None,
     expected_revision: int | None = None,
+    force: bool = False,
 ) -> TrafficPolicy:
     """Replace the policy of ``env`` with ``policy`` (its ``stable`` is the
-    ``production`` alias); ConflictError when ``expected_revision`` is not the stored one."""
+    ``production`` alias); ConflictError when ``expected_revision`` is not the stored one,
+    GateError when it gives a release a guarded share without its gates (unless
+    ``force`` with a reason)."""
     return store.set_traffic(
         env,
         policy,
         actor=actor,
         reason=given_reason(reason),
         expected_revision=expected_revision,
+        force=force,
     )
 
 
@@ -255,9 +261,4 @@ def _promote(
 ) -> tuple[TrafficPolicy, str]:
     """The policy after promoting the preview, and the reason recorded with it."""
     why = given_reason(reason)
-    preview = store.get_traffic(env).preview
-    if preview is not None:  # without one, the store says what to do
-        # --force needs a reason of its own: the guard sees only the one given
-        forced = check_promotion(store, env, preview, force=force, reason=reason or "", actor=actor)
-        why = given_reason(forced)
-    return store.promote_preview(env, actor=actor, reason=why), why
+    return store.promote_preview(env, actor=actor, reason=why, force=force), why

@@ -19,7 +19,6 @@ from typing import Any
 
 from llmship.errors import ConflictError, InvalidRequestError, NotFoundError
 from llmship.registry import AliasMove, MeasurementRecord, Registry, RolloutIntent, RolloutRecord
-from llmship.release.promotion_guard import check_promotion
 from llmship.release.spec import parse_ref
 from llmship.rollout.actions import PRODUCTION
 from llmship.rollout.controller import Controller, default_holder
@@ -62,8 +61,9 @@ def start(
     Refused at once: a candidate that is not registered or already production, an
     environment without a production release, another unfinished rollout there, a
     candidate without the passing gates ``llmship.yaml`` requires for ``env``
-    (GateError, unless ``force`` with a ``reason``: see :mod:`llmship.release.promotion_guard`).
-    The controller's promotion at the end is not checked again.
+    (GateError from the registry, unless ``force`` with a ``reason``: see
+    ``registry/_guard.py``). The rollout's steps and the controller's promotion at
+    its end are not checked again: they carry out what was checked here.
     """
     if parse_ref(candidate) is None:
         raise InvalidRequestError(
@@ -81,7 +81,6 @@ def start(
             param="env",
         )
     _refuse_hand_set_traffic(registry.get_traffic(env))
-    reason = check_promotion(registry, env, release.ref, force=force, reason=reason, actor=actor)
     state = RolloutState(env=env, name=spec.name, spec=spec, candidate=release.ref, stable=stable)
     return registry.create_rollout(
         env,
@@ -93,6 +92,7 @@ def start(
         update=update_of(state),
         actor=actor,
         reason=reason,
+        force=force,
     )
 
 

@@ -12,7 +12,9 @@ change, and says whether it changed anything, so an action carried out twice
 changes nothing the second time. Traffic policy writes name the revision they
 read and try again when someone else wrote meanwhile. The controller passes a
 registry fenced by its lease (``Registry.fenced``): a write refused because
-another controller leads now (``FencedError``) is never retried here.
+another controller leads now (``FencedError``) is never retried here, nor one the
+promotion guard refused (``GateError``: the registry admits the candidate of the
+rollout running, so it means the rollout was aborted meanwhile).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Protocol
 
-from llmship.errors import ConflictError, FencedError
+from llmship.errors import ConflictError, FencedError, GateError
 from llmship.registry.records import ReleaseRecord
 from llmship.routing.policy import Experiment, TrafficPolicy
 from llmship.routing.store import TrafficPolicies
@@ -185,7 +187,7 @@ class RegistryTrafficRouter:
                     expected_revision=policy.revision,
                 )
                 return True
-            except FencedError:
+            except (FencedError, GateError):  # not a lost race: trying again changes nothing
                 raise
             except ConflictError:
                 log.info("the traffic policy of %s changed meanwhile; reading it again", env)

@@ -29,6 +29,9 @@ class TrafficPolicies(Protocol):
         actor: str,
         reason: str,
         expected_revision: int | None = None,
+        force: bool = False,
     ) -> TrafficPolicy: ...
 
-    def promote_preview(self, env: str, *, actor: str, reason: str) -> TrafficPolicy: ...
+    def promote_preview(
+        self, env: str, *, actor: str, reason: str, force: bool = False
+    ) -> TrafficPolicy: ...
