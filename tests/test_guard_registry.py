@@ -239,6 +239,15 @@ def test_controller_promotes_what_passed_at_the_start(world: World) -> None:
     run_canary_to_its_end(world)  # the rollout was checked when it started
 
 
+def test_controller_switches_a_forced_blue_green_rollout(world: World) -> None:
+    spec = parse_rollout({"name": "bg", "strategy": {"blueGreen": {"autoPromotionSeconds": 5}}})
+    ops.start(world.registry, spec, CANDIDATE, env="dev", actor="ann", reason="inc", force=True)
+    world.ready()
+    world.run(20, until=lambda: world.production() == CANDIDATE)
+    assert world.production() == CANDIDATE  # the switch (promote_preview) was admitted
+    assert world.registry.alias_history("dev", "production")[-1].actor == "controller"
+
+
 def test_controller_writes_without_a_rollout_are_guarded(world: World) -> None:
     router = RegistryTrafficRouter(world.registry, "dev")
     cause = Cause(actor="controller", reason="r", alias_reason="r", label="setWeight 100")
@@ -284,6 +293,10 @@ def test_admin_api_traffic_and_flags(client: TestClient, registry: Registry) -> 
     refused = client.put("/api/v1/flags/everyone", json=flag)
     assert refused.status_code == 409, refused.text
     assert "cannot get 100% of the traffic" in refused.json()["error"]["message"]
+    registry.set_flag(ENV, Flag("dark", percent=100, release=CANDIDATE), actor="ann")  # off
+    refused = client.post("/api/v1/toggle/dark")  # on would send everyone there
+    assert refused.status_code == 409, refused.text
+    assert registry.get_flag(ENV, "dark").enabled is False
     forced = client.put("/api/v1/traffic", json={**body, "force": True})
     assert forced.status_code == 200, forced.text
     assert registry.get_traffic(ENV).canary_weight == 100
