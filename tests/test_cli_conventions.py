@@ -5,6 +5,8 @@ command cannot drift from it (see the docstrings of ``llmship.cli._common`` and
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from collections import defaultdict
 from collections.abc import Iterator
 from typing import Any
@@ -116,3 +118,15 @@ def test_a_release_filter_is_spelled_release(name: str) -> None:
         for old in ("--name", "--version", "--ref"):
             if old in _names(option):
                 assert option.hidden, f"{name}: {old} is shown; the filter is --release"
+
+
+def test_the_command_line_starts_without_the_heavy_modules() -> None:
+    # every command (and the controller) loads llmship.cli: the gateway's app and the
+    # eval's numerics are imported by the commands that use them, not on start-up
+    code = (
+        "import sys, llmship.cli; "
+        "print(sorted(m for m in ('llmship.gateway.app', 'numpy', 'nltk', 'scipy') "
+        "if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

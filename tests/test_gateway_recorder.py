@@ -50,7 +50,9 @@ def test_requests_never_touch_the_store(rig: Rig) -> None:
 def test_queries_are_recorded_with_the_release_that_answered(rig: Rig) -> None:
     rig.set_policy(experiment=experiment())
     r = rig.chat(**{"X-User-Id": "alice"})
-    rig.chat({"messages": "not checked by the gateway"}, **{"X-User-Id": "bob"})
+    rig.chat(**{"X-User-Id": "bob"})
+    bad = rig.chat({"messages": "not a list"}, **{"X-User-Id": "carol"})
+    assert bad.status_code == 400  # refused by the gateway: no release answered it
     rig.flush()
     row = rig.store.queries[r.headers["x-request-id"]]
     assert (row.env, row.ref, row.variant, row.route, row.status, row.user_key) == (

@@ -12,16 +12,6 @@ from rich.table import Table
 
 from llmship.cli._common import console, err_console, fail, handle_errors, settings
 from llmship.cli._help import App
-from llmship.gateway.tokens import (
-    Role,
-    TokenEntry,
-    check_name,
-    digest,
-    new_token,
-    read_entries,
-    token_file,
-    write_entries,
-)
 
 app = App(
     help="Add, list and remove named API tokens (roles: read, operator, admin).",
@@ -52,6 +42,17 @@ def add(
 ) -> None:
     """Make a token for NAME and print it (once: only its SHA-256 is kept). Changes made
     with it are recorded as NAME. Gateways pick it up without a restart."""
+    from llmship.gateway.tokens import (
+        Role,
+        TokenEntry,
+        check_name,
+        digest,
+        new_token,
+        read_entries,
+        token_file,
+        write_entries,
+    )
+
     path = token_file(settings())
     entries = read_entries(path)
     check_name(name)
@@ -71,6 +72,8 @@ def add(
 @handle_errors
 def list_() -> None:
     """The named tokens: name and role (never the tokens)."""
+    from llmship.gateway.tokens import read_entries, token_file
+
     path = token_file(settings())
     entries = read_entries(path)
     if not entries:
@@ -89,6 +92,8 @@ def list_() -> None:
 @handle_errors
 def remove(name: Annotated[str, typer.Argument(help="Whose token to remove.")]) -> None:
     """Remove NAME's token: gateways refuse it from their next request on."""
+    from llmship.gateway.tokens import read_entries, token_file, write_entries
+
     path = token_file(settings())
     entries = read_entries(path)
     kept = [e for e in entries if e.name != name]
