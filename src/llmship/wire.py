@@ -29,7 +29,51 @@ MAX_NAME_CHARS = 256
 SEED_MIN, SEED_MAX = -(2**63), 2**63 - 1
 """``seed`` is a signed 64-bit integer, as in OpenAI's API."""
 
+NONBLANK = r"[^\s\x1c-\x1f\x85]"
+"""A character that is not white space, as ``str.strip`` sees it: the pattern the
+OpenAPI documents give to text that must not be blank (JSON Schema's ``\\s`` misses
+U+001C to U+001F and U+0085). The server's own check, with its clearer message, is
+``text.strip()``."""
+
 Text = Annotated[str, Field(max_length=MAX_TEXT_CHARS)]
+Prompt = Annotated[str, Field(max_length=MAX_TEXT_CHARS, json_schema_extra={"pattern": NONBLANK})]
+
+SOME_TEXT: dict[str, Any] = {
+    "contains": {
+        "type": "object",
+        "required": ["content"],
+        "properties": {
+            "content": {
+                "anyOf": [
+                    {"type": "string", "pattern": NONBLANK},
+                    {
+                        "type": "array",
+                        "contains": {
+                            "type": "object",
+                            "required": ["text"],
+                            "properties": {"text": {"type": "string", "pattern": NONBLANK}},
+                        },
+                    },
+                ]
+            }
+        },
+    }
+}
+"""What the documents say of ``messages``: one message at least has some text."""
+
+
+def _only(*values: Any) -> Any:
+    """A ``json_schema_extra`` that documents a field as taking only ``values``: the
+    fields OpenAI has and llmship refuses, with a message, when set."""
+
+    def extra(schema: dict[str, Any]) -> None:
+        schema.pop("anyOf", None)
+        schema.pop("type", None)
+        schema["enum"] = list(values)
+
+    return extra
+
+
 Stop = Annotated[str, Field(max_length=MAX_STOP_CHARS)]
 
 
@@ -105,22 +149,33 @@ class ChatCompletionRequest(_Sampling):
     """`POST /v1/chat/completions`."""
 
     messages: list[ChatMessage] = Field(
-        min_length=1, max_length=MAX_MESSAGES, description="The conversation so far."
+        min_length=1,
+        max_length=MAX_MESSAGES,
+        description="The conversation so far; at least one message has some text.",
+        json_schema_extra=SOME_TEXT,
     )
     max_tokens: int | None = Field(None, ge=1, description="Most tokens to generate.")
     max_completion_tokens: int | None = Field(None, ge=1, description="Alias of max_tokens.")
-    logprobs: bool | None = Field(None, description="Not supported; must be false or absent.")
+    logprobs: bool | None = Field(
+        None,
+        description="Not supported; must be false or absent.",
+        json_schema_extra=_only(False, None),
+    )
 
 
 class CompletionRequest(_Sampling):
     """`POST /v1/completions`."""
 
-    prompt: Text | Annotated[list[Text], Field(min_length=1, max_length=1)] = Field(
-        description="The text to continue: a string, or a list of one string."
+    prompt: Prompt | Annotated[list[Prompt], Field(min_length=1, max_length=1)] = Field(
+        description="The text to continue (not blank): a string, or a list of one string."
     )
     max_tokens: int | None = Field(None, ge=1, description="Most tokens to generate.")
-    echo: bool = Field(False, description="Not supported; must be false.")
-    suffix: str | None = Field(None, description="Not supported; must be absent.")
+    echo: bool = Field(
+        False, description="Not supported; must be false.", json_schema_extra=_only(False)
+    )
+    suffix: str | None = Field(
+        None, description="Not supported; must be absent.", json_schema_extra=_only(None)
+    )
 
 
 class PredictRequest(_Request):
@@ -129,7 +184,7 @@ class PredictRequest(_Request):
     prompt: str = Field(
         min_length=1,
         max_length=MAX_TEXT_CHARS,
-        pattern=r"\S",
+        json_schema_extra={"pattern": NONBLANK},
         description="What to ask the model (not blank).",
         examples=["请解释什么是量子计算"],
     )
@@ -189,17 +244,29 @@ TOKEN_FIELDS = {
 
 
 def document_bodies(
-    openapi: dict[str, Any], models: tuple[type[BaseModel], ...], max_request_tokens: int
+    openapi: dict[str, Any],
+    models: tuple[type[BaseModel], ...],
+    max_request_tokens: int,
+    served: tuple[str, ...] | None = None,
 ) -> None:
     """Put ``models``' JSON schemas into ``openapi`` as pydantic writes them (FastAPI's
     document would turn 64-bit bounds into floats that round past them), with the
-    ``max_request_tokens`` setting as the bound of the token fields."""
+    ``max_request_tokens`` setting as the bound of the token fields and, given
+    ``served``, the model names a request may name (a model server knows them; a
+    gateway's change with its traffic policy)."""
     schemas = openapi.setdefault("components", {}).setdefault("schemas", {})
     for model in models:
         body = model.model_json_schema(ref_template="#/components/schemas/{model}")
         schemas.update(body.pop("$defs", {}))
         schemas[model.__name__] = body
     state_token_limit(openapi, max_request_tokens)
+    if served is None:
+        return
+    for name in ("ChatCompletionRequest", "CompletionRequest"):
+        prop = schemas.get(name, {}).get("properties", {}).get("model", {})
+        for branch in prop.get("anyOf", []):
+            if branch.get("type") == "string":
+                branch["enum"] = list(served)
 
 
 def state_token_limit(openapi: dict[str, Any], limit: int) -> None:

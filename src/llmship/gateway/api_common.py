@@ -28,6 +28,9 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 MAX_PAGE = 500
+MAX_ID = 2**53
+"""The largest id or offset a path or query may name: beyond it, no row exists, and a
+64-bit database column cannot even hold the number (JSON parsers hold it exactly)."""
 """The most items one page holds."""
 
 READ_ERRORS: dict[int | str, dict[str, Any]] = {
@@ -116,7 +119,7 @@ class PageParams:
     def __init__(
         self,
         limit: int = Query(50, ge=1, le=MAX_PAGE, description="Items per page (at most 500)."),
-        offset: int = Query(0, ge=0, description="Items to skip."),
+        offset: int = Query(0, ge=0, le=MAX_ID, description="Items to skip."),
     ) -> None:
         self.limit = limit
         self.offset = offset

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from llmship.errors import ConflictError, InvalidRequestError, NotFoundError
 from llmship.gateway.api_common import (
+    MAX_ID,
     READ_ERRORS,
     Page,
     PageParams,
@@ -36,7 +37,12 @@ from llmship.wire import ErrorResponse
 
 router = APIRouter(prefix="/api/v1", tags=["dashboard"], responses=READ_ERRORS)
 
-RolloutId = Path(alias="id", description="The rollout's id (`llmship rollout list` shows them).")
+RolloutId = Path(
+    alias="id",
+    ge=1,
+    le=MAX_ID,
+    description="The rollout's id (`llmship rollout list` shows them).",
+)
 
 REASON_LENGTH = 500
 """The longest reason an action takes."""
@@ -165,7 +171,10 @@ class ActionResult(BaseModel):
 async def act(
     request: Request,
     rollout_id: int = RolloutId,
-    action: str = Path(description="promote, pause, resume, abort, retry or undo."),
+    action: str = Path(
+        description="promote, pause, resume, abort, retry or undo.",
+        json_schema_extra={"enum": list(ACTIONS)},
+    ),
     body: ActionRequest | None = Body(None),
 ) -> ActionResult:
     """Ask for `action` as `llmship rollout ACTION` does: promote (`full`: to the end),

@@ -93,7 +93,8 @@ def create_app(
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:  # built once; the token limit is a setting
-            document_bodies(documented(), BODIES, service.settings.max_request_tokens)
+            served = ("", service.spec.name, service.spec.ref)
+            document_bodies(documented(), BODIES, service.settings.max_request_tokens, served)
         return app.openapi_schema or documented()
 
     app.openapi = openapi  # type: ignore[method-assign]
