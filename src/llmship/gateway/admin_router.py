@@ -9,13 +9,14 @@ from datetime import datetime, timedelta, timezone
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 
 from llmship.environments import Environment, load_environments
 from llmship.errors import InvalidRequestError, NotFoundError
+from llmship.flags.model import FLAG_NAME
 from llmship.gateway import admin
 from llmship.gateway.alert_actions import handle_webhook
-from llmship.gateway.alerts import parse_webhook
+from llmship.gateway.alerts import WEBHOOK_SCHEMA, parse_webhook
 from llmship.gateway.api_common import actor, require_force, require_operator, require_token
 from llmship.gateway.discovery import TargetGroup, scrape_targets
 from llmship.gateway.feedback import one_per_user
@@ -29,6 +30,7 @@ from llmship.gateway.protocol import (
     TrafficUpdate,
     TrafficView,
 )
+from llmship.names import REF_PATTERN
 from llmship.registry import traffic_ops
 from llmship.registry.records import NO_REASON
 from llmship.wire import ErrorResponse
@@ -50,6 +52,12 @@ ADMIN_ERRORS: dict[int | str, dict[str, Any]] = {
     409: {"model": ErrorResponse, "description": "`expected_revision` is not the stored one."},
     503: {"model": ErrorResponse, "description": "No admin token configured, or no registry."},
 }
+
+FlagName = Path(
+    description="The flag's name: a lower-case letter, then letters, digits, `_`, `-` or `.`.",
+    json_schema_extra={"pattern": FLAG_NAME.pattern},
+)
+"""A flag's name in a path (the pattern documented; the flag's own check says what to fix)."""
 
 router = APIRouter(
     prefix="/api/v1",
@@ -184,7 +192,7 @@ async def list_flags(request: Request) -> FlagList:
     summary="Create or replace a flag",
     dependencies=[Depends(require_operator)],
 )
-async def put_flag(name: str, body: FlagBody, request: Request) -> FlagView:
+async def put_flag(body: FlagBody, request: Request, name: str = FlagName) -> FlagView:
     """The whole flag: `enabled`, `percent`, `conditions`, `release`."""
     gateway = _gateway(request)
     flag = await asyncio.to_thread(
@@ -205,7 +213,7 @@ async def put_flag(name: str, body: FlagBody, request: Request) -> FlagView:
     summary="Delete a flag",
     dependencies=[Depends(require_operator)],
 )
-async def delete_flag(name: str, request: Request) -> Deleted:
+async def delete_flag(request: Request, name: str = FlagName) -> Deleted:
     """Remove flag `name` (404 if there is none)."""
     gateway = _gateway(request)
     await asyncio.to_thread(
@@ -237,14 +245,14 @@ async def _toggle(name: str, request: Request) -> ToggleResponse:
     summary="Flip a flag",
     dependencies=[Depends(require_operator)],
 )
-async def toggle(name: str, request: Request) -> ToggleResponse:
+async def toggle(request: Request, name: str = FlagName) -> ToggleResponse:
     """Flip the flag's `enabled` (the seed's toggle); a missing flag is created enabled.
     `new-model` finds `new_model` and the other way round."""
     return await _toggle(name, request)
 
 
 @router.get("/toggle/{name}", response_model=ToggleResponse, summary="A flag's state")
-async def toggle_get(name: str, request: Request) -> ToggleResponse:
+async def toggle_get(request: Request, name: str = FlagName) -> ToggleResponse:
     """Whether the flag is on, in the toggle's shape; a `GET` changes nothing (flip it
     with `POST /api/v1/toggle/{name}`). 404 for a flag that does not exist."""
     gateway = _gateway(request)
@@ -260,7 +268,9 @@ async def toggle_get(name: str, request: Request) -> ToggleResponse:
 @router.get("/stats", summary="Per-release statistics over a window (for analysis)")
 async def stats(
     request: Request,
-    ref: str = Query(description="The release, NAME@VERSION."),
+    ref: str = Query(
+        description="The release, NAME@VERSION.", json_schema_extra={"pattern": REF_PATTERN}
+    ),
     window: float = Query(60.0, gt=0, le=3600, description="Window in seconds (at most 3600)."),
     env: str | None = Query(None, description="Must be this gateway's env when given."),
     feedback: bool = Query(
@@ -301,6 +311,12 @@ async def stats(
     "/alerts",
     summary="Alertmanager webhook: abort a rollout, or roll production back",
     dependencies=[Depends(require_operator)],
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": WEBHOOK_SCHEMA}},
+        }
+    },
 )
 async def alerts(request: Request) -> dict[str, Any]:
     """Alertmanager's webhook payload (version 4). A firing alert labelled

@@ -135,6 +135,41 @@ class ReleaseAlert:
     dedupe_key: str
 
 
+_STRING: dict[str, Any] = {"type": "string"}
+_LABELS: dict[str, Any] = {"type": "object", "additionalProperties": _STRING}
+_STATUS: dict[str, Any] = {"type": "string", "enum": ["firing", "resolved"]}
+WEBHOOK_SCHEMA: dict[str, Any] = {
+    "title": "AlertmanagerWebhook",
+    "type": "object",
+    "description": "Alertmanager's webhook body (version 4); unknown fields are ignored.",
+    "required": ["version", "status", "alerts"],
+    "properties": {
+        "version": {"type": "string", "enum": [SUPPORTED_VERSION]},
+        "status": _STATUS,
+        "alerts": {
+            "type": "array",
+            "maxItems": MAX_ALERTS,
+            "items": {
+                "type": "object",
+                "required": ["status"],
+                "properties": {
+                    "status": _STATUS,
+                    "labels": _LABELS,
+                    "annotations": _LABELS,
+                    **dict.fromkeys(("startsAt", "endsAt", "generatorURL", "fingerprint"), _STRING),
+                },
+            },
+        },
+        "groupLabels": _LABELS,
+        "commonLabels": _LABELS,
+        "commonAnnotations": _LABELS,
+        **dict.fromkeys(("groupKey", "receiver", "externalURL"), _STRING),
+        "truncatedAlerts": {"type": "integer", "minimum": 0},
+    },
+}
+"""What :func:`parse_webhook` accepts, as the gateway's OpenAPI document states it."""
+
+
 def _fail(message: str, param: str) -> InvalidRequestError:
     return InvalidRequestError(f"Alertmanager webhook: {message}", param=param)
 

@@ -25,6 +25,7 @@ from llmship.gateway.api_common import (
     require_reader,
 )
 from llmship.gateway.api_runs import GateRunSummary, iso
+from llmship.names import REF_PATTERN
 from llmship.registry import Registry
 from llmship.registry.records import AliasMove, AliasRecord, ReleaseRecord
 from llmship.release.semver import Version
@@ -256,8 +257,14 @@ async def list_releases(
 )
 async def diff_releases(
     request: Request,
-    a: str = Query(description="The release to compare from (`NAME@VERSION`)."),
-    b: str = Query(description="The release to compare to (`NAME@VERSION`)."),
+    a: str = Query(
+        description="The release to compare from (`NAME@VERSION`).",
+        json_schema_extra={"pattern": REF_PATTERN},
+    ),
+    b: str = Query(
+        description="The release to compare to (`NAME@VERSION`).",
+        json_schema_extra={"pattern": REF_PATTERN},
+    ),
 ) -> ReleaseDiff:
     """The fields of ``b``'s spec that differ from ``a``'s, and the unified diff of their
     YAML. 400 for a ref that is not `NAME@VERSION`, 404 for an unknown release."""

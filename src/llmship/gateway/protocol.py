@@ -28,6 +28,15 @@ class _Body(BaseModel):
 class FeedbackRequest(_Body):
     """`POST /feedback`: a rating, a thumbs, or both, on one answer."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "anyOf": [
+                {"required": ["rating"], "properties": {"rating": {"type": "integer"}}},
+                {"required": ["thumbs"], "properties": {"thumbs": {"type": "string"}}},
+            ]
+        }
+    )
+
     query_id: str = Field(
         min_length=1,
         max_length=128,
