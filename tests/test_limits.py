@@ -220,8 +220,9 @@ def _chunked(size: int = 16 * 1024) -> Iterator[bytes]:
         yield frame
 
 
-def test_over_a_socket_the_413_comes_before_the_body() -> None:
-    server = ThreadedServer(server_app(max_body_bytes=MIB), "model server")
+@pytest.mark.parametrize("kind", APPS)
+def test_over_a_socket_the_413_comes_before_the_body(kind: str) -> None:
+    server = ThreadedServer(APPS[kind](max_body_bytes=MIB), kind)
     server.start()
     try:
         head = (
