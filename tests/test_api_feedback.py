@@ -12,14 +12,12 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from _dashboard_api import TOKEN, client_for
 from _registry import T0, make_spec
-from llmship.gateway import create_app
 from llmship.gateway.api_feedback import summarize
 from llmship.registry import Registry
 from llmship.registry.records import QueryRecord
-from llmship.settings import Settings
 
-TOKEN = "dashboard-token"
 ADMIN = {"Authorization": f"Bearer {TOKEN}"}
 OLD, NEW = "chat@1.0.0", "chat@1.1.0"
 START = int(T0.timestamp())
@@ -72,17 +70,6 @@ def registry(tmp_path: Path) -> Iterator[Registry]:
         yield reg
     finally:
         reg.close()
-
-
-def client_for(registry: Registry, tmp_path: Path, read_access: str = "open") -> TestClient:
-    settings = Settings(
-        home=tmp_path,
-        env="dev",
-        admin_token=TOKEN,
-        read_access=read_access,
-        policy_refresh_interval=3600,
-    )
-    return TestClient(create_app(registry, settings))
 
 
 @pytest.fixture

@@ -4,27 +4,22 @@ gateway's live figures per version (``/api/v1/live``)."""
 
 from __future__ import annotations
 
-import random
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
 from fastapi.testclient import TestClient
 
+from _dashboard_api import AUTH, client_for
 from _registry import chat_registry
-from llmship.gateway import create_app
 from llmship.gateway.app import Gateway
 from llmship.registry import Registry
 from llmship.registry.records import QueryRecord
 from llmship.rollout import ops, parse_rollout
 from llmship.routing import Experiment, Variant
-from llmship.settings import Settings
 
-TOKEN = "s3cret"
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
 CANARY = parse_rollout({"name": "canary-x", "strategy": {"canary": {"steps": [{"setWeight": 20}]}}})
 OLD, NEW, NEWER = "chat@1.0.0", "chat@1.1.0", "chat@2.0.0"
 
@@ -43,18 +38,6 @@ def registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Regist
     monkeypatch.delenv("LLMSHIP_CONFIG", raising=False)
     with chat_registry(tmp_path / "r.db", ("1.0.0", "1.1.0", "2.0.0")) as reg:
         yield reg
-
-
-def client_for(registry: Registry, tmp_path: Path, **settings: Any) -> TestClient:
-    values: dict[str, Any] = {
-        "home": tmp_path,
-        "env": "dev",
-        "admin_token": TOKEN,
-        "read_access": "open",
-        "policy_refresh_interval": 3600,
-    }
-    values.update(settings)
-    return TestClient(create_app(registry, Settings(**values), rng=random.Random(0)))
 
 
 @pytest.fixture

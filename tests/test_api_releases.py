@@ -11,13 +11,11 @@ import pytest
 import yaml
 from fastapi.testclient import TestClient
 
+from _dashboard_api import TOKEN, client_for
 from _registry import TickClock, make_spec
-from llmship.gateway import create_app
 from llmship.gateway.api_releases import spec_changes
 from llmship.registry import Registry
-from llmship.settings import Settings
 
-TOKEN = "dashboard-token"
 ADMIN = {"Authorization": f"Bearer {TOKEN}"}
 
 
@@ -46,17 +44,6 @@ def registry(tmp_path: Path) -> Iterator[Registry]:
         yield reg
     finally:
         reg.close()
-
-
-def client_for(registry: Registry, tmp_path: Path, read_access: str = "open") -> TestClient:
-    settings = Settings(
-        home=tmp_path,
-        env="dev",
-        admin_token=TOKEN,
-        read_access=read_access,
-        policy_refresh_interval=3600,
-    )
-    return TestClient(create_app(registry, settings))
 
 
 @pytest.fixture

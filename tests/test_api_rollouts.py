@@ -4,7 +4,6 @@ the measurements, and the actions recorded as the CLI records them."""
 
 from __future__ import annotations
 
-import random
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
@@ -13,16 +12,13 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from _dashboard_api import AUTH, client_for
 from _registry import chat_registry
-from llmship.gateway import create_app
 from llmship.registry import Registry, RolloutRecord
 from llmship.rollout import ops, parse_rollout
 from llmship.rollout.records import update_of
 from llmship.rollout.state import AnalysisRun, RolloutPhase, RolloutState
-from llmship.settings import Settings
 
-TOKEN = "s3cret"
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
 ERRORS = {
     "name": "errors",
     "metrics": [
@@ -61,18 +57,6 @@ def registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Regist
     monkeypatch.chdir(tmp_path)  # no llmship.yaml: the default environments
     with chat_registry(tmp_path / "r.db", ("1.0.0", "1.1.0", "2.0.0")) as reg:
         yield reg
-
-
-def client_for(registry: Registry, tmp_path: Path, **settings: Any) -> TestClient:
-    values: dict[str, Any] = {
-        "home": tmp_path,
-        "env": "dev",
-        "admin_token": TOKEN,
-        "read_access": "open",
-        "policy_refresh_interval": 3600,
-    }
-    values.update(settings)
-    return TestClient(create_app(registry, Settings(**values), rng=random.Random(0)))
 
 
 @pytest.fixture

@@ -13,17 +13,15 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from _dashboard_api import TOKEN, client_for
 from _registry import TickClock, make_spec
 from llmship.eval.report_model import EvalReport
-from llmship.gateway import create_app
 from llmship.loadtest import LoadPlan, RequestRecord, evaluate, summarize, timeline
 from llmship.loadtest.report_model import build_report
 from llmship.loadtest.runner import GeneratorResult
 from llmship.loadtest.slo import meets, request_bounds
 from llmship.registry import GateRun, Registry
-from llmship.settings import Settings
 
-TOKEN = "dashboard-token"
 ADMIN = {"Authorization": f"Bearer {TOKEN}"}
 GOLDEN = Path(__file__).resolve().parent / "data" / "eval_report_v1.json"
 """An eval report of chat@1.1.0 against chat@1.0.0 in dev: cases fr and err fail on
@@ -106,17 +104,6 @@ def registry(tmp_path: Path) -> Iterator[Registry]:
         yield reg
     finally:
         reg.close()
-
-
-def client_for(registry: Registry, tmp_path: Path, read_access: str = "open") -> TestClient:
-    settings = Settings(
-        home=tmp_path,
-        env="dev",
-        admin_token=TOKEN,
-        read_access=read_access,
-        policy_refresh_interval=3600,
-    )
-    return TestClient(create_app(registry, settings))
 
 
 @pytest.fixture
