@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Sequence
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from fastapi import Query, Request
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from llmship.gateway.app import Gateway
 
 T = TypeVar("T")
+V = TypeVar("V", bound="RecordView")
 
 MAX_PAGE = 500
 MAX_ID = 2**53
@@ -111,6 +113,28 @@ def actor(request: Request) -> str:
     """Who a change is recorded as: the token's name, with ``X-Llmship-Actor`` as a
     display name after it."""
     return actor_of(identity(request), request.headers.get("x-llmship-actor"))
+
+
+def iso(at: datetime) -> str:
+    """``at`` as an ISO-8601 UTC string (the registry's datetimes are UTC; a naive one
+    is read as UTC)."""
+    utc = at.replace(tzinfo=timezone.utc) if at.tzinfo is None else at.astimezone(timezone.utc)
+    return utc.isoformat()
+
+
+class RecordView(BaseModel):
+    """A response model read off one of the registry's records: each field from the
+    record's attribute of the same name, datetimes as ISO-8601 UTC."""
+
+    @classmethod
+    def of(cls: type[V], record: Any, **given: Any) -> V:
+        """The view of ``record``; ``given`` fields are taken as they are."""
+        values = dict(given)
+        for name in cls.model_fields:
+            if name not in values:
+                value = getattr(record, name)
+                values[name] = iso(value) if isinstance(value, datetime) else value
+        return cls(**values)
 
 
 class PageParams:

@@ -20,13 +20,12 @@ from llmship.gateway.api_common import (
     READ_ERRORS,
     Page,
     PageParams,
+    RecordView,
     gateway_of,
     registry_of,
     require_reader,
 )
-from llmship.gateway.api_runs import iso
 from llmship.registry import Registry
-from llmship.registry.records import FeedbackRecord
 
 router = APIRouter(prefix="/api/v1", tags=["dashboard"], responses=READ_ERRORS)
 
@@ -34,7 +33,7 @@ MIN_BUCKET_S = 60
 MAX_BUCKET_S = 31 * 86_400
 
 
-class FeedbackView(BaseModel):
+class FeedbackView(RecordView):
     """One rating or thumbs given to an answer."""
 
     query_id: str = Field(description="The answer's query id (its `X-Llmship-Query-Id`).")
@@ -44,19 +43,6 @@ class FeedbackView(BaseModel):
     value: int = Field(description="A rating 1-5; thumbs 1 (up) or 0 (down).")
     comment: str | None = Field(description="What the user wrote, if anything.")
     at: str = Field(description="When it was given (ISO-8601, UTC).")
-
-    @classmethod
-    def of(cls, record: FeedbackRecord) -> FeedbackView:
-        """The view of ``record``."""
-        return cls(
-            query_id=record.query_id,
-            env=record.env,
-            ref=record.ref,
-            kind=record.kind,
-            value=record.value,
-            comment=record.comment,
-            at=iso(record.at),
-        )
 
 
 class FeedbackBucket(BaseModel):

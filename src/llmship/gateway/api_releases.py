@@ -21,13 +21,15 @@ from llmship.gateway.api_common import (
     READ_ERRORS,
     Page,
     PageParams,
+    RecordView,
+    iso,
     registry_of,
     require_reader,
 )
-from llmship.gateway.api_runs import GateRunSummary, iso
+from llmship.gateway.api_runs import GateRunSummary
 from llmship.names import REF_PATTERN
 from llmship.registry import Registry
-from llmship.registry.records import AliasMove, AliasRecord, ReleaseRecord
+from llmship.registry.records import ReleaseRecord
 from llmship.release.semver import Version
 from llmship.release.spec import parse_ref
 
@@ -100,7 +102,7 @@ class ReleaseDiff(BaseModel):
     unified: str = Field(description="The unified diff of the two specs' YAML (empty: equal).")
 
 
-class AliasView(BaseModel):
+class AliasView(RecordView):
     """Where an alias points."""
 
     env: str = Field(description="The environment.")
@@ -108,15 +110,8 @@ class AliasView(BaseModel):
     ref: str = Field(description="The release it points at.")
     updated_at: str = Field(description="When it last moved (ISO-8601, UTC).")
 
-    @classmethod
-    def of(cls, record: AliasRecord) -> AliasView:
-        """The view of ``record``."""
-        return cls(
-            env=record.env, alias=record.alias, ref=record.ref, updated_at=iso(record.updated_at)
-        )
 
-
-class AliasMoveView(BaseModel):
+class AliasMoveView(RecordView):
     """One move of an alias."""
 
     id: int = Field(description="The move's id.")
@@ -127,20 +122,6 @@ class AliasMoveView(BaseModel):
     actor: str = Field(description="Who moved it.")
     reason: str = Field(description="Why.")
     at: str = Field(description="When (ISO-8601, UTC).")
-
-    @classmethod
-    def of(cls, move: AliasMove) -> AliasMoveView:
-        """The view of ``move``."""
-        return cls(
-            id=move.id,
-            env=move.env,
-            alias=move.alias,
-            from_ref=move.from_ref,
-            to_ref=move.to_ref,
-            actor=move.actor,
-            reason=move.reason,
-            at=iso(move.at),
-        )
 
 
 # -- the diff ------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from llmship.gateway.api_common import RecordView
 from llmship.registry import MeasurementRecord, ReleaseRecord, RolloutRecord
 from llmship.registry.records import Event
 from llmship.routing.policy import TrafficPolicy
@@ -37,7 +38,7 @@ def iso(at: datetime | None) -> str | None:
     return at.isoformat() if at is not None else None
 
 
-class RolloutSummary(BaseModel):
+class RolloutSummary(RecordView):
     """One rollout in a list."""
 
     id: int = Field(description="The rollout's id.")
@@ -57,21 +58,7 @@ class RolloutSummary(BaseModel):
 
 def summary_of(record: RolloutRecord) -> RolloutSummary:
     """The list view of a stored rollout."""
-    return RolloutSummary(
-        id=record.id,
-        name=record.name,
-        env=record.env,
-        strategy=record.strategy,
-        candidate=record.candidate,
-        stable=record.stable,
-        phase=record.phase,
-        step_index=record.step_index,
-        paused=record.paused,
-        active=record.active,
-        created_at=record.created_at.isoformat(),
-        created_by=record.created_by,
-        updated_at=record.updated_at.isoformat(),
-    )
+    return RolloutSummary.of(record)
 
 
 class MetricView(BaseModel):
@@ -140,7 +127,7 @@ class RolloutDetail(RolloutSummary):
     actions: list[ActionView] = Field(description="Each action, allowed or why not.")
 
 
-class EventView(BaseModel):
+class EventView(RecordView):
     """One recorded change: who did what, when."""
 
     id: int = Field(description="The event's id (grows with time).")
@@ -153,17 +140,10 @@ class EventView(BaseModel):
 
 def event_view(event: Event) -> EventView:
     """The wire view of a registry event."""
-    return EventView(
-        id=event.id,
-        at=event.at.isoformat(),
-        actor=event.actor,
-        kind=event.kind,
-        message=event.message,
-        data=event.data,
-    )
+    return EventView.of(event)
 
 
-class MeasurementView(BaseModel):
+class MeasurementView(RecordView):
     """One measurement of one metric of one analysis run."""
 
     run: str = Field(description="The analysis run.")
@@ -176,14 +156,7 @@ class MeasurementView(BaseModel):
 
 def measurement_view(m: MeasurementRecord) -> MeasurementView:
     """The wire view of a stored measurement."""
-    return MeasurementView(
-        run=m.run,
-        metric=m.metric,
-        phase=m.phase,
-        value=m.value,
-        message=m.message,
-        at=m.at.isoformat(),
-    )
+    return MeasurementView.of(m)
 
 
 class ReleaseBrief(BaseModel):

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
-from datetime import datetime, timezone
 from typing import Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
@@ -24,6 +23,7 @@ from llmship.gateway.api_common import (
     READ_ERRORS,
     Page,
     PageParams,
+    RecordView,
     registry_of,
     require_reader,
 )
@@ -42,12 +42,7 @@ _MAX_ID = 2**63 - 1
 _REPORT_ERRORS = (KeyError, TypeError, ValueError, AttributeError)
 
 
-def iso(at: datetime) -> str:
-    """``at`` as an ISO-8601 UTC string."""
-    return at.astimezone(timezone.utc).isoformat()
-
-
-class GateRunSummary(BaseModel):
+class GateRunSummary(RecordView):
     """A gate run as lists show it: which release it judged, where, and the verdict."""
 
     id: int = Field(description="The run's id.")
@@ -60,22 +55,6 @@ class GateRunSummary(BaseModel):
     summary: dict[str, Any] = Field(description="Headline numbers, verdicts and reasons.")
     created_at: str = Field(description="When it was recorded (ISO-8601, UTC).")
     created_by: str = Field(description="Who recorded it.")
-
-    @classmethod
-    def of(cls, run: GateRun) -> GateRunSummary:
-        """The summary of ``run``."""
-        return cls(
-            id=run.id,
-            kind=run.kind,
-            ref=run.ref,
-            baseline_ref=run.baseline_ref,
-            env=run.env,
-            passed=run.passed,
-            forced=run.forced,
-            summary=run.summary,
-            created_at=iso(run.created_at),
-            created_by=run.created_by,
-        )
 
 
 class EvalRunView(BaseModel):
