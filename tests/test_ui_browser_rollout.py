@@ -117,8 +117,8 @@ def overview(tab: Page, rollout: int) -> None:
 
 
 def sign_in_after_a_wrong_token(tab: Page, secret: str) -> None:
-    """A wrong token first, which the dialog calls wrong; then ``secret``: the page
-    says Admin and Abort is enabled."""
+    """A wrong token first, which the dialog calls wrong; then ``secret``: the header
+    names who is signed in and Abort is enabled."""
     from playwright.sync_api import expect
 
     sign_in(tab, "not-the-admin-token")
