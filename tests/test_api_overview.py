@@ -73,6 +73,9 @@ def test_the_environments_come_in_promotion_order_with_the_registrys_own(
     assert (prod["approval"], prod["reason_required"], prod["gateway_port"]) == (True, True, None)
     assert (dev["approval"], dev["reason_required"]) == (False, False)
     assert test["production"] == NEWER and test["gateway_port"] is None
+    # this gateway's own environment has the port it was reached at, whatever the file says
+    elsewhere = client.get("http://testserver:9123/api/v1/environments").json()["items"]
+    assert [e["gateway_port"] for e in elsewhere[:2]] == [9123, 8081]
 
 
 # -- overview ---------------------------------------------------------------------------

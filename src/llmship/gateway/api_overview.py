@@ -72,7 +72,10 @@ class EnvironmentView(BaseModel):
     """One environment: its rules, its production release, its running rollout."""
 
     name: str = Field(description="The environment's name.")
-    gateway_port: int | None = Field(description="Its gateway's port in llmship.yaml, if set.")
+    gateway_port: int | None = Field(
+        description="Its gateway's port: for this gateway's environment the port this "
+        "request reached, for the others the one llmship.yaml gives, if any."
+    )
     approval: bool = Field(description="Promotions into it wait for a person's approval.")
     reason_required: bool = Field(description="Traffic and alias changes here must say why.")
     production: str | None = Field(description="NAME@VERSION of its production release.")
@@ -99,11 +102,13 @@ async def environments(request: Request) -> EnvironmentsView:
     """The environments of llmship.yaml (its defaults without one), plus those the
     registry knows of, each with its production release and running rollout."""
     registry = registry_of(request)
-    items = await asyncio.to_thread(_environments, registry)
-    return EnvironmentsView(current=gateway_of(request).env, items=items)
+    current = gateway_of(request).env
+    here = request.url.port
+    items = await asyncio.to_thread(_environments, registry, current, here)
+    return EnvironmentsView(current=current, items=items)
 
 
-def _environments(registry: Registry) -> list[EnvironmentView]:
+def _environments(registry: Registry, current: str, here: int | None) -> list[EnvironmentView]:
     declared = load_environments()
     aliases = registry.list_aliases()
     production = {a.env: a.ref for a in aliases if a.alias == PRODUCTION}
@@ -117,7 +122,7 @@ def _environments(registry: Registry) -> list[EnvironmentView]:
         views.append(
             EnvironmentView(
                 name=name,
-                gateway_port=env.gateway_port,
+                gateway_port=here if name == current and here else env.gateway_port,
                 approval=env.approval,
                 reason_required=env.needs_reason,
                 production=production.get(name),

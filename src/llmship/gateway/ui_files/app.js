@@ -92,6 +92,11 @@ export async function api(path, { method = "GET", body = undefined, text = false
   if (!response.ok) {
     const message = (data && data.error && data.error.message) || `HTTP ${response.status}`;
     if (response.status === 401 || response.status === 403) tokenProblem(response.status, message);
+    if (response.status === 403 && method === "GET" && headers.Authorization) {
+      // a token the gateway no longer has: forget it and read as everyone may
+      setToken("");
+      return api(path, { method, body, text });
+    }
     throw new ApiError(response.status, message, data);
   }
   return data;
@@ -100,7 +105,7 @@ export async function api(path, { method = "GET", body = undefined, text = false
 function tokenProblem(status, message) {
   const text =
     status === 403
-      ? "The admin token is wrong: sign in again with the gateway's token."
+      ? "The admin token is wrong (the gateway does not know it, or it may not do this): signed out; sign in again with a token of the gateway."
       : "This needs the admin token: sign in with the gateway's token.";
   banner(`${text} (${message})`);
 }
