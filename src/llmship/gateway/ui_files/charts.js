@@ -24,10 +24,11 @@ function tick(value) {
 }
 
 /**
- * lineChart({title, unit, series: [{name, points: [[x, y], ...]}], xLabel, format})
+ * lineChart({title, unit, series: [{name, points: [[x, y], ...]}], xTime, yTop})
+ * (`yTop`: the top of the scale when it is known, e.g. 5 for ratings)
  * x is seconds (epoch or relative); y null leaves a gap. Returns a <figure>.
  */
-export function lineChart({ title, unit = "", series, width = 560, height = 180, xTime = true }) {
+export function lineChart({ title, unit = "", series, width = 560, height = 180, xTime = true, yTop: fixedTop = null }) {
   const figure = document.createElement("figure");
   figure.className = "chart";
   const caption = document.createElement("figcaption");
@@ -48,8 +49,9 @@ export function lineChart({ title, unit = "", series, width = 560, height = 180,
     const x0 = Math.min(...xs);
     const x1 = Math.max(...xs) > x0 ? Math.max(...xs) : x0 + 1;
     const yMax = Math.max(...ys, 0);
-    const step = niceStep(yMax || 1);
-    const yTop = Math.max(step, Math.ceil((yMax || 1) / step) * step);
+    // a scale with a known top (ratings: 5) keeps it, so lines of different charts compare
+    const step = fixedTop ? niceStep(fixedTop, 5) : niceStep(yMax || 1);
+    const yTop = fixedTop ? Math.max(fixedTop, Math.ceil(yMax / step) * step) : Math.max(step, Math.ceil((yMax || 1) / step) * step);
     const px = (x) => pad.l + ((x - x0) / (x1 - x0)) * (width - pad.l - pad.r);
     const py = (y) => height - pad.b - (y / yTop) * (height - pad.t - pad.b);
     for (let y = 0; y <= yTop + 1e-9; y += step) {

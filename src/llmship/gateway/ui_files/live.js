@@ -17,7 +17,7 @@ const CHARTS = [
   { key: "p95_s", title: "Latency p95", unit: "ms", scale: 1000 },
   { key: "ttft_p50_s", title: "TTFT p50", unit: "ms to the first token", scale: 1000 },
   { key: "tokens_per_s", title: "Output", unit: "tokens per s" },
-  { key: "mean_rating", title: "Feedback rating", unit: "mean" },
+  { key: "mean_rating", title: "Feedback rating", unit: "mean", yTop: 5 },
 ];
 
 // key -> {name, colour, points: {metric: [[t, value|null], ...]}}, in first-seen order
@@ -66,8 +66,8 @@ function record(data) {
 SVG is not stretched sideways (its text would be). */
 function charts(width = 560) {
   const lines = [...series.values()];
-  return CHARTS.map(({ key, title, unit }) =>
-    lineChart({ title, unit, width, series: lines.map((line) => ({ name: line.name, colour: line.colour, points: line.points[key] || [] })) }),
+  return CHARTS.map(({ key, title, unit, yTop }) =>
+    lineChart({ title, unit, width, yTop, series: lines.map((line) => ({ name: line.name, colour: line.colour, points: line.points[key] || [] })) }),
   );
 }
 

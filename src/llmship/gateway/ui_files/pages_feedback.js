@@ -152,11 +152,13 @@ async function showSummary(box, here, period) {
       lineChart({
         title: `Mean rating per ${bucket}`,
         unit: "1–5",
+        yTop: 5,
         series: releases.map((r) => ({ name: r.ref, points: steps(r.series, (p) => (p.ratings ? p.mean_rating : null)) })),
       }),
       lineChart({
         title: `Thumbs up per ${bucket}`,
         unit: "% of thumbs",
+        yTop: 100,
         series: releases.map((r) => ({ name: r.ref, points: steps(r.series, share) })),
       }),
     ),
