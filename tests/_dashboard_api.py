@@ -28,3 +28,19 @@ def client_for(registry: Registry, tmp_path: Path, **settings: Any) -> TestClien
     }
     values.update(settings)
     return TestClient(create_app(registry, Settings(**values), rng=random.Random(0)))
+
+
+def check_read_access(registry: Registry, tmp_path: Path, urls: list[str]) -> None:
+    """Each of ``urls`` reads as ``read_access`` says: ``open``, 200 without a token and
+    403 with a wrong one; ``local`` (the test client is no loopback client), 401 without a
+    token, 403 with a wrong one, 200 with :data:`TOKEN`."""
+    wrong = {"Authorization": "Bearer wrong"}
+    with client_for(registry, tmp_path, read_access="open") as client:
+        for url in urls:
+            assert client.get(url).status_code == 200, url
+            assert client.get(url, headers=wrong).status_code == 403, url
+    with client_for(registry, tmp_path, read_access="local") as client:
+        for url in urls:
+            assert client.get(url).status_code == 401, url
+            assert client.get(url, headers=wrong).status_code == 403, url
+            assert client.get(url, headers=AUTH).status_code == 200, url

@@ -12,13 +12,12 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from _dashboard_api import TOKEN, client_for
+from _dashboard_api import check_read_access, client_for
 from _registry import T0, make_spec
 from llmship.gateway.api_feedback import summarize
 from llmship.registry import Registry
 from llmship.registry.records import QueryRecord
 
-ADMIN = {"Authorization": f"Bearer {TOKEN}"}
 OLD, NEW = "chat@1.0.0", "chat@1.1.0"
 START = int(T0.timestamp())
 """T0 (12:00 UTC) in epoch seconds: a whole hour, the start of a bucket."""
@@ -263,20 +262,8 @@ def test_summarize_counts_each_kind_in_its_bucket() -> None:
 READS = ["/api/v1/feedback", "/api/v1/feedback/summary"]
 
 
-def test_reads_need_the_token_from_a_remote_client_under_local(
-    registry: Registry, tmp_path: Path
-) -> None:
-    with client_for(registry, tmp_path, read_access="local") as client:
-        for url in READS:
-            assert client.get(url).status_code == 401, url
-            assert client.get(url, headers={"Authorization": "Bearer wrong"}).status_code == 403
-            assert client.get(url, headers=ADMIN).status_code == 200, url
-
-
-def test_reads_are_open_but_a_wrong_token_is_refused(client: TestClient) -> None:
-    for url in READS:
-        assert client.get(url).status_code == 200, url
-        assert client.get(url, headers={"Authorization": "Bearer wrong"}).status_code == 403
+def test_reads_follow_read_access(registry: Registry, tmp_path: Path) -> None:
+    check_read_access(registry, tmp_path, READS)
 
 
 def test_the_routes_are_in_the_openapi_schema(client: TestClient) -> None:

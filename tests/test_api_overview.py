@@ -12,7 +12,7 @@ import pytest
 import yaml
 from fastapi.testclient import TestClient
 
-from _dashboard_api import AUTH, client_for
+from _dashboard_api import AUTH, check_read_access, client_for
 from _registry import chat_registry
 from llmship.gateway.app import Gateway
 from llmship.registry import Registry
@@ -215,15 +215,9 @@ def test_live_lists_stable_and_canary_without_traffic_yet(
 
 
 def test_reads_follow_read_access(registry: Registry, tmp_path: Path) -> None:
-    paths = ("/api/v1/environments", "/api/v1/overview", "/api/v1/live")
-    with client_for(registry, tmp_path, read_access="open") as c:
-        for path in paths:
-            assert c.get(path).status_code == 200, path
-            assert c.get(path, headers={"Authorization": "Bearer no"}).status_code == 403, path
-    with client_for(registry, tmp_path, read_access="local") as c:
-        for path in paths:
-            assert c.get(path).status_code == 401, path
-            assert c.get(path, headers=AUTH).status_code == 200, path
+    check_read_access(
+        registry, tmp_path, ["/api/v1/environments", "/api/v1/overview", "/api/v1/live"]
+    )
     with client_for(registry, tmp_path, read_access="token") as c:
         assert c.get("/api/v1/whoami").status_code == 401
         assert c.get("/api/v1/whoami", headers=AUTH).json()["role"] == "admin"

@@ -11,12 +11,10 @@ import pytest
 import yaml
 from fastapi.testclient import TestClient
 
-from _dashboard_api import TOKEN, client_for
+from _dashboard_api import check_read_access, client_for
 from _registry import TickClock, make_spec
 from llmship.gateway.api_releases import spec_changes
 from llmship.registry import Registry
-
-ADMIN = {"Authorization": f"Bearer {TOKEN}"}
 
 
 @pytest.fixture
@@ -232,20 +230,8 @@ READS = [
 ]
 
 
-def test_reads_need_the_token_from_a_remote_client_under_local(
-    registry: Registry, tmp_path: Path
-) -> None:
-    with client_for(registry, tmp_path, read_access="local") as client:
-        for url in READS:
-            assert client.get(url).status_code == 401, url
-            assert client.get(url, headers={"Authorization": "Bearer wrong"}).status_code == 403
-            assert client.get(url, headers=ADMIN).status_code == 200, url
-
-
-def test_reads_are_open_but_a_wrong_token_is_refused(client: TestClient) -> None:
-    for url in READS:
-        assert client.get(url).status_code == 200, url
-        assert client.get(url, headers={"Authorization": "Bearer wrong"}).status_code == 403
+def test_reads_follow_read_access(registry: Registry, tmp_path: Path) -> None:
+    check_read_access(registry, tmp_path, READS)
 
 
 def test_the_routes_are_in_the_openapi_schema(client: TestClient) -> None:

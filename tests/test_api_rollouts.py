@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from _dashboard_api import AUTH, client_for
+from _dashboard_api import AUTH, check_read_access, client_for
 from _registry import chat_registry
 from llmship.registry import Registry, RolloutRecord
 from llmship.rollout import ops, parse_rollout
@@ -438,16 +438,7 @@ def test_the_token_is_checked_before_the_rollout_is_looked_up(client: TestClient
 def test_reads_follow_read_access(registry: Registry, tmp_path: Path) -> None:
     record = start(registry)
     url = f"/api/v1/rollouts/{record.id}"
-    # Open reads: anyone may read, but a wrong token is still refused
-    with client_for(registry, tmp_path, read_access="open") as c:
-        assert c.get(url).status_code == 200
-        assert c.get("/api/v1/rollouts").status_code == 200
-        assert c.get(url, headers={"Authorization": "Bearer nope"}).status_code == 403
-    # Local reads: the test client is not on a loopback address, so it needs the token
-    with client_for(registry, tmp_path, read_access="local") as c:
-        assert c.get(url).status_code == 401
-        assert c.get(f"{url}/events").status_code == 401
-        assert c.get(url, headers=AUTH).status_code == 200
+    check_read_access(registry, tmp_path, [url, f"{url}/events", "/api/v1/rollouts"])
 
 
 def test_every_rollout_route_is_in_the_openapi_document(client: TestClient) -> None:

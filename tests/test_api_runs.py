@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from _dashboard_api import TOKEN, client_for
+from _dashboard_api import check_read_access, client_for
 from _registry import TickClock, make_spec
 from llmship.eval.report_model import EvalReport
 from llmship.loadtest import LoadPlan, RequestRecord, evaluate, summarize, timeline
@@ -22,7 +22,6 @@ from llmship.loadtest.runner import GeneratorResult
 from llmship.loadtest.slo import meets, request_bounds
 from llmship.registry import GateRun, Registry
 
-ADMIN = {"Authorization": f"Bearer {TOKEN}"}
 GOLDEN = Path(__file__).resolve().parent / "data" / "eval_report_v1.json"
 """An eval report of chat@1.1.0 against chat@1.0.0 in dev: cases fr and err fail on
 the candidate (a ``contains`` and a ``generation`` assertion); tags chat, en, zh."""
@@ -294,25 +293,9 @@ def test_a_stored_report_that_is_no_load_test_report_is_a_422(
 READS = ["/api/v1/evals", "/api/v1/evals/1", "/api/v1/evals/1/cases", "/api/v1/loadtests"]
 
 
-def test_reads_need_the_token_from_a_remote_client_under_local(
-    registry: Registry, tmp_path: Path
-) -> None:
+def test_reads_follow_read_access(registry: Registry, tmp_path: Path) -> None:
     record_eval(registry)
-    with client_for(registry, tmp_path, read_access="local") as client:
-        for url in READS:
-            # the test client is no loopback client: without the token, 401
-            assert client.get(url).status_code == 401, url
-            assert client.get(url, headers={"Authorization": "Bearer wrong"}).status_code == 403
-            assert client.get(url, headers=ADMIN).status_code == 200, url
-
-
-def test_reads_are_open_but_a_wrong_token_is_refused(
-    registry: Registry, client: TestClient
-) -> None:
-    record_eval(registry)
-    for url in READS:
-        assert client.get(url).status_code == 200, url
-        assert client.get(url, headers={"Authorization": "Bearer wrong"}).status_code == 403
+    check_read_access(registry, tmp_path, READS)
 
 
 def test_the_routes_are_in_the_openapi_schema(client: TestClient) -> None:
