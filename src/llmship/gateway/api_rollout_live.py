@@ -98,11 +98,12 @@ def live_view(
     window_s: float,
 ) -> LiveView:
     """The figures of every version of :func:`shares`, and of the environment's other
-    releases that answered in the window (blocking: it reads the registry's feedback
-    and endpoints)."""
+    live releases (the gateway's snapshot of the model servers) that answered in the
+    window (blocking: it reads the registry's feedback)."""
     entries = shares(policy, snapshot)
     known = {ref for ref, *_ in entries}
-    others = dict.fromkeys(e.ref for e in store.list_endpoints(env) if e.ref not in known)
+    live = snapshot.endpoints if snapshot is not None else {}
+    others = dict.fromkeys(ref for ref in live if ref not in known)
     since = datetime.now(timezone.utc) - timedelta(seconds=window_s)
     stats: dict[str, VersionStats] = {}
     for ref in [*known, *others]:
