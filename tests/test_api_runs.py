@@ -14,12 +14,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from _dashboard_api import check_read_access, client_for
+from _loadtest_reports import measured_report
 from _registry import TickClock, make_spec
 from llmship.eval.report_model import EvalReport
-from llmship.loadtest import LoadPlan, RequestRecord, evaluate, summarize, timeline
-from llmship.loadtest.report_model import build_report
-from llmship.loadtest.runner import GeneratorResult
-from llmship.loadtest.slo import meets, request_bounds
+from llmship.loadtest import LoadPlan, RequestRecord
 from llmship.registry import GateRun, Registry
 
 GOLDEN = Path(__file__).resolve().parent / "data" / "eval_report_v1.json"
@@ -33,35 +31,13 @@ def loadtest_report(ref: str = "chat@1.1.0") -> dict[str, Any]:
         RequestRecord(1.0 + i * 0.5, 0.4 + i * 0.05, 0.1, 4, (0.1, 0.2), version=ref)
         for i in range(6)
     ]
-    generator = GeneratorResult(
-        records=records,
-        window_start=1.0,
-        window_end=4.0,
-        drained=4.5,
-        sent=len(records),
-        dropped=0,
-        incomplete=0,
-        cpu_window_s=0.04,
-        cpu_run_s=0.1,
-        cpu_process_s=0.5,
-        locust_version="2.0",
-    )
-    slos = {"ttft_p95": 0.5, "error_rate": 0.1}
-    stats = summarize(
+    report = measured_report(
+        LoadPlan(target="http://127.0.0.1:1", users=2, duration=3.0),
+        {"ttft_p95": 0.5, "error_rate": 0.1},
         records,
-        window_start=1.0,
-        window_end=4.0,
-        sent=len(records),
-        good=lambda r: meets(r, request_bounds(slos)),
-    )
-    report = build_report(
-        plan=LoadPlan(target="http://127.0.0.1:1", users=2, duration=3.0).validated(),
-        stats=stats,
-        verdicts=evaluate(slos, stats),
-        slos=slos,
-        generator=generator,
-        timeline=timeline(records, window_start=1.0, window_end=4.0),
+        window=(1.0, 4.0),
         ref=ref,
+        drained=4.5,
     )
     return report.to_json()
 

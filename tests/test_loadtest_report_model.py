@@ -9,15 +9,13 @@ from typing import Any
 
 import pytest
 
-from llmship.loadtest import LoadPlan, RequestRecord, evaluate, summarize, timeline
+from _loadtest_reports import measured_report
+from llmship.loadtest import LoadPlan, RequestRecord
 from llmship.loadtest.report_model import (
     Check,
     LoadTestReport,
-    build_report,
     parse_report,
 )
-from llmship.loadtest.runner import GeneratorResult
-from llmship.loadtest.slo import meets, request_bounds
 
 STARTED = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
 KEYS = [
@@ -58,34 +56,18 @@ RECORDS = [
 
 
 def _report(plan: LoadPlan, slos: dict[str, float], records: list[RequestRecord]) -> LoadTestReport:
-    generator = GeneratorResult(
-        records=records,
-        window_start=1.0,
-        window_end=4.0,
+    return measured_report(
+        plan,
+        slos,
+        records,
+        window=(1.0, 4.0),
+        ref="a@1",
+        sent=4,
+        started_at=STARTED,
         drained=5.0,
-        sent=len(records),
         dropped=1,
-        incomplete=0,
-        cpu_window_s=0.04,
-        cpu_run_s=0.1,
-        cpu_process_s=0.5,
-        locust_version="2.0",
         locust={"num_requests": 4},
         user_errors=["a warning"],
-    )
-    bounds = request_bounds(slos)
-    stats = summarize(
-        records, window_start=1.0, window_end=4.0, sent=4, good=lambda r: meets(r, bounds)
-    )
-    return build_report(
-        plan=plan.validated(),
-        stats=stats,
-        verdicts=evaluate(slos, stats),
-        slos=slos,
-        generator=generator,
-        timeline=timeline(records, window_start=1.0, window_end=4.0),
-        ref="a@1",
-        started_at=STARTED,
     )
 
 

@@ -18,14 +18,12 @@ from typing import TYPE_CHECKING
 import pytest
 
 from _browser import shoot
+from _loadtest_reports import measured_report
 from _procs import GatewayProcess
 from _registry import make_spec
 from llmship.eval.report_model import EvalReport
-from llmship.loadtest import LoadPlan, RequestRecord, evaluate, summarize, timeline
+from llmship.loadtest import LoadPlan, RequestRecord
 from llmship.loadtest.report import summary as loadtest_summary
-from llmship.loadtest.report_model import build_report
-from llmship.loadtest.runner import GeneratorResult
-from llmship.loadtest.slo import meets, request_bounds
 from llmship.registry import Registry
 from llmship.registry.records import QueryRecord
 
@@ -73,36 +71,17 @@ def _loadtest_report() -> tuple[dict[str, object], dict[str, object], bool]:
     start, end = 1.0, 31.0
     slos = {"ttft_p95": 0.5, "error_rate": 0.01}
     plan = LoadPlan(target="http://127.0.0.1:9", users=2, duration=end - start, warmup=1.0)
-    generator = GeneratorResult(
-        records=records,
-        window_start=start,
-        window_end=end,
-        drained=end + 1,
-        sent=len(records),
-        dropped=0,
-        incomplete=0,
+    report = measured_report(
+        plan,
+        slos,
+        records,
+        window=(start, end),
+        ref="chat@1.1.0",
         cpu_window_s=0.2,
         cpu_run_s=0.5,
         cpu_process_s=1.0,
-        locust_version="2.0",
         locust={"num_requests": len(records)},
         user_errors=[],
-    )
-    stats = summarize(
-        records,
-        window_start=start,
-        window_end=end,
-        sent=len(records),
-        good=lambda r: meets(r, request_bounds(slos)),
-    )
-    report = build_report(
-        plan=plan.validated(),
-        stats=stats,
-        verdicts=evaluate(slos, stats),
-        slos=slos,
-        generator=generator,
-        timeline=timeline(records, window_start=start, window_end=end),
-        ref="chat@1.1.0",
     )
     return loadtest_summary(report), report.to_json(), report.passed
 
