@@ -83,9 +83,12 @@ export function paged({ load, render, none, limit = 50, labels = ["Newer", "Olde
   const nav = h("div", { class: "pager", role: "group", "aria-label": name }, back, status, forth);
   const element = h("div", { class: "paged" }, body, nav);
   let offset = 0;
+  let latest = 0; // answers can come back out of order (a filter changed twice): the last asked wins
 
   async function show(to) {
+    const asked = ++latest;
     const page = await load(limit, to);
+    if (asked !== latest) return page;
     offset = page.offset;
     const count = page.items.length;
     if (page.total === 0) {
@@ -105,9 +108,11 @@ export function paged({ load, render, none, limit = 50, labels = ["Newer", "Olde
   }
 
   async function go(to) {
+    const asked = latest + 1;
     try {
       await show(to);
     } catch (error) {
+      if (asked !== latest) return;
       body.replaceChildren(h("p", { class: "error", role: "alert" }, error.message || String(error)));
     }
   }
