@@ -4,6 +4,7 @@ The real counterpart, a live upstream, is in tests/test_serve_process.py."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 from collections.abc import Callable
@@ -253,3 +254,51 @@ async def test_a_whole_answer_refused_by_the_upstream_keeps_its_message() -> Non
 
     with pytest.raises(ContextLengthError, match="maximum context length is 512"):
         await collect(backend(handler), WHOLE)
+
+
+async def test_a_kept_alive_connection_the_upstream_closed_is_not_an_error() -> None:
+    """A real socket: the upstream answers on a kept-alive connection, then closes it when
+    the next request arrives, without answering (as uvicorn does after its application
+    raised). The request goes again on a new connection, once; the caller sees no error."""
+    seen: list[tuple[int, bytes]] = []
+    models = json.dumps({"data": [{"id": "m1"}]}).encode()
+    answer = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+    answer += b"content-length: %d\r\n\r\n%s" % (len(models), models)
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connection = len({c for c, _ in seen})
+        try:
+            while head := await reader.readuntil(b"\r\n\r\n"):
+                seen.append((connection, head.split(b" ")[1]))
+                if connection == 0 and len(seen) > 1:
+                    break  # the first connection is closed at its second request, unanswered
+                writer.write(answer)
+                await writer.drain()
+        except asyncio.IncompleteReadError:
+            pass
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    model = SPEC.model.model_copy(update={"base_url": f"http://127.0.0.1:{port}/v1"})
+    spec = SPEC.model_copy(update={"model": model})
+    b = OpenAIBackend(spec)
+    try:
+        assert await b.health() is True
+        assert await b.health() is True  # the second went again, on a second connection
+        assert seen == [(0, b"/v1/models"), (0, b"/v1/models"), (1, b"/v1/models")]
+    finally:
+        await b.close()
+        server.close()
+
+
+async def test_a_connection_closed_mid_answer_is_not_sent_again() -> None:
+    calls: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        raise httpx.RemoteProtocolError("peer closed connection mid-body", request=request)
+
+    with pytest.raises(UpstreamError, match="mid-body"):
+        await collect(backend(handler))
+    assert len(calls) == 1

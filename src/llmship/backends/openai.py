@@ -23,6 +23,32 @@ from llmship.release.spec import ReleaseSpec
 log = logging.getLogger(__name__)
 
 
+class StaleConnectionRetry(httpx.AsyncBaseTransport):
+    """Sends a request once more, on a new connection, when the upstream closed a kept-alive
+    connection without answering it.
+
+    A server may close an idle connection just as a request is written to it: uvicorn
+    closes one after its application raised, also when the response was already complete
+    (llama-cpp-python's server does so after a stream it could not serve). Nothing was
+    answered, so nothing was done that a second try repeats; any other error stands.
+    """
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self._inner = inner
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        try:
+            return await self._inner.handle_async_request(request)
+        except httpx.RemoteProtocolError as exc:
+            if "without sending a response" not in str(exc):
+                raise
+            log.info("upstream %s closed a kept-alive connection; sending again", request.url)
+            return await self._inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
 class OpenAIBackend(Backend):
     """Generates with ``{base_url}/chat/completions`` or ``/completions``.
 
@@ -61,8 +87,7 @@ class OpenAIBackend(Backend):
             base_url=self.base_url,
             headers=headers,
             timeout=timeout,
-            limits=limits,
-            transport=transport,
+            transport=StaleConnectionRetry(transport or httpx.AsyncHTTPTransport(limits=limits)),
         )
         self._context_length: int | None = None
         self._ask_usage = True
