@@ -205,9 +205,11 @@ def release_pages(tab: Page, url: str, run: int) -> None:
 
     tab.locator("nav").get_by_role("link", name="Releases").click()
     expect(tab.locator("main")).to_contain_text(STABLE)
+    expect(tab.locator("main h1")).to_be_focused()  # where a page load would start reading
     shoot(tab, "releases")
     tab.locator("main").get_by_role("link", name=CANDIDATE).first.click()
     expect(tab.locator("h1")).to_contain_text("1.1.0")
+    expect(tab.locator("main h1")).to_be_focused()
     expect(tab.locator("main")).to_contain_text("You are a concise assistant.")
     expect(tab.locator(f'main a[href^="/ui/evals/{run}"]').first).to_be_visible()
     shoot(tab, "release")

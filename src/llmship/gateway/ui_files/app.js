@@ -307,6 +307,19 @@ export function href(path, params = {}) {
   return `/ui${path}${text ? `?${text}` : ""}`;
 }
 
+let shownPath = null;
+
+/** After a move to another page (not a filter on the same one), focus its heading, as a
+ * page load would put a screen reader's reading there. */
+function focusHeading(root, path) {
+  const moved = shownPath !== null && shownPath !== path;
+  shownPath = path;
+  const heading = root.querySelector("h1");
+  if (!moved || !heading) return;
+  heading.tabIndex = -1;
+  heading.focus({ preventScroll: true });
+}
+
 async function render() {
   for (const fn of cleanups) fn();
   cleanups = [];
@@ -332,9 +345,11 @@ async function render() {
     } catch (error) {
       failed(root, error);
     }
+    focusHeading(root, path);
     return;
   }
   notFound(root, `There is no dashboard page at ${location.pathname}.`);
+  focusHeading(root, path);
 }
 
 // -- start ------------------------------------------------------------------------
