@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -292,19 +293,17 @@ def test_rollback_during_a_rollout_aborts_it_first(
 
 
 def test_rollback_waits_for_the_controller_that_leads(
-    registry: Registry, spec_file: Path, cli_home: Path
+    run: Run, registry: Registry, spec_file: Path
 ) -> None:
-    from llmship.errors import ConflictError
-    from llmship.rollout import ops
-    from llmship.rollout.spec import load_rollout
-
     # Given a rollout, and a controller elsewhere that holds the lease but does not act
     registry.set_alias("dev", "production", "chat@2.0.0", actor="ci", reason="v2")
-    ops.start(registry, load_rollout(spec_file), "chat@1.1.0", env="dev", actor="ci")
+    run("rollout", "start", str(spec_file), "--candidate", "chat@1.1.0")
     assert registry.acquire_lease("controller/dev", "elsewhere:1", duration_s=60)
-    # When a person rolls back, it records the abort and waits for that controller
-    with pytest.raises(ConflictError, match=r"did not apply it within 0\.3s"):
-        ops.rollback(registry, "dev", actor="bob", reason="bad", wait_s=0.3)
+    # When a person rolls back, it records the abort and waits --wait for that controller
+    began = time.monotonic()
+    out = run("rollback", "--reason", "bad", "--wait", "300ms", code=1).output
+    assert "did not apply it within 0.3s" in out
+    assert time.monotonic() - began < 10
     # Then it did not touch the rollout or production itself: the abort waits
     assert registry.active_rollout("dev") is not None
     assert [i.kind for i in registry.pending_rollout_intents(1)] == ["abort"]
@@ -317,6 +316,11 @@ def test_status_watch_ends_with_the_rollout(run: Run, spec_file: Path) -> None:
     run("controller", "--once")
     out = run("rollout", "status", "--watch").output
     assert "Aborted" in out
+
+
+def test_rollback_wait_is_a_duration(run: Run) -> None:
+    assert "--wait 'soon'" in error(run, "rollback", "--reason", "x", "--wait", "soon")
+    assert "longer than 0s" in error(run, "rollback", "--reason", "x", "--wait", "0s")
 
 
 def test_controller_options(run: Run) -> None:

@@ -59,6 +59,20 @@ def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
     return typer.Exit(code)
 
 
+def duration(option: str, text: str) -> float:
+    """An option's duration (500ms, 1s, 5m) in seconds; exit 2 naming the option when it
+    is not one or not above 0s."""
+    from llmship.analysis.durations import parse_duration
+
+    try:
+        seconds = parse_duration(text)
+    except ValueError as exc:
+        raise fail(f"{option} {text!r}: {exc}") from None
+    if seconds <= 0:
+        raise fail(f"{option} must be longer than 0s, e.g. 1s")
+    return seconds
+
+
 def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
     """Turn llmship errors into a one-line message and a non-zero exit."""
 

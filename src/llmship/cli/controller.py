@@ -14,7 +14,14 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from llmship.cli._common import configure_logging, console, fail, handle_errors, open_registry
+from llmship.cli._common import (
+    configure_logging,
+    console,
+    duration,
+    fail,
+    handle_errors,
+    open_registry,
+)
 from llmship.cli._common import settings as load
 from llmship.settings import Settings
 
@@ -105,10 +112,10 @@ def register(app: typer.Typer) -> None:
         Each controller, leading or not, serves the rollouts' state, weights and
         analysis verdicts, read from the registry, on /metrics (--metrics-port).
         """
-        seconds = _duration("--interval", interval)
+        seconds = duration("--interval", interval)
         if metrics_port is not None and not 0 <= metrics_port <= 65535:
             raise fail(f"--metrics-port {metrics_port}: give a port from 1 to 65535, or 0")
-        lease = _duration("--lease-duration", lease_duration) if lease_duration else None
+        lease = duration("--lease-duration", lease_duration) if lease_duration else None
         cfg = load(env=env)
         configure_logging(cfg.log_level, cfg.log_format)
         run_controller(
@@ -119,18 +126,6 @@ def register(app: typer.Typer) -> None:
             lease_duration=lease,
             metrics=None if once else (metrics_host, metrics_port),
         )
-
-
-def _duration(option: str, text: str) -> float:
-    from llmship.analysis.durations import parse_duration
-
-    try:
-        seconds = parse_duration(text)
-    except ValueError as exc:
-        raise fail(f"{option} {text!r}: {exc}") from None
-    if seconds <= 0:
-        raise fail(f"{option} must be longer than 0s, e.g. 1s")
-    return seconds
 
 
 def run_controller(

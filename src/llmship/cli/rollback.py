@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from llmship.cli._common import handle_refusals, open_registry, reason_option, settings
+from llmship.cli._common import duration, handle_refusals, open_registry, reason_option, settings
 from llmship.registry.records import given_reason
 
 __all__ = ["register"]
@@ -37,6 +37,15 @@ def register(app: typer.Typer) -> None:
             ),
         ] = None,
         reason: Annotated[str | None, reason_option("kept in the alias history")] = None,
+        wait: Annotated[
+            str,
+            typer.Option(
+                "--wait",
+                metavar="DURATION",
+                help="How long to wait for the controller to apply the abort of a running "
+                "rollout, e.g. 10s, 2m.",
+            ),
+        ] = "30s",
     ) -> None:
         """Move an alias (production) back to the release it pointed at before.
 
@@ -48,10 +57,11 @@ def register(app: typer.Typer) -> None:
         first (all traffic back on stable, as `llmship rollout abort` does, applied by
         the controller, or here when none runs), then production moves back to the
         release before the rollout's stable one. Exit 2 on bad input (nothing to go
-        back to, an unknown release), 1 when the abort was not applied in time.
+        back to, an unknown release), 1 when the abort was not applied within --wait.
         """
         from llmship.rollout import ops
 
+        wait_s = duration("--wait", wait)
         cfg = settings(env=env)
         with open_registry(cfg) as registry:
             done = ops.rollback(
@@ -61,6 +71,7 @@ def register(app: typer.Typer) -> None:
                 reason=given_reason(reason),
                 alias=alias,
                 to=to,
+                wait_s=wait_s,
             )
         move, aborted = done.move, done.aborted
         if aborted is not None:
