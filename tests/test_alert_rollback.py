@@ -6,6 +6,7 @@ rollout runs, when repeated, or resolved."""
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest
 import yaml
 from fastapi.testclient import TestClient
 
+from _cli import Run
 from _registry import chat_registry
 from llmship.environments import Environment
 from llmship.gateway import create_app
@@ -228,3 +230,28 @@ def test_the_gateway_webhook_reads_on_alert_from_llmship_yaml(
         again = client.post("/api/v1/alerts", json=webhook(version=NEW), headers=headers)
         assert again.json()["repeated"] == 1
         assert production(registry) == OLD
+
+
+def test_alerts_list_shows_what_each_alert_did(cli_home: Path, run: Run) -> None:
+    """``llmship alerts list``: the rollback, then the later firing it ignored, newest
+    first; filtered by action; an unknown action is bad input."""
+    with chat_registry(cli_home / "state" / "registry.db", ("1.0.0", "1.1.0"), env=ENV) as reg:
+        assert "no alert has acted" in run("alerts", "list").output
+        reg.set_alias(ENV, "production", NEW, actor="ci", reason="promoted")
+        deliver(reg, webhook(version=NEW), ROLLBACK)
+        deliver(reg, webhook(version=NEW, starts="2026-12-01T11:00:00Z"), ROLLBACK)
+
+    table = run("alerts", "list", "--env", ENV).output
+    assert table.index("ignored") < table.index("rollback")  # newest first
+    assert "chat@1.1.0" in table
+    rows = json.loads(run("alerts", "list", "--format", "json").output)
+    assert [(r["action"], r["outcome"]) for r in rows] == [
+        ("ignored", f"{NEW} is not production in {ENV} ({OLD} is)"),
+        ("rollback", f"production {NEW} -> {OLD}"),
+    ]
+    rows = json.loads(run("alerts", "list", "--action", "rollback", "--format", "json").output)
+    assert [(r["env"], r["alert"], r["release"], r["outcome"]) for r in rows] == [
+        (ENV, "HighErrorRate", NEW, f"production {NEW} -> {OLD}")
+    ]
+    assert json.loads(run("alerts", "list", "--env", "staging", "-f", "json").output) == []
+    assert "'undo' is not one of" in run("alerts", "list", "--action", "undo", code=2).output

@@ -6,6 +6,7 @@ import typer
 
 from llmship import __version__
 from llmship.cli import (
+    alerts,
     alias,
     approvals,
     controller,
@@ -64,6 +65,7 @@ app.add_typer(rollout.app, name="rollout")
 app.add_typer(k8s.app, name="k8s")
 app.add_typer(pipeline.app, name="pipeline")
 app.add_typer(approvals.app, name="approvals")
+app.add_typer(alerts.app, name="alerts")
 app.add_typer(tokens.app, name="tokens")
 serve.register(app)
 loadtest.register(app)

@@ -153,13 +153,22 @@ class AlertActionMethods(Store):
             ).first()
             return _to_alert_action(row) if row is not None else None
 
-    def list_alert_actions(self, env: str | None = None, *, limit: int = 50) -> list[AlertAction]:
-        """The latest ``limit`` alert actions (of ``env``), newest first."""
+    def list_alert_actions(
+        self, env: str | None = None, *, action: str | None = None, limit: int = 50
+    ) -> list[AlertAction]:
+        """The latest ``limit`` alert actions (of ``env``, that did ``action``), newest first."""
         if limit < 1:
             raise InvalidRequestError("limit must be at least 1", param="limit")
+        if action is not None and action not in ALERT_ACTIONS:
+            raise InvalidRequestError(
+                f"unknown alert action {action!r}: use one of {', '.join(ALERT_ACTIONS)}",
+                param="action",
+            )
         stmt = select(AlertActionRow).order_by(AlertActionRow.id.desc()).limit(limit)
         if env is not None:
             stmt = stmt.where(AlertActionRow.env == env)
+        if action is not None:
+            stmt = stmt.where(AlertActionRow.action == action)
         with self._read() as session:
             return [_to_alert_action(row) for row in session.scalars(stmt)]
 
