@@ -236,6 +236,10 @@ def pointers(output: str) -> dict[str, str]:
     return dict(re.split(r":\s+", line, maxsplit=1) for line in lines)  # type: ignore[misc]
 
 
+def lines(path: Path) -> list[str]:
+    return path.read_text(errors="replace").splitlines()
+
+
 def processes_in(directory: Path) -> list[str]:
     """The processes whose working directory is ``directory`` or below it (Linux)."""
     found = []
@@ -279,7 +283,16 @@ class Typed:
 
     def ctrl_c(self, timeout: float = 60) -> int:
         os.killpg(self.proc.pid, signal.SIGINT)
-        return self.proc.wait(timeout=timeout)
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            logs = sorted(self.log.parent.glob("*/.llmship/logs/*/*.log"))
+            tails = "".join(f"\n== {p}\n" + "\n".join(lines(p)[-12:]) for p in logs)
+            processes = "\n".join(processes_in(self.log.parent.resolve()))
+            raise AssertionError(
+                f"still running {timeout:g}s after Ctrl-C:\n{self.output()}\n"
+                f"processes:\n{processes}\n{tails}"
+            ) from None
 
     def close(self) -> None:
         if self.proc.poll() is None:

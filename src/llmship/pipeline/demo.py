@@ -77,7 +77,9 @@ configuration, environments, ports and token."""
 REJECTING_STAGES = frozenset({"tests", "eval", "loadtest", "production"})
 """Stages whose failure is a rejection of the candidate: the gates, and the production
 rollout's analysis. A failure elsewhere (staging not served, ...) is the demo's own."""
-STOP_TIMEOUT_S = 30.0
+STOP_TIMEOUT_S = 40.0
+"""How long the stacks get to stop together: each stops in three waves of at most 8 s
+(supervisor.children.STOP_TIMEOUT), after a round in progress."""
 Expected = Literal["promoted", "rejected"]
 CANDIDATES: tuple[tuple[str, Expected], ...] = (
     (GOOD_CANDIDATE, "promoted"),
@@ -372,13 +374,15 @@ class Stacks:
             return
 
     def stop(self) -> None:
-        """SIGTERM to every stack (each stops its children in order), then wait."""
+        """SIGTERM to every stack (each stops its children in order), then wait for all
+        of them together, SIGKILL for any still running after :data:`STOP_TIMEOUT_S`."""
         for proc in self.procs.values():
             if proc.poll() is None:
                 proc.terminate()
+        deadline = time.monotonic() + STOP_TIMEOUT_S
         for proc in self.procs.values():
             try:
-                proc.wait(timeout=STOP_TIMEOUT_S)
+                proc.wait(timeout=max(deadline - time.monotonic(), 0.1))
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()

@@ -48,15 +48,18 @@ class Child:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
 
-    def wait_stopped(self, timeout: float = STOP_TIMEOUT) -> None:
-        """Wait for the process to end; SIGKILL it after ``timeout`` seconds."""
+    def wait_stopped(self, timeout: float = STOP_TIMEOUT) -> bool:
+        """Wait for the process to end; SIGKILL it after ``timeout`` seconds. False when
+        it had to be killed."""
         if self.proc is None:
-            return
+            return True
         try:
             self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+            return False
+        return True
 
     def stop(self, timeout: float = STOP_TIMEOUT) -> None:
         """SIGTERM (a clean shutdown), then SIGKILL after ``timeout`` seconds."""

@@ -28,7 +28,7 @@ from rich.console import Console
 from llmship.errors import LlmshipError
 from llmship.registry import Registry
 from llmship.settings import Settings
-from llmship.supervisor.children import Child
+from llmship.supervisor.children import STOP_TIMEOUT, Child
 from llmship.supervisor.plan import (
     SERVE_PREFIX,
     ChildState,
@@ -337,6 +337,7 @@ class Stack:
         """Stop the controller (no more traffic changes), then the gateway (no new
         requests), then every model server at once."""
         self._stopping = True
+        began = time.monotonic()
         self.console.print("stopping the local stack ...")
         waves = [
             [self.children[n] for n in (CONTROLLER,) if n in self.children],
@@ -347,5 +348,8 @@ class Stack:
             for child in wave:
                 child.terminate()
             for child in wave:
-                child.wait_stopped()
-        self.console.print("stopped")
+                if not child.wait_stopped():
+                    self.console.print(
+                        f"[yellow]{child.name} did not stop within {STOP_TIMEOUT:g}s[/]: killed"
+                    )
+        self.console.print(f"stopped ({time.monotonic() - began:.1f}s)")
