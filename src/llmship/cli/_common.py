@@ -20,6 +20,7 @@ import functools
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from enum import Enum
 from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
 
 import typer
@@ -49,6 +50,16 @@ R = TypeVar("R")
 EXIT_USAGE = 2
 EXIT_REFUSED = 1
 """A well-formed request refused as things stand (a promotion's gates, a decided approval)."""
+
+
+class Format(str, Enum):
+    """``--format`` of the commands that list or show records: a table, or JSON."""
+
+    table = "table"
+    json = "json"
+
+
+FormatOption = Annotated[Format, typer.Option("--format", "-f", help="table or json.")]
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:

@@ -9,7 +9,14 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from llmship.cli._common import console, handle_refusals, open_registry, settings
+from llmship.cli._common import (
+    Format,
+    FormatOption,
+    console,
+    handle_refusals,
+    open_registry,
+    settings,
+)
 from llmship.cli._help import App
 
 __all__ = ["app"]
@@ -18,13 +25,6 @@ app = App(
     help="What alerts did to production releases (on_alert: rollback or notify).",
     no_args_is_help=True,
 )
-
-
-class Format(str, Enum):
-    """Output formats of `alerts list`."""
-
-    table = "table"
-    json = "json"
 
 
 class Action(str, Enum):
@@ -48,7 +48,7 @@ def list_(
     limit: Annotated[
         int, typer.Option("--limit", "-n", min=1, help="At most N, newest first.")
     ] = 50,
-    output: Annotated[Format, typer.Option("--format", "-f", help="table or json.")] = Format.table,
+    output: FormatOption = Format.table,
 ) -> None:
     """List what each firing `action=rollback` alert for a production release did,
     newest first: moved production back (rollback), only noted (notify), or nothing,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from enum import Enum
 from typing import Annotated
 
 import typer
@@ -11,6 +10,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from llmship.cli._common import (
+    Format,
+    FormatOption,
     console,
     env_reason,
     handle_errors,
@@ -34,16 +35,7 @@ EnvOption = Annotated[
 ]
 
 
-class Format(str, Enum):
-    """Output formats of `alias list` and `alias history`."""
-
-    table = "table"
-    json = "json"
-
-
 PRODUCTION = "production"
-
-FormatOption = Annotated[Format, typer.Option("--format", "-f", help="table or json.")]
 
 
 @app.command("set")

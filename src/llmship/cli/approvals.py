@@ -10,6 +10,8 @@ import typer
 from rich.table import Table
 
 from llmship.cli._common import (
+    Format,
+    FormatOption,
     console,
     handle_refusals,
     open_registry,
@@ -28,13 +30,6 @@ ApprovalId = Annotated[
     int,
     typer.Argument(metavar="ID", help="The approval's id (`llmship approvals list` shows it)."),
 ]
-
-
-class Format(str, Enum):
-    """Output formats of `approvals list`."""
-
-    table = "table"
-    json = "json"
 
 
 class State(str, Enum):
@@ -60,7 +55,7 @@ def list_(
     limit: Annotated[
         int, typer.Option("--limit", "-n", min=1, help="At most N, newest first.")
     ] = 50,
-    output: Annotated[Format, typer.Option("--format", "-f", help="table or json.")] = Format.table,
+    output: FormatOption = Format.table,
 ) -> None:
     """List approvals, newest first: the release, from and into which environment,
     who asked and why, and who decided, when and why."""

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
-from enum import Enum
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
 from llmship.cli._common import (
+    Format,
+    FormatOption,
     ReleaseOption,
     console,
     deprecated,
@@ -36,19 +37,12 @@ EnvOption = Annotated[
 ]
 
 
-class Format(str, Enum):
-    """Output formats of `feedback summary`."""
-
-    table = "table"
-    json = "json"
-
-
 @app.command("summary")
 @handle_errors
 def summary(
     env: EnvOption = None,
     release: ReleaseOption = None,
-    output: Annotated[Format, typer.Option("--format", "-f", help="table or json.")] = Format.table,
+    output: FormatOption = Format.table,
     version: Annotated[
         str | None,
         typer.Option(

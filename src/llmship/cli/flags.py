@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
-from enum import Enum
 from typing import Annotated
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from llmship.cli._common import console, handle_errors, open_registry, reason_option, settings
+from llmship.cli._common import (
+    Format,
+    FormatOption,
+    console,
+    handle_errors,
+    open_registry,
+    reason_option,
+    settings,
+)
 from llmship.cli._help import App
 from llmship.errors import InvalidRequestError, NotFoundError
 from llmship.flags.model import Flag, parse_conditions
@@ -28,13 +35,6 @@ EnvOption = Annotated[
     ),
 ]
 NONE = "none"
-
-
-class Format(str, Enum):
-    """Output formats of `flags list`."""
-
-    table = "table"
-    json = "json"
 
 
 def describe(flag: Flag) -> str:
@@ -118,7 +118,7 @@ def set_(
 @handle_errors
 def list_(
     env: EnvOption = None,
-    output: Annotated[Format, typer.Option("--format", "-f", help="table or json.")] = Format.table,
+    output: FormatOption = Format.table,
 ) -> None:
     """List the flags of an environment: state, percent, targeting, release."""
     cfg = settings(env=env)

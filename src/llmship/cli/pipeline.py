@@ -13,7 +13,6 @@ import json
 import os
 import sys
 import time
-from enum import Enum
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -21,7 +20,16 @@ from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
-from llmship.cli._common import console, err_console, fail, handle_errors, open_registry, settings
+from llmship.cli._common import (
+    Format,
+    FormatOption,
+    console,
+    err_console,
+    fail,
+    handle_errors,
+    open_registry,
+    settings,
+)
 from llmship.cli._help import App
 
 if TYPE_CHECKING:
@@ -35,14 +43,6 @@ app = App(
 )
 
 
-class Format(str, Enum):
-    """Output formats."""
-
-    table = "table"
-    json = "json"
-
-
-FormatOption = Annotated[Format, typer.Option("--format", "-f", help="table or json.")]
 STATE_STYLE = {
     "pending": "dim",
     "running": "cyan",

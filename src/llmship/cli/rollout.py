@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import time
-from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -23,6 +22,8 @@ from rich.table import Table
 from rich.text import Text
 
 from llmship.cli._common import (
+    Format,
+    FormatOption,
     console,
     handle_errors,
     open_registry,
@@ -59,15 +60,6 @@ TargetArgument = Annotated[
 ReasonOption = Annotated[str | None, reason_option("kept in the rollout's events")]
 WATCH_REFRESH_S = 1.0
 
-
-class Format(str, Enum):
-    """Output formats."""
-
-    table = "table"
-    json = "json"
-
-
-FormatOption = Annotated[Format, typer.Option("--format", "-f", help="table or json.")]
 
 PHASE_STYLE = {
     "Pending": "yellow",

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
-from enum import Enum
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
 from llmship.cli._common import (
+    Format,
+    FormatOption,
     console,
     env_reason,
     handle_errors,
@@ -37,16 +38,6 @@ EnvOption = Annotated[
         help="Environment whose traffic to use (default: LLMSHIP_ENV or dev).",
     ),
 ]
-
-
-class Format(str, Enum):
-    """Output formats of `traffic show`."""
-
-    table = "table"
-    json = "json"
-
-
-FormatOption = Annotated[Format, typer.Option("--format", "-f", help="table or json.")]
 
 
 def print_policy(policy: TrafficPolicy) -> None:
