@@ -258,9 +258,13 @@ class Typed:
     """A command typed in a terminal and left running: its own process group, so that
     :meth:`ctrl_c` reaches it and its children as Ctrl-C does."""
 
-    def __init__(self, shell: Shell, command: str) -> None:
+    def __init__(self, shell: Shell, command: str, *, sigint_ignored: bool = False) -> None:
+        """``sigint_ignored``: started as a script's background job is, SIGINT ignored
+        (inherited by what it runs), as CI runners and ``nohup ... &`` do."""
         self.log = shell.cwd / "typed.log"
         self._out = self.log.open("wb")
+        if sigint_ignored:
+            command = f"trap '' INT; {command}"  # what bash leaves ignored, its children inherit
         self.proc = subprocess.Popen(
             ["bash", "-c", command],
             cwd=shell.cwd,
@@ -382,9 +386,10 @@ def test_the_demo_promotes_the_good_candidate_and_rejects_the_bad_one(tmp_path: 
 @pytest.mark.timeout(300)
 @pytest.mark.xdist_group("journeys")
 def test_ctrl_c_during_a_pipeline_stops_everything(tmp_path: Path) -> None:
-    # Given `llmship demo` running the good candidate's pipeline
+    # Given `llmship demo` running the good candidate's pipeline, started where SIGINT
+    # comes ignored (a background job of a script)
     shell = Shell(tmp_path, free_port())
-    demo = Typed(shell, documented_blocks()[0][0])
+    demo = Typed(shell, documented_blocks()[0][0], sigint_ignored=True)
     try:
         demo.wait_for("| [1] tests: started", timeout=240)
         # When the user presses Ctrl-C

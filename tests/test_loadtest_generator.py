@@ -167,7 +167,7 @@ def test_unreachable_target_counts_connection_errors() -> None:
 def test_repository_locustfile_under_plain_locust(server: FakeLLMServer) -> None:
     """The seed's way: `locust -f locustfile.py --host ...` (headless here)."""
     command = [sys.executable, "-m", "locust", "-f", str(ROOT / "locustfile.py")]
-    command += ["--host", server.url, "--headless", "-u", "2", "-r", "2", "-t", "2s", "--json"]
+    command += ["--host", server.url, "--headless", "-u", "2", "-r", "2", "-t", "4s", "--json"]
     command += ["--endpoint", "predict", "--max-tokens", "7"]
     done = subprocess.run(
         command, capture_output=True, text=True, timeout=60, cwd=ROOT, check=False
@@ -175,5 +175,5 @@ def test_repository_locustfile_under_plain_locust(server: FakeLLMServer) -> None
     assert done.returncode == 0, done.stderr[-3000:]
     rows = {(r["method"], r["name"]): r for r in json.loads(done.stdout)}
     predict = rows["POST", "/predict"]
-    assert predict["num_requests"] > 2 and predict["num_failures"] == 0
+    assert predict["num_requests"] >= 2 and predict["num_failures"] == 0  # each user's
     assert server.bodies[-1] == {"prompt": "请解释什么是量子计算", "max_new_tokens": 7}

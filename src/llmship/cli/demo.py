@@ -62,6 +62,9 @@ def register(app: typer.Typer) -> None:
 
         options = DemoOptions(directory=directory, force=force, keep_running=keep_running)
         previous = signal.signal(signal.SIGTERM, _interrupt)  # stop the stacks on kill too
+        # Ctrl-C stops the stacks also where SIGINT came ignored (a job a script started
+        # in the background), as `llmship up` takes it back
+        previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
         try:
             result = run_demo(
                 options,
@@ -77,6 +80,7 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(EXIT_INTERRUPTED) from None
         finally:
             signal.signal(signal.SIGTERM, previous)
+            signal.signal(signal.SIGINT, previous_int)
         console.print("stopped both stacks")
         if not result.ok:
             raise typer.Exit(EXIT_REFUSED)
