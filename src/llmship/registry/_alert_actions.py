@@ -79,11 +79,7 @@ class AlertActionMethods(Store):
         ``alert.<action>`` is recorded with it.
         """
         check_env(env)
-        if action not in ALERT_ACTIONS:
-            raise InvalidRequestError(
-                f"unknown alert action {action!r}: use one of {', '.join(ALERT_ACTIONS)}",
-                param="action",
-            )
+        _check_action(action)
         if not 0 < len(dedupe_key) <= DEDUPE_LENGTH:
             raise InvalidRequestError(
                 f"a dedupe key has 1 to {DEDUPE_LENGTH} characters", param="dedupe_key"
@@ -159,11 +155,8 @@ class AlertActionMethods(Store):
         """The latest ``limit`` alert actions (of ``env``, that did ``action``), newest first."""
         if limit < 1:
             raise InvalidRequestError("limit must be at least 1", param="limit")
-        if action is not None and action not in ALERT_ACTIONS:
-            raise InvalidRequestError(
-                f"unknown alert action {action!r}: use one of {', '.join(ALERT_ACTIONS)}",
-                param="action",
-            )
+        if action is not None:
+            _check_action(action)
         stmt = select(AlertActionRow).order_by(AlertActionRow.id.desc()).limit(limit)
         if env is not None:
             stmt = stmt.where(AlertActionRow.env == env)
@@ -171,6 +164,14 @@ class AlertActionMethods(Store):
             stmt = stmt.where(AlertActionRow.action == action)
         with self._read() as session:
             return [_to_alert_action(row) for row in session.scalars(stmt)]
+
+
+def _check_action(action: str) -> None:
+    if action not in ALERT_ACTIONS:
+        raise InvalidRequestError(
+            f"unknown alert action {action!r}: use one of {', '.join(ALERT_ACTIONS)}",
+            param="action",
+        )
 
 
 def _recorded(session: Session, env: str, dedupe_key: str) -> bool:
